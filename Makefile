@@ -1,0 +1,50 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+# Needs Python 3.11, Node.js (18+) and npm; everything else installs inside the repo.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+NODE_STAMP := node_modules/.installed-stamp
+
+.PHONY: install test lint typecheck pytest run sandbox bench requirements clean
+
+install: $(STAMP) $(NODE_STAMP)
+
+$(STAMP): pyproject.toml requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found %d.%d); set PYTHON=/path/to/python3.11" % sys.version_info[:2])'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,infra]'
+	touch $(STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is required for Azurite: install Node.js 18+ with npm"; exit 1; }
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy .
+
+pytest: install
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+run: install
+	$(BIN)/python -m devhost run
+
+sandbox: install
+	$(BIN)/python -m sandbox serve
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+requirements: install
+	$(BIN)/python -m shared.requirements write
+
+clean:
+	rm -rf $(VENV) node_modules .run .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Blueprints: thin glue between Functions triggers and the domain code in ``shared``."""

@@ -1,0 +1,12 @@
+"""Timer poll_alerts: polls the alert sources so nothing depends on a webhook arriving."""
+
+import azure.functions as func
+
+bp = func.Blueprint()
+
+
+@bp.timer_trigger(schedule="%POLL_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def poll_alerts(timer: func.TimerRequest) -> None:
+    from shared.intake.jobs import run_poll
+
+    run_poll(past_due=timer.past_due)

@@ -1,0 +1,1 @@
+"""Alert intake: webhook verification, source polling, normalisation and sync into Table Storage."""

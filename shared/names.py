@@ -1,0 +1,23 @@
+"""Names of queues and tables, shared by the app, the dev host, the CLI and the infrastructure."""
+
+from typing import Final
+
+SYNC_QUEUE: Final = "alerts-sync"
+RESPOND_QUEUE: Final = "alerts-respond"
+QUEUES: Final = (SYNC_QUEUE, RESPOND_QUEUE)
+
+
+def poison_queue(queue: str) -> str:
+    """The Functions host moves a message here after maxDequeueCount failed tries."""
+    return f"{queue}-poison"
+
+
+ALERTS_TABLE: Final = "alerts"
+DELIVERIES_TABLE: Final = "deliveries"
+LEDGER_TABLE: Final = "ledger"
+CHECKPOINTS_TABLE: Final = "checkpoints"
+CONTACTS_TABLE: Final = "contacts"
+TABLES: Final = (ALERTS_TABLE, DELIVERIES_TABLE, LEDGER_TABLE, CHECKPOINTS_TABLE, CONTACTS_TABLE)
+
+STORAGE_CONNECTION: Final = "AzureWebJobsStorage"
+"""The connection setting every queue trigger names (the host's own storage account)."""

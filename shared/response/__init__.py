@@ -1,0 +1,1 @@
+"""Response: policy evaluation, the action catalogue and the audit ledger."""

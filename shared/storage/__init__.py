@@ -1,0 +1,1 @@
+"""Table Storage and queue access (Azurite locally, identity-based in Azure)."""

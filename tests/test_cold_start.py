@@ -1,0 +1,26 @@
+"""Importing function_app must not pay for heavy SDKs: they load inside handlers."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ("azure.data.tables", "azure.storage.queue", "azure.identity", "azure.keyvault", "msal", "httpx",
+         "cryptography", "pulumi")
+
+
+def test_function_app_import_keeps_heavy_sdks_out() -> None:
+    code = "import json, sys, function_app; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    loaded = json.loads(out.stdout)
+    heavy = [m for m in loaded if any(m == h or m.startswith(h + ".") for h in HEAVY)]
+    assert heavy == []
+    assert "azure.functions" in loaded
+
+
+def test_all_functions_are_registered() -> None:
+    import function_app
+
+    names = {f.get_function_name() for f in function_app.app.get_functions()}
+    assert names >= {"receive_webhook", "poll_alerts", "sync_alerts", "respond_to_alert", "health"}
