@@ -1,0 +1,54 @@
+"""Well-known identifiers of the sandbox's default scenario.
+
+Shared by the scenario, the stand-ins and the tests so the same tenant, subscription, VM and user
+mean the same thing everywhere. None of these exist at Microsoft.
+"""
+
+from typing import Final
+
+PARTNER_TENANT_ID: Final = "11111111-1111-4111-8111-111111111111"
+PARTNER_NAME: Final = "Contoso CSP (sandbox)"
+
+# The Secure Application Model app (App+User, delegated) and the app-only Graph alerts reader.
+PARTNER_APP_CLIENT_ID: Final = "22222222-2222-4222-8222-222222222222"
+GRAPH_APP_CLIENT_ID: Final = "33333333-3333-4333-8333-333333333333"
+# The identity the function app itself uses for Key Vault locally (stands in for managed identity).
+LOCAL_APP_CLIENT_ID: Final = "44444444-4444-4444-8444-444444444444"
+
+# Customers (tenant ids) and their Azure subscriptions.
+CUSTOMER_FABRIKAM: Final = "aaaaaaaa-0001-4000-8000-000000000001"
+CUSTOMER_NORTHWIND: Final = "aaaaaaaa-0002-4000-8000-000000000002"
+CUSTOMER_TAILSPIN: Final = "aaaaaaaa-0003-4000-8000-000000000003"
+
+SUB_FABRIKAM_PROD: Final = "bbbbbbbb-0001-4000-8000-000000000001"  # the crypto-mining subscription
+SUB_NORTHWIND_DEV: Final = "bbbbbbbb-0002-4000-8000-000000000002"
+SUB_TAILSPIN_LAB: Final = "bbbbbbbb-0003-4000-8000-000000000003"
+
+# Partner Center ids of the Azure plan subscription holding each Azure subscription (entitlement).
+PLAN_FABRIKAM: Final = "cccccccc-0001-4000-8000-000000000001"
+PLAN_NORTHWIND: Final = "cccccccc-0002-4000-8000-000000000002"
+PLAN_TAILSPIN: Final = "cccccccc-0003-4000-8000-000000000003"
+
+# The crypto-mining alert: two VMs in Fabrikam's subscription, created by a compromised user and a
+# rogue service principal.
+MINING_RESOURCE_GROUP: Final = "rg-batch-prod"
+MINING_VM_1: Final = (
+    f"/subscriptions/{SUB_FABRIKAM_PROD}/resourceGroups/{MINING_RESOURCE_GROUP}"
+    "/providers/Microsoft.Compute/virtualMachines/vm-gpu-01"
+)
+MINING_VM_2: Final = (
+    f"/subscriptions/{SUB_FABRIKAM_PROD}/resourceGroups/{MINING_RESOURCE_GROUP}"
+    "/providers/Microsoft.Compute/virtualMachines/vm-gpu-02"
+)
+MINING_ALERT_EVENT_ID: Final = f"{SUB_FABRIKAM_PROD}_vm-gpu-01"
+COMPROMISED_USER_ID: Final = "dddddddd-0001-4000-8000-000000000001"
+COMPROMISED_USER_UPN: Final = "mallory@fabrikam.example"
+ROGUE_APP_ID: Final = "eeeeeeee-0001-4000-8000-000000000001"  # application object id
+ROGUE_APP_CLIENT_ID: Final = "eeeeeeee-0002-4000-8000-000000000002"  # appId
+ROGUE_SP_ID: Final = "eeeeeeee-0003-4000-8000-000000000003"  # service principal object id
+FABRIKAM_GLOBAL_ADMIN_ID: Final = "dddddddd-0002-4000-8000-000000000002"
+FABRIKAM_GLOBAL_ADMIN_UPN: Final = "admin@fabrikam.example"
+
+# Mailbox in the partner tenant that sends notifications, and the partner's security contact.
+NOTIFY_SENDER: Final = "fraud-responder@contoso-csp.example"
+SECURITY_CONTACT: Final = "soc@contoso-csp.example"
