@@ -5,13 +5,14 @@ Imported lazily by handlers: azure.data.tables and azure.storage.queue stay out 
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from shared.settings import StorageConnection
 
 if TYPE_CHECKING:
     from azure.data.tables import TableServiceClient
-    from azure.storage.queue import QueueServiceClient
+    from azure.storage.queue import QueueClient, QueueServiceClient
 
 # Short timeouts: a hung storage call should fail a health check or a handler quickly and be
 # retried by the queue, not hold a worker.
@@ -35,14 +36,31 @@ def table_service(conn: StorageConnection) -> TableServiceClient:
 
 
 def queue_service(conn: StorageConnection) -> QueueServiceClient:
-    """Queue client whose messages are base64, as the Functions queue trigger expects."""
+    """Queue service whose queue clients send and read base64, as the Functions trigger expects.
+
+    The SDK does not pass encode/decode policies given to a QueueServiceClient on to the clients
+    ``get_queue_client`` returns (they would send plain text, which the Functions host moves to
+    the poison queue), so the returned client adds them there.
+    """
+    cls = _base64_queue_service_class()
+    if conn.connection_string:
+        return cls.from_connection_string(conn.connection_string, **_CLIENT_KWARGS)  # type: ignore[no-any-return]
+    return cls(account_url=conn.queue_service_uri, credential=_credential(conn), **_CLIENT_KWARGS)  # type: ignore[no-any-return]
+
+
+def queue_client(conn: StorageConnection, queue: str) -> QueueClient:
+    """A client for one queue, bytes in and out, base64 on the wire."""
+    return queue_service(conn).get_queue_client(queue)
+
+
+@functools.cache
+def _base64_queue_service_class() -> Any:
     from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy, QueueServiceClient
 
-    policies: dict[str, Any] = {
-        "message_encode_policy": BinaryBase64EncodePolicy(),
-        "message_decode_policy": BinaryBase64DecodePolicy(),
-    }
-    if conn.connection_string:
-        return QueueServiceClient.from_connection_string(conn.connection_string, **policies, **_CLIENT_KWARGS)
-    return QueueServiceClient(account_url=conn.queue_service_uri, credential=_credential(conn),
-                              **policies, **_CLIENT_KWARGS)
+    class Base64QueueServiceClient(QueueServiceClient):
+        def get_queue_client(self, queue: Any, **kwargs: Any) -> QueueClient:
+            kwargs.setdefault("message_encode_policy", BinaryBase64EncodePolicy())
+            kwargs.setdefault("message_decode_policy", BinaryBase64DecodePolicy())
+            return super().get_queue_client(queue, **kwargs)
+
+    return Base64QueueServiceClient

@@ -1,0 +1,467 @@
+"""One alert model for both sources (Partner Center FraudEvents and Graph partner security alerts).
+
+Parsing is tolerant where Microsoft's contract is loose (key case, ``hitCount`` as a string,
+``activityLogs`` as a JSON string or an array, missing optional fields, unknown event types kept
+as they are) and strict where a record would be useless (no id or no customer tenant:
+``AlertParseError``, so the caller counts it and goes on with the rest of the page).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Source = Literal["partner_center", "graph"]
+SOURCES: tuple[Source, ...] = ("partner_center", "graph")
+
+STATUSES = ("active", "investigating", "resolved")
+SEVERITIES = ("informational", "low", "medium", "high")
+
+# Partner Center writes this far-future date into resolvedOn while an event is unresolved.
+_UNRESOLVED_SENTINEL_YEAR = 9999
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+# Table Storage caps a string property at 64 KiB (32K UTF-16 characters); the raw payload is
+# stored in chunks below that so nothing Microsoft sent is lost.
+RAW_CHUNK_CHARS = 30_000
+RAW_MAX_CHUNKS = 15
+
+
+class AlertParseError(ValueError):
+    """A source record that cannot become an alert (no id, no customer)."""
+
+
+@dataclass(frozen=True)
+class AffectedResource:
+    resource_id: str
+    resource_type: str = ""
+
+
+@dataclass(frozen=True)
+class ActivityLogEntry:
+    status_from: str
+    status_to: str
+    updated_by: str
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A fraud or security alert, whatever its source; times are timezone-aware UTC."""
+
+    id: str
+    source: Source
+    customer_tenant_id: str
+    subscription_id: str
+    type: str
+    status: str
+    severity: str
+    confidence: str
+    detected_at: datetime | None
+    first_observed_at: datetime | None
+    last_observed_at: datetime | None
+    hit_count: int | None
+    affected_resources: tuple[AffectedResource, ...]
+    additional_details: dict[str, Any]
+    is_test: bool
+    raw: dict[str, Any] = field(compare=False)
+    customer_name: str = ""
+    subscription_name: str = ""
+    display_name: str = ""
+    description: str = ""
+    partner_tenant_id: str = ""
+    resolved_reason: str = ""
+    resolved_by: str = ""
+    resolved_at: datetime | None = None
+    activity_logs: tuple[ActivityLogEntry, ...] = ()
+    catalog_offer_id: str = ""
+
+    @property
+    def key(self) -> str:
+        """Identity across sources: the same event id may not be unique across both."""
+        return f"{self.source}:{self.id}"
+
+    @property
+    def category(self) -> str:
+        return categorise(self.type)
+
+    def fingerprint(self) -> str:
+        """Hash of the normalised content (not the raw payload): equal means nothing changed."""
+        return hashlib.sha256(json.dumps(_content(self), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def categorise(alert_type: str) -> str:
+    """A coarse category for policies and throttling; unknown types stay 'other', never dropped."""
+    t = alert_type.lower()
+    if "crypto" in t or t == "legacyfraudevent":
+        return "crypto_mining"
+    if "servicehealth" in t:
+        return "service_health"
+    if "anomal" in t or "deployment" in t or "consumption" in t or "usage" in t:
+        return "anomalous_compute"
+    if "suspicious" in t:
+        return "suspicious_operations"
+    return "other"
+
+
+def _content(alert: Alert) -> dict[str, Any]:
+    return {
+        "status": alert.status, "severity": alert.severity, "confidence": alert.confidence,
+        "type": alert.type, "hit_count": alert.hit_count,
+        "resources": sorted(r.resource_id.lower() for r in alert.affected_resources),
+        "last_observed_at": alert.last_observed_at, "resolved_reason": alert.resolved_reason,
+        "additional_details": alert.additional_details, "is_test": alert.is_test,
+        "display_name": alert.display_name, "description": alert.description,
+    }
+
+
+# --- tolerant field access ----------------------------------------------------------------------
+
+
+class _Fields:
+    """Case-insensitive view of a source record."""
+
+    def __init__(self, record: Mapping[str, Any]) -> None:
+        self._by_lower = {str(k).lower(): v for k, v in record.items()}
+
+    def get(self, *names: str) -> Any:
+        for name in names:
+            value = self._by_lower.get(name.lower())
+            if value is not None:
+                return value
+        return None
+
+    def text(self, *names: str) -> str:
+        value = self.get(*names)
+        return "" if value is None else str(value).strip()
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO-8601 with or without zone (naive = UTC), up to 7 fractional digits; sentinels -> None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        text = str(value).strip().replace("Z", "+00:00")
+        match = re.match(r"^(.*?T\d{2}:\d{2}:\d{2})(\.\d+)?(.*)$", text)
+        if match:  # Python accepts at most 6 fractional digits; Microsoft sends up to 7
+            fraction = match.group(2) or ""
+            micro = ("." + fraction[1:7].ljust(6, "0")) if fraction else ""
+            text = match.group(1) + micro + match.group(3)
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    if parsed.year >= _UNRESOLVED_SENTINEL_YEAR:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _int(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        try:
+            return int(float(str(value).strip()))
+        except ValueError:
+            return None
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+def _lower_enum(value: str, known: tuple[str, ...]) -> str:
+    v = value.strip().lower()
+    if v == "resolve":  # the update-status doc says "Resolve" in one place, "Resolved" elsewhere
+        v = "resolved"
+    return v if v in known else (v or "unknown")
+
+
+def _json_maybe(value: Any) -> Any:
+    """A value that may be JSON in a string (activityLogs, additionalDetails, miningPool_IP)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text[:1] in ("[", "{"):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                return value
+    return value
+
+
+def _activity_logs(value: Any) -> tuple[ActivityLogEntry, ...]:
+    items = _json_maybe(value)
+    if not isinstance(items, list):
+        return ()
+    entries = []
+    for item in items:
+        if isinstance(item, Mapping):
+            f = _Fields(item)
+            entries.append(ActivityLogEntry(
+                status_from=f.text("statusFrom"), status_to=f.text("statusTo"), updated_by=f.text("updatedBy"),
+                updated_at=parse_time(f.get("dateTime", "updatedDateTime")),
+            ))
+    return tuple(entries)
+
+
+def _resources(value: Any) -> tuple[AffectedResource, ...]:
+    items = _json_maybe(value)
+    if not isinstance(items, list):
+        return ()
+    resources = []
+    for item in items:
+        if isinstance(item, Mapping):
+            f = _Fields(item)
+            rid = f.text("azureResourceId", "resourceId", "id")
+            if rid:
+                resources.append(AffectedResource(rid, f.text("type", "resourceType")))
+        elif isinstance(item, str) and item.strip():
+            resources.append(AffectedResource(item.strip()))
+    return tuple(resources)
+
+
+def _details(value: Any) -> dict[str, Any]:
+    parsed = _json_maybe(value)
+    if isinstance(parsed, Mapping):
+        return {str(k): _json_maybe(v) for k, v in parsed.items()}
+    return {} if parsed in (None, "") else {"value": parsed}
+
+
+def _require(fields: _Fields, what: str, *names: str) -> str:
+    value = fields.text(*names)
+    if not value:
+        raise AlertParseError(f"record has no {what} ({' / '.join(names)})")
+    return value
+
+
+# --- sources ------------------------------------------------------------------------------------
+
+
+def from_partner_center(record: Mapping[str, Any]) -> Alert:
+    """A /v1/fraudEvents item, legacy or new events model."""
+    if not isinstance(record, Mapping):
+        raise AlertParseError("record is not a JSON object")
+    f = _Fields(record)
+    event_id = _require(f, "event id", "eventId")
+    customer = _require(f, "customer tenant", "customerTenantId")
+    subscription = f.text("subscriptionId")
+    resources = _resources(f.get("affectedResources"))
+    if not resources and f.text("entityUrl", "entityId"):
+        # Legacy events name one entity instead of a resource list.
+        resources = (AffectedResource(f.text("entityUrl") or f.text("entityId"), f.text("serviceName")),)
+    return Alert(
+        id=event_id,
+        source="partner_center",
+        customer_tenant_id=customer.lower(),
+        subscription_id=subscription.lower(),
+        type=f.text("eventType") or "LegacyFraudEvent",
+        status=_lower_enum(f.text("eventStatus"), STATUSES),
+        severity=_lower_enum(f.text("severity"), SEVERITIES) if f.text("severity") else "unknown",
+        confidence=_lower_enum(f.text("confidenceLevel"), ("low", "medium", "high")) if f.text("confidenceLevel")
+        else "unknown",
+        detected_at=parse_time(f.get("eventTime")),
+        first_observed_at=parse_time(f.get("firstObserved", "firstOccurrence")),
+        last_observed_at=parse_time(f.get("lastObserved", "lastOccurrence")),
+        hit_count=_int(f.get("hitCount")),
+        affected_resources=resources,
+        additional_details=_details(f.get("additionalDetails")),
+        is_test=_bool(f.get("isTest")),
+        raw=dict(record),
+        customer_name=f.text("customerFriendlyName"),
+        subscription_name=f.text("subscriptionName"),
+        display_name=f.text("displayName"),
+        description=f.text("description"),
+        partner_tenant_id=f.text("partnerTenantId").lower(),
+        resolved_reason="" if f.text("resolvedReason").lower() in ("", "none") else f.text("resolvedReason").lower(),
+        resolved_by=f.text("resolvedBy"),
+        resolved_at=parse_time(f.get("resolvedOn")),
+        activity_logs=_activity_logs(f.get("activityLogs")),
+        catalog_offer_id=f.text("catalogOfferId"),
+    )
+
+
+def from_graph(record: Mapping[str, Any]) -> Alert:
+    """A Graph beta security/partner/securityAlerts item."""
+    if not isinstance(record, Mapping):
+        raise AlertParseError("record is not a JSON object")
+    f = _Fields(record)
+    alert_id = _require(f, "alert id", "id")
+    customer = _require(f, "customer tenant", "customerTenantId")
+    return Alert(
+        id=alert_id,
+        source="graph",
+        customer_tenant_id=customer.lower(),
+        subscription_id=f.text("subscriptionId").lower(),
+        type=f.text("alertType") or "unknown",
+        status=_lower_enum(f.text("status"), STATUSES),
+        severity=_lower_enum(f.text("severity"), SEVERITIES),
+        confidence=_lower_enum(f.text("confidenceLevel"), ("low", "medium", "high")),
+        detected_at=parse_time(f.get("detectedDateTime")),
+        first_observed_at=parse_time(f.get("firstObservedDateTime")),
+        last_observed_at=parse_time(f.get("lastObservedDateTime")),
+        hit_count=_int(_details(f.get("additionalDetails")).get("connectionCount")),
+        affected_resources=_resources(f.get("affectedResources")),
+        additional_details=_details(f.get("additionalDetails")),
+        is_test=_bool(f.get("isTest")),
+        raw=dict(record),
+        display_name=f.text("displayName"),
+        description=f.text("description"),
+        resolved_reason=f.text("resolvedReason").lower(),
+        resolved_by=f.text("resolvedBy"),
+        resolved_at=parse_time(f.get("resolvedOnDateTime")),
+        activity_logs=_activity_logs(f.get("activityLogs")),
+        catalog_offer_id=f.text("catalogOfferId"),
+    )
+
+
+def parse_alert(source: Source, record: Mapping[str, Any]) -> Alert:
+    return from_partner_center(record) if source == "partner_center" else from_graph(record)
+
+
+# --- material change ----------------------------------------------------------------------------
+
+HIT_COUNT_GROWTH = 2.0
+"""A hit count that at least doubles (or first appears) is a material change."""
+
+
+def material_changes(old: Alert | None, new: Alert) -> list[str]:
+    """Why ``new`` deserves a fresh response; empty when it is a cosmetic update (or none)."""
+    if old is None:
+        return ["new alert"]
+    reasons = []
+    if old.status != new.status:
+        reasons.append(f"status {old.status} -> {new.status}")
+    if old.severity != new.severity:
+        reasons.append(f"severity {old.severity} -> {new.severity}")
+    if new.hit_count is not None and (
+        old.hit_count is None or (old.hit_count > 0 and new.hit_count >= old.hit_count * HIT_COUNT_GROWTH)
+    ):
+        reasons.append(f"hit count {old.hit_count} -> {new.hit_count}")
+    added = {r.resource_id.lower() for r in new.affected_resources} - {
+        r.resource_id.lower() for r in old.affected_resources
+    }
+    if added:
+        reasons.append(f"{len(added)} new affected resource(s)")
+    return reasons
+
+
+# --- Table Storage mapping ----------------------------------------------------------------------
+
+
+def row_key(alert_key: str) -> str:
+    """RowKey for an alert: the source-qualified id with characters Table keys forbid replaced."""
+    return re.sub(r"[/\\#?\x00-\x1f\x7f-\x9f]", lambda m: f"~{ord(m.group()):02x}", alert_key)
+
+
+def to_entity(alert: Alert, *, version: int, changed_at: datetime, reasons: list[str] | None = None) -> dict[str, Any]:
+    """The alerts-table row: partitioned by customer tenant (spreads load across customers)."""
+    raw = json.dumps(alert.raw, sort_keys=True, default=str)
+    chunks = [raw[i : i + RAW_CHUNK_CHARS] for i in range(0, len(raw), RAW_CHUNK_CHARS)][:RAW_MAX_CHUNKS]
+    entity: dict[str, Any] = {
+        "PartitionKey": alert.customer_tenant_id,
+        "RowKey": row_key(alert.key),
+        "alert_id": alert.id,
+        "source": alert.source,
+        "customer_tenant_id": alert.customer_tenant_id,
+        "customer_name": alert.customer_name,
+        "subscription_id": alert.subscription_id,
+        "subscription_name": alert.subscription_name,
+        "partner_tenant_id": alert.partner_tenant_id,
+        "type": alert.type,
+        "category": alert.category,
+        "status": alert.status,
+        "severity": alert.severity,
+        "confidence": alert.confidence,
+        "display_name": alert.display_name,
+        "description": alert.description[:8000],
+        "detected_at": alert.detected_at,
+        "first_observed_at": alert.first_observed_at,
+        "last_observed_at": alert.last_observed_at,
+        "hit_count": alert.hit_count,
+        "affected_resources": json.dumps([[r.resource_id, r.resource_type] for r in alert.affected_resources]),
+        "additional_details": json.dumps(alert.additional_details, sort_keys=True, default=str)[:RAW_CHUNK_CHARS],
+        "is_test": alert.is_test,
+        "resolved_reason": alert.resolved_reason,
+        "resolved_by": alert.resolved_by,
+        "resolved_at": alert.resolved_at,
+        "catalog_offer_id": alert.catalog_offer_id,
+        "activity_logs": json.dumps(
+            [[e.status_from, e.status_to, e.updated_by, e.updated_at.isoformat() if e.updated_at else None]
+             for e in alert.activity_logs]
+        ),
+        "fingerprint": alert.fingerprint(),
+        "version": version,
+        "changed_at": changed_at,
+        "change_reasons": "; ".join(reasons or []),
+        "raw_chunks": len(chunks),
+    }
+    for i, chunk in enumerate(chunks):
+        entity[f"raw_{i}"] = chunk
+    return {k: v for k, v in entity.items() if v is not None}
+
+
+def from_entity(entity: Mapping[str, Any]) -> Alert:
+    """Rebuild an Alert from its row: re-parsed from the stored raw payload when it is whole
+    (the row's columns are for queries and may be shortened), else from the columns."""
+    raw_text = "".join(str(entity.get(f"raw_{i}", "")) for i in range(int(entity.get("raw_chunks", 0))))
+    source: Source = "graph" if entity.get("source") == "graph" else "partner_center"
+    try:
+        raw = json.loads(raw_text) if raw_text else {}
+        return parse_alert(source, raw)
+    except (json.JSONDecodeError, AlertParseError):
+        raw = {"truncated": True}
+
+    def when(name: str) -> datetime | None:
+        return parse_time(entity.get(name))
+
+    return Alert(
+        id=str(entity["alert_id"]),
+        source=source,
+        customer_tenant_id=str(entity.get("customer_tenant_id", entity.get("PartitionKey", ""))),
+        subscription_id=str(entity.get("subscription_id", "")),
+        type=str(entity.get("type", "")),
+        status=str(entity.get("status", "")),
+        severity=str(entity.get("severity", "")),
+        confidence=str(entity.get("confidence", "")),
+        detected_at=when("detected_at"),
+        first_observed_at=when("first_observed_at"),
+        last_observed_at=when("last_observed_at"),
+        hit_count=_int(entity.get("hit_count")),
+        affected_resources=tuple(AffectedResource(r[0], r[1]) for r in json.loads(entity.get("affected_resources")
+                                                                                 or "[]")),
+        additional_details=json.loads(entity.get("additional_details") or "{}"),
+        is_test=bool(entity.get("is_test", False)),
+        raw=raw,
+        customer_name=str(entity.get("customer_name", "")),
+        subscription_name=str(entity.get("subscription_name", "")),
+        display_name=str(entity.get("display_name", "")),
+        description=str(entity.get("description", "")),
+        partner_tenant_id=str(entity.get("partner_tenant_id", "")),
+        resolved_reason=str(entity.get("resolved_reason", "")),
+        resolved_by=str(entity.get("resolved_by", "")),
+        resolved_at=when("resolved_at"),
+        activity_logs=tuple(
+            ActivityLogEntry(a[0], a[1], a[2], parse_time(a[3])) for a in json.loads(entity.get("activity_logs")
+                                                                                     or "[]")
+        ),
+        catalog_offer_id=str(entity.get("catalog_offer_id", "")),
+    )
+
+
+def is_guid(value: str) -> bool:
+    return bool(_GUID.match(value))
+
+
+def with_status(alert: Alert, status: str, reason: str = "") -> Alert:
+    return replace(alert, status=status, resolved_reason=reason)
