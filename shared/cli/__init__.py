@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 # Command-group modules, each with register(subparsers: argparse._SubParsersAction) -> None.
-GROUPS: tuple[str, ...] = ()  # filled in as command groups are built
+GROUPS: tuple[str, ...] = ("alerts",)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -24,7 +24,8 @@ class CommandFailed(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fraud-responder", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="fraud-responder", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the full traceback when something fails")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in GROUPS:
         importlib.import_module(f"shared.cli.{name}").register(subparsers)
@@ -39,6 +40,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except CommandFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # an operation failed: one line that names it, traceback only on --debug
+        if args.debug:
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"error: {type(exc).__name__}: {first} (run with --debug for details)", file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -73,7 +73,7 @@ class TableOps(Protocol):
 
 
 class JobQueue(Protocol):
-    def send_json(self, queue: str, document: dict[str, Any]) -> None: ...
+    def send_json(self, queue: str, document: dict[str, Any]) -> object: ...
 
 
 @dataclass

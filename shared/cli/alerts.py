@@ -1,0 +1,89 @@
+"""`fraud-responder alerts list|show`: what the responder has stored."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.cli import EXIT_OK, CommandFailed
+from shared.cli.context import store
+from shared.cli.output import print_json, print_table
+
+
+def _since(text: str) -> datetime:
+    """An ISO date/time, or a relative age such as 30m, 24h, 7d."""
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    if text[-1:] in units and text[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(**{units[text[-1]]: int(text[:-1])})
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time: use ISO 8601 or an age like 24h or 7d") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def register(subparsers: Any) -> None:
+    alerts = subparsers.add_parser("alerts", help="list and inspect stored alerts")
+    sub = alerts.add_subparsers(dest="alerts_command", metavar="COMMAND", required=True)
+
+    lst = sub.add_parser("list", help="list alerts, newest change first")
+    lst.add_argument("--status", choices=["active", "investigating", "resolved"], help="only this status")
+    lst.add_argument("--customer", metavar="TENANT_ID", help="only this customer tenant")
+    lst.add_argument("--type", dest="alert_type", metavar="TYPE", help="only this alert type")
+    lst.add_argument("--since", type=_since, metavar="WHEN", help="changed since (ISO 8601, or 30m / 24h / 7d)")
+    lst.add_argument("--limit", type=int, default=200, help="at most this many (default 200)")
+    lst.add_argument("--json", action="store_true", help="print JSON (the documented, stable shape)")
+    lst.set_defaults(handler=list_alerts)
+
+    show = sub.add_parser("show", help="one alert in full")
+    show.add_argument("alert_id", metavar="ID", help="alert id, or source:id")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(handler=show_alert)
+
+
+def list_alerts(args: argparse.Namespace) -> int:
+    from shared.views import alert_json, query_alerts
+
+    rows = [alert_json(e) for e in query_alerts(store(), status=args.status, customer=args.customer,
+                                                alert_type=args.alert_type, since=args.since, limit=args.limit)]
+    rows.sort(key=lambda a: a["changed_at"] or "", reverse=True)
+    if args.json:
+        print_json(rows)
+        return EXIT_OK
+    if not rows:
+        print("no alerts match")
+        return EXIT_OK
+    print_table(
+        ["id", "customer", "subscription", "type", "severity", "status", "resources", "changed"],
+        [[a["id"], a["customer_name"] or a["customer_tenant_id"], a["subscription_id"],
+          a["type"] + (" (test)" if a["is_test"] else ""), a["severity"], a["status"],
+          len(a["affected_resources"]), (a["changed_at"] or "")[:19]] for a in rows],
+    )
+    return EXIT_OK
+
+
+def show_alert(args: argparse.Namespace) -> int:
+    from shared.views import alert_json, find_alert
+
+    entity = find_alert(store(), args.alert_id)
+    if entity is None:
+        raise CommandFailed(f"no alert {args.alert_id!r}: list them with `fraud-responder alerts list`")
+    doc = alert_json(entity, detail=True)
+    if args.json:
+        print_json(doc)
+        return EXIT_OK
+    for name in ("id", "source", "customer_name", "customer_tenant_id", "subscription_id", "type", "category",
+                 "severity", "confidence", "status", "hit_count", "detected_at", "first_observed_at",
+                 "last_observed_at", "version", "changed_at"):
+        print(f"{name.replace('_', ' '):>18}: {doc[name] if doc[name] is not None else ''}")
+    if doc["is_test"]:
+        print(f"{'test':>18}: yes (Microsoft test alert)")
+    print(f"{'resources':>18}:")
+    for r in doc["affected_resources"]:
+        print(f"{'':>18}  {r['id']} ({r['type']})")
+    if doc["resolved_reason"]:
+        print(f"{'resolved':>18}: {doc['resolved_reason']} by {doc['resolved_by']} at {doc['resolved_at']}")
+    if doc["description"]:
+        print(f"{'description':>18}: {doc['description']}")
+    return EXIT_OK

@@ -1,0 +1,521 @@
+"""Typed access to Table Storage: reads, paged queries, batched upserts, claims and ETag updates.
+
+Tables are named ``settings.table_name_prefix + name`` (names from ``shared.names``) and are
+created on first use, once per process. Entities are plain dicts (``Entity``); the ones this module
+returns are the SDK's ``TableEntity`` (a dict) whose ETag ``etag_of`` reads.
+
+azure.data.tables is imported inside methods so that importing this module stays cheap (cold
+start); see tests/test_cold_start.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from shared.settings import Settings
+from shared.storage.errors import StorageError, translated_errors
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient, TableServiceClient
+
+Entity = dict[str, Any]
+WriteMode = Literal["merge", "replace"]
+"""merge: properties not given keep their stored values; replace: the entity becomes exactly this."""
+
+MAX_TRANSACTION_ENTITIES = 100
+MAX_TRANSACTION_BYTES = 4 * 1024 * 1024
+"""Table Storage's cap on one transaction's payload (Azurite enforces it too: 413)."""
+DEFAULT_TRANSACTION_BUDGET = MAX_TRANSACTION_BYTES - 512 * 1024
+"""Estimated bytes we put in one transaction: the cap less headroom for the multipart envelope."""
+MAX_PAGE_SIZE = 1000
+
+_SERVICE = "Table Storage"
+_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
+
+
+class ConcurrencyConflict(StorageError):
+    """Someone else changed (or deleted) the entity since it was read: re-read and try again."""
+
+    def __init__(self, table: str, partition_key: str, row_key: str, detail: str) -> None:
+        super().__init__(
+            f"table {table!r}, PartitionKey {partition_key!r}, RowKey {row_key!r}: {detail}"
+        )
+        self.table = table
+        self.partition_key = partition_key
+        self.row_key = row_key
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What ``upsert_many`` did: distinct entities written, transactions committed, requests sent.
+
+    ``round_trips`` exceeds ``transactions`` only when the service rejected a transaction as too
+    large (413) and it was split and sent again.
+    """
+
+    entities: int = 0
+    transactions: int = 0
+    round_trips: int = 0
+
+    def __add__(self, other: BatchResult) -> BatchResult:
+        return BatchResult(self.entities + other.entities, self.transactions + other.transactions,
+                           self.round_trips + other.round_trips)
+
+
+class BatchWriteError(StorageError):
+    """A transaction failed: nothing in it was written; earlier transactions were (see ``written``).
+
+    The message names the table, the partition and the failing entity (its position in the
+    transaction and in the input, and its RowKey), never property values.
+    """
+
+    def __init__(self, message: str, *, table: str, partition_key: str, row_key: str | None,
+                 input_index: int | None, error_code: str | None, written: BatchResult) -> None:
+        super().__init__(message)
+        self.table = table
+        self.partition_key = partition_key
+        self.row_key = row_key
+        self.input_index = input_index
+        self.error_code = error_code
+        self.written = written
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a query; pass ``continuation_token`` back to ``query`` to resume after it."""
+
+    entities: list[Entity]
+    continuation_token: str | None
+
+
+# ---------------------------------------------------------------------------------------------
+# Keys
+
+_FORBIDDEN_KEY_CHARS = frozenset("/\\#?") | {chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))}
+_KEY_ESCAPE = "~"
+_ESCAPED = re.compile(r"~([0-9A-F]{2})")
+
+
+def safe_key(value: str) -> str:
+    """Encode a string for use as PartitionKey or RowKey, reversibly (``restore_key`` undoes it).
+
+    Table keys may not contain / \\ # ? or control characters. Each of those, and the escape
+    character ``~`` itself, becomes ``~XX`` (two upper-case hex digits); everything else is kept,
+    so ordinary ids stay readable and keep their sort order.
+    """
+    if not any(ch in _FORBIDDEN_KEY_CHARS or ch == _KEY_ESCAPE for ch in value):
+        return value
+    return "".join(
+        f"{_KEY_ESCAPE}{ord(ch):02X}" if ch in _FORBIDDEN_KEY_CHARS or ch == _KEY_ESCAPE else ch for ch in value
+    )
+
+
+def restore_key(value: str) -> str:
+    """The original string of a key made by ``safe_key``."""
+    return _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), value)
+
+
+def _check_key(name: str, value: object, table: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"table {table!r}: {name} must be a string, not {type(value).__name__}")
+    bad = next((ch for ch in value if ch in _FORBIDDEN_KEY_CHARS), None)
+    if bad is not None:
+        raise ValueError(
+            f"table {table!r}: {name} {value!r} contains {bad!r}, which Table Storage forbids in keys; "
+            "encode it with shared.storage.tables.safe_key()"
+        )
+    return value
+
+
+def _keys(entity: Mapping[str, Any], table: str) -> tuple[str, str]:
+    if "PartitionKey" not in entity or "RowKey" not in entity:
+        raise ValueError(f"table {table!r}: every entity needs a PartitionKey and a RowKey")
+    return _check_key("PartitionKey", entity["PartitionKey"], table), _check_key("RowKey", entity["RowKey"], table)
+
+
+def etag_of(entity: Mapping[str, Any]) -> str:
+    """The ETag of an entity this store returned (from ``get``, ``query`` or ``list_partition``)."""
+    metadata = getattr(entity, "metadata", None)
+    etag = metadata.get("etag") if isinstance(metadata, Mapping) else None
+    if not isinstance(etag, str):
+        raise ValueError("this entity carries no ETag: pass one returned by TableStore.get/query/list_partition")
+    return etag
+
+
+# ---------------------------------------------------------------------------------------------
+# Transaction sizing
+
+_ENTITY_OVERHEAD = 1024
+"""Per operation in the multipart body: changeset boundary, request line, headers."""
+_PROPERTY_OVERHEAD = 64
+"""Per property: quotes, separators and an '@odata.type' annotation."""
+
+
+def _value_size(value: Any) -> int:
+    if isinstance(value, tuple) and len(value) == 2:  # EntityProperty(value, edm_type)
+        return _value_size(value[0]) + _PROPERTY_OVERHEAD
+    if isinstance(value, str):
+        return len(json.dumps(value))  # as the SDK sends it: JSON with \\uXXXX escapes
+    if isinstance(value, bytes | bytearray | memoryview):
+        return 4 * math.ceil(len(value) / 3) + 2  # base64 in quotes
+    return 64  # numbers, booleans, datetimes, GUIDs: all far shorter
+
+
+def estimate_size(entity: Mapping[str, Any]) -> int:
+    """A conservative estimate of the entity's bytes inside a transaction request."""
+    keys = len(str(entity.get("PartitionKey", "")).encode()) + len(str(entity.get("RowKey", "")).encode())
+    size = _ENTITY_OVERHEAD + 3 * keys  # the keys appear in the URL, percent-encoded (<= 3x)
+    for name, value in entity.items():
+        size += _PROPERTY_OVERHEAD + len(json.dumps(name)) + _value_size(value)
+    return size
+
+
+def _chunks(entities: list[tuple[int, Entity]], budget: int) -> Iterator[list[tuple[int, Entity]]]:
+    """Split one partition's entities into transactions: <= 100 entities and <= budget bytes each."""
+    chunk: list[tuple[int, Entity]] = []
+    size = 0
+    for item in entities:
+        item_size = estimate_size(item[1])
+        if chunk and (len(chunk) == MAX_TRANSACTION_ENTITIES or size + item_size > budget):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += item_size
+    if chunk:
+        yield chunk
+
+
+def _encode_token(token: Any) -> str | None:
+    if not token:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(token, sort_keys=True).encode()).decode("ascii")
+
+
+def _decode_token(token: str | None) -> dict[str, Any] | None:
+    if not token:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError):
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError("continuation_token is not one TableStore.query returned; pass Page.continuation_token")
+    return value
+
+
+# Tables created by this process, per account URL: creation is one round trip per table per process.
+_created_tables: set[tuple[str, str]] = set()
+_created_lock = threading.Lock()
+
+
+class TableStore:
+    """Table Storage operations for this app, on the account and table prefix in ``settings``.
+
+    Thread-safe: one store may be shared by concurrent handlers.
+    """
+
+    def __init__(self, settings: Settings, *, service: TableServiceClient | None = None,
+                 transaction_budget: int = DEFAULT_TRANSACTION_BUDGET) -> None:
+        """``service`` overrides the client built from ``settings.storage``; ``transaction_budget``
+        is the estimated-bytes limit per transaction (keep the default below the 4 MiB cap)."""
+        if service is None:
+            from shared.storage.clients import table_service
+
+            service = table_service(settings.storage)
+        self._service = service
+        self._prefix = settings.table_name_prefix
+        self._budget = transaction_budget
+        self._clients: dict[str, TableClient] = {}
+        self._lock = threading.Lock()
+
+    # --- tables ----------------------------------------------------------------------------
+
+    def table_name(self, table: str) -> str:
+        """The stored name of a logical table (``shared.names``): the prefix, then the name."""
+        name = self._prefix + table
+        if not _TABLE_NAME.fullmatch(name):
+            raise ValueError(
+                f"table name {name!r} (prefix {self._prefix!r} + {table!r}) is not valid: Azure table names "
+                "are 3-63 letters and digits, starting with a letter"
+            )
+        return name
+
+    def table_client(self, table: str) -> TableClient:
+        """The SDK client for a logical table (created on first use), for callers that need
+        mixed-operation transactions, such as the sync's alert + outbox writes."""
+        return self._client(table)
+
+    def _client(self, table: str) -> TableClient:
+        client = self._clients.get(table)
+        if client is not None:
+            return client
+        name = self.table_name(table)
+        key = (self._service.url, name)
+        with _created_lock:
+            created = key in _created_tables
+        if not created:
+            with self._errors():
+                self._service.create_table_if_not_exists(name)
+            with _created_lock:
+                _created_tables.add(key)
+        client = self._service.get_table_client(name)
+        with self._lock:
+            self._clients[table] = client
+        return client
+
+    def _errors(self) -> AbstractContextManager[None]:
+        return translated_errors(_SERVICE, self._service.url)
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def get(self, table: str, partition: str, row: str, *, select: list[str] | None = None) -> Entity | None:
+        """The entity, or None when there is none."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        _check_key("PartitionKey", partition, table)
+        _check_key("RowKey", row, table)
+        client = self._client(table)
+        with self._errors():
+            try:
+                return client.get_entity(partition, row, select=select)
+            except ResourceNotFoundError:
+                return None
+
+    def query(self, table: str, filter: str | None = None, parameters: Mapping[str, Any] | None = None,
+              select: list[str] | None = None, page_size: int = MAX_PAGE_SIZE, *,
+              continuation_token: str | None = None) -> Iterator[Page]:
+        """Pages of the entities matching an OData ``filter`` (None = all), each at most ``page_size``.
+
+        Use ``@name`` placeholders in the filter with ``parameters`` rather than formatting values
+        in. A page may be empty yet carry a continuation token; stop when the token is None.
+        """
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be 1 to {MAX_PAGE_SIZE}, not {page_size}")
+        token = _decode_token(continuation_token)
+        client = self._client(table)
+        if filter:
+            paged = client.query_entities(filter, parameters=dict(parameters or {}), select=select,
+                                          results_per_page=page_size)
+        else:  # Azurite rejects an empty $filter (Azurite issue 1573): list instead
+            paged = client.list_entities(select=select, results_per_page=page_size)
+        pages = paged.by_page(continuation_token=token)  # type: ignore[arg-type]  # the SDK's token is a dict
+        while True:
+            with self._errors():
+                page = next(pages, None)
+                if page is None:
+                    return
+                entities: list[Entity] = list(page)
+            next_token = _encode_token(pages.continuation_token)  # type: ignore[attr-defined]
+            yield Page(entities, next_token)
+            if next_token is None:
+                return
+
+    def list_partition(self, table: str, partition: str, *, select: list[str] | None = None) -> Iterator[Entity]:
+        """Every entity in one partition, in RowKey order, fetched a page at a time."""
+        _check_key("PartitionKey", partition, table)
+        for page in self.query(table, "PartitionKey eq @pk", {"pk": partition}, select):
+            yield from page.entities
+
+    # --- writes ----------------------------------------------------------------------------
+
+    def upsert(self, table: str, entity: Mapping[str, Any], mode: WriteMode = "merge") -> str:
+        """Insert or update one entity unconditionally; returns its new ETag."""
+        from azure.data.tables import UpdateMode
+
+        _keys(entity, table)
+        client = self._client(table)
+        with self._errors():
+            metadata = client.upsert_entity(dict(entity), mode=UpdateMode(mode))
+        return str(metadata["etag"])
+
+    def upsert_many(self, table: str, entities: Iterable[Mapping[str, Any]],
+                    mode: WriteMode = "merge") -> BatchResult:
+        """Insert or update many entities in as few transactions as the limits allow.
+
+        Entities are grouped by PartitionKey; each transaction holds at most 100 entities and
+        an estimated payload under the 4 MiB cap. An entity given twice is written once: merged
+        (mode "merge") or last-wins (mode "replace"). Each transaction is atomic; transactions are
+        not atomic with each other. Writes are unconditional: Azurite ignores If-Match inside
+        transactions (Azurite issue 1233), so never rely on ETags there; use ``update_with_etag``.
+        """
+        from azure.data.tables import UpdateMode
+
+        update_mode = UpdateMode(mode)
+        unique: dict[tuple[str, str], tuple[int, Entity]] = {}
+        for index, entity in enumerate(entities):
+            try:
+                key = _keys(entity, table)
+            except ValueError as exc:
+                raise ValueError(f"{exc} (entity at input position {index}); nothing was written") from None
+            if key in unique and mode == "merge":
+                first_index, earlier = unique[key]
+                unique[key] = (first_index, {**earlier, **entity})
+            elif key in unique:
+                unique[key] = (unique[key][0], dict(entity))
+            else:
+                unique[key] = (index, dict(entity))
+        partitions: dict[str, list[tuple[int, Entity]]] = {}
+        for (partition, _row), item in unique.items():
+            partitions.setdefault(partition, []).append(item)
+        if not partitions:
+            return BatchResult()
+        client = self._client(table)
+        result = BatchResult()
+        for partition, items in partitions.items():
+            for chunk in _chunks(items, self._budget):
+                result += self._submit(client, table, partition, chunk, mode=update_mode, done=result)
+        return result
+
+    def _submit(self, client: TableClient, table: str, partition: str, chunk: list[tuple[int, Entity]], *,
+                mode: Any, done: BatchResult) -> BatchResult:
+        """One transaction; if the service says it is too large (413), halve it and try again."""
+        from azure.core.exceptions import HttpResponseError
+        from azure.data.tables import RequestTooLargeError, TableTransactionError
+
+        operations = [("upsert", entity, {"mode": mode}) for _index, entity in chunk]
+        try:
+            with self._errors():
+                client.submit_transaction(operations)  # type: ignore[arg-type]
+        except RequestTooLargeError:
+            if len(chunk) == 1:
+                too_large = self._batch_error(table, partition, chunk, index=0, code="RequestBodyTooLarge", done=done)
+                raise too_large from None
+            half = len(chunk) // 2
+            first = self._submit(client, table, partition, chunk[:half], mode=mode, done=done)
+            second = self._submit(client, table, partition, chunk[half:], mode=mode, done=done + first)
+            return first + second + BatchResult(round_trips=1)
+        except TableTransactionError as exc:
+            index = exc.index if 0 <= exc.index < len(chunk) else None
+            raise self._batch_error(table, partition, chunk, index=index, code=_code(exc), done=done) from None
+        except HttpResponseError as exc:
+            raise self._batch_error(table, partition, chunk, index=None, code=_code(exc), done=done) from None
+        return BatchResult(entities=len(chunk), transactions=1, round_trips=1)
+
+    def _batch_error(self, table: str, partition: str, chunk: list[tuple[int, Entity]], *, index: int | None,
+                     code: str | None, done: BatchResult) -> BatchWriteError:
+        name = self.table_name(table)
+        if index is None:
+            row_key, input_index = None, None
+            where = "the transaction failed"
+        else:
+            input_index, entity = chunk[index]
+            row_key = entity["RowKey"]
+            where = f"entity {index} of the transaction failed (RowKey {row_key!r}, input position {input_index})"
+        message = (
+            f"writing {len(chunk)} entities to table {name!r}, PartitionKey {partition!r}: {where} "
+            f"with {code or 'an error'}; that transaction wrote nothing, {done.entities} entities in "
+            f"{done.transactions} earlier transactions were written"
+        )
+        return BatchWriteError(message, table=name, partition_key=partition, row_key=row_key,
+                               input_index=input_index, error_code=code, written=done)
+
+    def insert_once(self, table: str, entity: Mapping[str, Any]) -> bool:
+        """Create the entity; False when one with its keys already exists (the claim-once primitive).
+
+        Exactly one of any number of concurrent callers with the same keys gets True.
+        """
+        from azure.core.exceptions import ResourceExistsError
+
+        _keys(entity, table)
+        client = self._client(table)
+        with self._errors():
+            try:
+                client.create_entity(dict(entity))
+            except ResourceExistsError:
+                return False
+        return True
+
+    def update_with_etag(self, table: str, entity: Mapping[str, Any], etag: str,
+                         mode: WriteMode = "merge") -> str:
+        """Update only if the stored entity still has ``etag`` (If-Match); returns the new ETag.
+
+        Raises ConcurrencyConflict when it changed or was deleted since it was read.
+        """
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        partition, row = _keys(entity, table)
+        client = self._client(table)
+        name = self.table_name(table)
+        with self._errors():
+            try:
+                metadata = client.update_entity(dict(entity), mode=UpdateMode(mode), etag=etag,
+                                                match_condition=MatchConditions.IfNotModified)
+            except ResourceModifiedError:
+                raise ConcurrencyConflict(name, partition, row, "changed since it was read (ETag mismatch); "
+                                          "re-read it and apply the change again") from None
+            except ResourceNotFoundError:
+                raise ConcurrencyConflict(name, partition, row, "was deleted since it was read") from None
+        return str(metadata["etag"])
+
+    def update_with_retry(self, table: str, partition: str, row: str,
+                          mutate: Callable[[Entity], Entity | None], attempts: int = 5) -> Entity | None:
+        """Read, apply ``mutate``, write back with If-Match; on a conflict re-read and retry.
+
+        ``mutate`` gets a copy of the stored entity (only the keys when there is none, which is
+        then created) and returns the entity to store (replacing the stored one) or None to leave
+        it as it is. It may run several times, so it must not have side effects. Returns the
+        entity as stored (without an ETag: ``get`` it again to update it conditionally), or None
+        when there is none and ``mutate`` returned None. Raises ConcurrencyConflict after
+        ``attempts`` conflicting writes.
+        """
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        for attempt in range(attempts):
+            current = self.get(table, partition, row)
+            base: Entity = dict(current) if current is not None else {"PartitionKey": partition, "RowKey": row}
+            desired = mutate(dict(base))
+            if desired is None:
+                return base if current is not None else None
+            desired = {**desired, "PartitionKey": partition, "RowKey": row}
+            if current is None:
+                if self.insert_once(table, desired):
+                    return desired
+            else:
+                try:
+                    self.update_with_etag(table, desired, etag_of(current), mode="replace")
+                    return desired
+                except ConcurrencyConflict:
+                    pass
+            if attempt + 1 < attempts:
+                # Jittered backoff so that competing writers stop colliding; not a security use.
+                time.sleep(random.uniform(0, min(0.01 * 2**attempt, 0.5)))  # noqa: S311
+        raise ConcurrencyConflict(self.table_name(table), partition, row,
+                                  f"still conflicting after {attempts} attempts: too many concurrent writers "
+                                  "to one entity; retry later or spread the writes over more rows")
+
+    def delete(self, table: str, partition: str, row: str, etag: str | None = None) -> None:
+        """Delete the entity (nothing happens when there is none).
+
+        With ``etag``, only if it is unchanged; otherwise ConcurrencyConflict.
+        """
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError
+
+        _check_key("PartitionKey", partition, table)
+        _check_key("RowKey", row, table)
+        client = self._client(table)
+        condition = MatchConditions.IfNotModified if etag else MatchConditions.Unconditionally
+        with self._errors():
+            try:
+                client.delete_entity(partition, row, etag=etag, match_condition=condition)
+            except ResourceModifiedError:
+                raise ConcurrencyConflict(self.table_name(table), partition, row,
+                                          "changed since it was read (ETag mismatch); not deleted") from None
+
+
+def _code(exc: Exception) -> str | None:
+    code = getattr(exc, "error_code", None)
+    return str(code.value if hasattr(code, "value") else code) if code else None
