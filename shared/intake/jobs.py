@@ -1,14 +1,158 @@
-"""Entry points of the poll timer and the alerts-sync queue (built in issue 4)."""
+"""Entry points of the poll timer, the alerts-sync queue and `fraud-responder poll --once`.
+
+All three share one code path (``run_sync``). A token failure (expired or MFA-stale refresh
+token, Partner Center 900421, a bad client secret) is recorded as token health and ends that
+source's run cleanly: retrying in a tight loop cannot fix it, an operator must re-consent.
+"""
 
 from __future__ import annotations
 
-from shared.jobs import parse_job
+import functools
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.alerts import SOURCES
+from shared.jobs import InvalidJob, parse_job
+from shared.names import ALERTS_TABLE, RESPOND_QUEUE
+from shared.settings import Settings, get_settings
+from shared.storage.queues import QueueSender
+from shared.storage.tables import TableStore
+
+from .checkpoints import record_sync, record_token_health
+from .sync import AlertSource, AlertSync, SyncResult, SyncScope
+
+log = logging.getLogger(__name__)
+
+TOKEN_PRINCIPAL = {"partner_center": "partner_center", "graph": "graph_app"}
 
 
-def run_poll(*, past_due: bool = False) -> None:
-    raise NotImplementedError("poll_alerts: polling the alert sources is not built yet (issue 4)")
+@dataclass
+class IntakeRuntime:
+    """What a sync needs, built once per process (handlers run many times in one worker)."""
+
+    settings: Settings
+    store: TableStore
+    queue: QueueSender
+    _providers: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IntakeRuntime:
+        return cls(settings, TableStore(settings), QueueSender(settings))
+
+    def source(self, name: str) -> AlertSource:
+        from shared.auth import GRAPH_RESOURCE, PARTNER_CENTER_RESOURCE
+
+        if name == "partner_center":
+            from shared.auth.partner_tokens import PartnerTokenProvider
+            from shared.clients.partner_center import PartnerCenterClient
+
+            from .sources import PartnerCenterSource
+
+            tokens = self._providers.setdefault(name, PartnerTokenProvider(self.settings))
+            client = PartnerCenterClient.from_settings(self.settings,
+                                                       token=lambda: tokens.token(PARTNER_CENTER_RESOURCE))
+            return PartnerCenterSource(client)
+        if name == "graph":
+            from shared.auth.app_tokens import GraphAppTokenProvider
+            from shared.clients.graph import GraphClient
+
+            from .sources import GraphSource
+
+            app_tokens = self._providers.setdefault(name, GraphAppTokenProvider(self.settings))
+            graph = GraphClient.from_settings(self.settings, token=lambda: app_tokens.token(GRAPH_RESOURCE))
+            return GraphSource(graph)
+        raise ValueError(f"unknown alert source {name!r}; choose from {', '.join(SOURCES)}")
 
 
-def handle_sync_message(body: bytes, *, dequeue_count: int = 1) -> None:
-    parse_job(body, kind="alerts-sync", required=("scope",))
-    raise NotImplementedError("sync_alerts: syncing alerts is not built yet (issue 4)")
+@functools.cache
+def default_runtime() -> IntakeRuntime:
+    return IntakeRuntime.from_settings(get_settings())
+
+
+@dataclass
+class SyncRun:
+    """One sync over one or more sources: a result per source, and token failures by source."""
+
+    results: dict[str, SyncResult] = field(default_factory=dict)
+    token_errors: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.token_errors and not self.errors
+
+    def totals(self) -> dict[str, int]:
+        keys = ("fetched", "rejected", "unchanged", "new", "updated", "material", "enqueued", "redelivered")
+        return {k: sum(getattr(r, k) for r in self.results.values()) for k in keys}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"totals": self.totals(), "sources": {k: v.as_dict() for k, v in self.results.items()},
+                "token_errors": self.token_errors, "errors": self.errors}
+
+
+def run_sync(runtime: IntakeRuntime, scope: SyncScope, *, trigger: str,
+             sources: tuple[str, ...] | None = None) -> SyncRun:
+    from shared.auth.errors import TokenHealthError
+    from shared.http import PartnerCenterMfaRequired
+
+    run = SyncRun()
+    sync = AlertSync(table=runtime.store.table_client(ALERTS_TABLE), queue=runtime.queue, respond_queue=RESPOND_QUEUE)
+    for name in sources or runtime.settings.alert_sources:
+        principal = TOKEN_PRINCIPAL.get(name, name)
+        try:
+            run.results[name] = sync.run([runtime.source(name)], scope)
+        except TokenHealthError as exc:
+            run.token_errors[name] = exc.operator_message
+            record_token_health(runtime.store, principal=principal, ok=False, detail=exc.to_health())
+            log.error("sync %s stopped: %s", name, exc.operator_message)
+            continue
+        except PartnerCenterMfaRequired as exc:
+            message = (f"Partner Center refused the App+User token without MFA (900421): {exc}. "
+                       "Re-consent with an MFA sign-in and store the new refresh token in Key Vault.")
+            run.token_errors[name] = message
+            record_token_health(runtime.store, principal=principal, ok=False,
+                                detail={"kind": "mfa_required", "code": 900421, "message": message})
+            log.error("sync %s stopped: %s", name, message)
+            continue
+        record_token_health(runtime.store, principal=principal, ok=True)
+    record_sync(runtime.store, trigger=trigger, result=run.as_dict(),
+                error="; ".join(f"{k}: {v}" for k, v in {**run.token_errors, **run.errors}.items()))
+    log.info("sync (%s, %s) done: %s", trigger, scope.describe(), run.totals())
+    return run
+
+
+def run_poll(*, past_due: bool = False, runtime: IntakeRuntime | None = None) -> SyncRun:
+    if past_due:
+        log.warning("poll_alerts is running late (past due): the previous run overran or the host was down")
+    return run_sync(runtime or default_runtime(), SyncScope(), trigger="timer")
+
+
+def handle_sync_message(body: bytes, *, dequeue_count: int = 1, runtime: IntakeRuntime | None = None) -> SyncRun | None:
+    """An alerts-sync job. A malformed job is logged and dropped (it can never succeed); a
+    transient failure raises, so the queue retries it (and poisons it after maxDequeueCount)."""
+    try:
+        job = parse_job(body, kind="alerts-sync", required=("scope",))
+        scope = _scope(job)
+    except InvalidJob as exc:
+        log.error("alerts-sync job dropped: %s", exc)
+        return None
+    source = job.get("source")
+    sources = (source,) if isinstance(source, str) else None
+    if sources and sources[0] not in SOURCES:
+        log.error("alerts-sync job dropped: unknown source %r", source)
+        return None
+    return run_sync(runtime or default_runtime(), scope, trigger=str(job.get("trigger", "queue")), sources=sources)
+
+
+def _scope(job: dict[str, Any]) -> SyncScope:
+    from shared.alerts import is_guid
+
+    if job["scope"] == "all":
+        return SyncScope()
+    if job["scope"] == "subscription":
+        sub = str(job.get("subscription_id", ""))
+        if not is_guid(sub):
+            raise InvalidJob(f"alerts-sync job names subscription {sub!r}, which is not a GUID")
+        return SyncScope(subscription_id=sub.lower())
+    raise InvalidJob(f"alerts-sync job has scope {job['scope']!r}; expected 'all' or 'subscription'")

@@ -191,7 +191,8 @@ class AlertSync:
             for page in source.pages(scope):
                 for record in page:
                     result.fetched += 1
-                    self._consider(source.name, record, known, seen=seen, buffers=buffers, result=result, now=now)
+                    self._consider(source.name, record, known, scope=scope, seen=seen, buffers=buffers, result=result,
+                                   now=now)
                 for partition in [p for p, ops in buffers.items() if len(ops) >= MAX_OPS_PER_TRANSACTION]:
                     self._flush(partition, buffers, result, full_only=True)
         for partition in list(buffers):
@@ -201,6 +202,7 @@ class AlertSync:
         return result
 
     def _consider(self, source: Source, record: dict[str, Any], known: dict[tuple[str, str], _Known], *,
+                  scope: SyncScope,
                   seen: set[tuple[str, str]], buffers: dict[str, list[_Op]], result: SyncResult,
                   now: datetime) -> None:
         try:
@@ -211,6 +213,8 @@ class AlertSync:
                 result.errors.append(f"{source}: {exc}")
             log.warning("alert rejected from %s: %s", source, exc)
             return
+        if scope.subscription_id and alert.subscription_id != scope.subscription_id.lower():
+            return  # a source that ignored the filter: the index holds only that subscription's rows
         key = (alert.customer_tenant_id, row_key(alert.key))
         if key in seen:  # the same alert on two pages (the source moved while we paged)
             return

@@ -1,0 +1,54 @@
+"""Sync checkpoints and token health, kept in the checkpoints table.
+
+Token health is what an operator most needs to see early: an expired or MFA-stale Secure
+Application Model refresh token silently stops every poll (the top complaint about peer tools).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.names import CHECKPOINTS_TABLE
+from shared.storage.tables import TableStore
+
+SYNC_PARTITION = "sync"
+TOKEN_PARTITION = "token_health"  # noqa: S105 - a partition name, not a secret
+
+
+def record_sync(store: TableStore, *, trigger: str, result: dict[str, Any], error: str = "") -> None:
+    """The latest run per trigger (timer, webhook, cli), with its counts and duration."""
+    now = datetime.now(UTC)
+    store.upsert(CHECKPOINTS_TABLE, {
+        "PartitionKey": SYNC_PARTITION, "RowKey": trigger, "at": now, "ok": not error, "error": error[:1000],
+        "result": json.dumps(result, default=str)[:30000],
+    }, mode="replace")
+
+
+def record_token_health(store: TableStore, *, principal: str, ok: bool, detail: dict[str, Any] | None = None) -> None:
+    """``principal``: partner_center, graph_app, or customer:<tenant>. ``detail`` is log-safe."""
+    now = datetime.now(UTC)
+    entity: dict[str, Any] = {"PartitionKey": TOKEN_PARTITION, "RowKey": principal, "ok": ok, "checked_at": now}
+    if ok:
+        entity["last_ok_at"] = now
+    else:
+        entity.update({"failed_at": now, "detail": json.dumps(detail or {}, default=str)[:8000]})
+    store.upsert(CHECKPOINTS_TABLE, entity, mode="merge")
+
+
+def token_health(store: TableStore) -> list[dict[str, Any]]:
+    rows = []
+    for entity in store.list_partition(CHECKPOINTS_TABLE, TOKEN_PARTITION):
+        rows.append({
+            "principal": entity["RowKey"], "ok": bool(entity.get("ok")), "checked_at": entity.get("checked_at"),
+            "last_ok_at": entity.get("last_ok_at"), "failed_at": entity.get("failed_at"),
+            "detail": json.loads(entity.get("detail") or "{}") if not entity.get("ok") else {},
+        })
+    return rows
+
+
+def last_syncs(store: TableStore) -> list[dict[str, Any]]:
+    return [{"trigger": e["RowKey"], "at": e.get("at"), "ok": e.get("ok"), "error": e.get("error", ""),
+             "result": json.loads(e.get("result") or "{}")} for e in store.list_partition(CHECKPOINTS_TABLE,
+                                                                                           SYNC_PARTITION)]
