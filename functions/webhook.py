@@ -1,6 +1,8 @@
-"""POST /api/webhooks/partner-center: Partner Center's signed webhook receiver."""
+"""POST /api/webhooks/partner-center: Partner Center's signed webhook receiver (thin glue).
 
-import json
+Verification, dedupe and enqueueing live in shared.intake.webhook, imported on first call so
+the function app's cold start stays light.
+"""
 
 import azure.functions as func
 
@@ -9,8 +11,7 @@ bp = func.Blueprint()
 
 @bp.route(route="webhooks/partner-center", methods=["POST"])
 def receive_webhook(req: func.HttpRequest) -> func.HttpResponse:
-    # Not built yet (issue 4): answer 501 so Partner Center retries and nothing is lost.
-    return func.HttpResponse(
-        json.dumps({"error": "not_implemented", "message": "webhook verification is not built yet"}),
-        status_code=501, mimetype="application/json",
-    )
+    from shared.intake.webhook import handle_request
+
+    answer = handle_request(req.headers, req.get_body)
+    return func.HttpResponse(answer.json(), status_code=answer.status, mimetype="application/json")

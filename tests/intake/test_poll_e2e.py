@@ -70,3 +70,25 @@ def test_expired_refresh_token_is_recorded_as_token_health_and_ends_cleanly(azur
     assert health["partner_center"]["detail"]["code"] == 700082
     token_requests = [r for r in fresh_sandbox.requests("entra") if r.path.endswith("/token")]
     assert len(token_requests) <= 2  # no tight retry loop
+
+
+def test_cli_poll_once_prints_a_summary_and_alerts_list_shows_the_mining_alert(
+    azurite: Azurite, fresh_sandbox: Sandbox
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **settings_env(azurite, **fresh_sandbox.app_settings()),
+           "FRAUD_RESPONDER_LOCAL_SETTINGS": "no-such-file.json"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "shared.cli", *args], env=env, capture_output=True,
+                              text=True, check=False, timeout=120)
+
+    polled = cli("poll", "--once")
+    assert polled.returncode == 0, polled.stderr
+    assert polled.stdout.splitlines()[0].split()[:3] == ["SOURCE", "FETCHED", "NEW"]
+    listed = cli("alerts", "list", "--json")
+    mining = [a for a in json.loads(listed.stdout) if a["id"] == ids.MINING_ALERT_EVENT_ID]
+    assert len(mining) == 1 and len(mining[0]["affected_resources"]) == 2
