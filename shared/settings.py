@@ -198,6 +198,16 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("GRAPH_APP_SECRET_NAME", "graph_app_secret_name",
                 "Key Vault secret holding the Graph alerts app's client secret.",
                 "graph-app-client-secret", "graph-app-client-secret", _secret_name),
+    SettingSpec("AZURE_TENANT_ID", "azure_tenant_id",
+                "Tenant of the app's own local identity (with AZURE_CLIENT_ID and AZURE_CLIENT_SECRET); "
+                "empty = DefaultAzureCredential (managed identity in Azure).",
+                "", "11111111-1111-4111-8111-111111111111", _guid_or_empty, deploy=False),
+    SettingSpec("AZURE_CLIENT_ID", "azure_client_id",
+                "Client id of the app's own local identity, used for Key Vault when AZURE_CLIENT_SECRET is set.",
+                "", "44444444-4444-4444-8444-444444444444", _guid_or_empty, deploy=False),
+    SettingSpec("AZURE_CLIENT_SECRET", "azure_client_secret",
+                "Client secret of the app's own local identity (the sandbox prints one); never set in Azure.",
+                "", "<client secret>", _text, secret=True, deploy=False),
     # --- Intake -----------------------------------------------------------------------------
     SettingSpec("ALERT_SOURCES", "alert_sources",
                 "Alert sources to poll, comma separated: partner_center, graph.",
@@ -286,6 +296,9 @@ class Settings:
     refresh_token_secret_name: str
     graph_app_client_id: str
     graph_app_secret_name: str
+    azure_tenant_id: str
+    azure_client_id: str
+    azure_client_secret: str = field(repr=False)
     alert_sources: tuple[str, ...]
     poll_schedule: str
     webhook_cert_hosts: tuple[str, ...]

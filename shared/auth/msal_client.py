@@ -1,0 +1,45 @@
+"""Build MSAL confidential clients the same way everywhere: authority, TLS trust, discovery.
+
+``verify`` goes into the HTTP client per request: requests lets REQUESTS_CA_BUNDLE /
+CURL_CA_BUNDLE from the environment override a session-wide ``verify`` (so MSAL's own
+``verify=`` argument is silently ignored on machines that set them), which would make
+TRUSTED_CA_BUNDLE a no-op.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from shared.auth.hosts import is_microsoft_authority
+from shared.settings import Settings
+
+TIMEOUT_SECONDS = 30
+
+
+def http_client(settings: Settings) -> Any:
+    """A requests.Session that always verifies TLS with TRUSTED_CA_BUNDLE (or the system store)."""
+    import requests
+
+    session = requests.Session()
+    session.request = functools.partial(  # type: ignore[method-assign]
+        session.request, verify=settings.tls_verify(), timeout=TIMEOUT_SECONDS
+    )
+    return session
+
+
+def confidential_client(settings: Settings, *, client_id: str, client_secret: str, tenant: str) -> Any:
+    """An msal.ConfidentialClientApplication for ``tenant`` at ENTRA_AUTHORITY_HOST."""
+    import msal
+
+    host = settings.entra_authority_host.rstrip("/")
+    known = is_microsoft_authority(host)
+    return msal.ConfidentialClientApplication(
+        client_id,
+        client_credential=client_secret,
+        authority=f"{host}/{tenant}",
+        http_client=http_client(settings),
+        # Instance discovery asks login.microsoftonline.com about the host: only for Microsoft's hosts.
+        instance_discovery=None if known else False,
+        token_cache=msal.TokenCache(),
+    )

@@ -1,0 +1,131 @@
+"""The app's auth code (shared/auth) against the sandbox: SAM rolling, caching, typed errors, Key Vault."""
+
+from __future__ import annotations
+
+import pytest
+
+from sandbox import ids
+from sandbox.core import Sandbox
+from sandbox.entra import EntraService
+from sandbox.key_vault import KeyVaultService
+from sandbox.testing import sandbox_settings
+from sandbox.tokens import unverified_claims
+from shared.auth import ARM_RESOURCE, GRAPH_RESOURCE, PARTNER_CENTER_RESOURCE
+from shared.auth.app_tokens import GraphAppTokenProvider
+from shared.auth.errors import ClientSecretInvalid, ConsentRequired, MfaRequired, RefreshTokenExpired, TokenHealthError
+from shared.auth.partner_tokens import PartnerTokenProvider
+from shared.auth.secrets import SecretNotFound, SecretStore
+
+RT_SECRET = "partner-center-refresh-token"
+
+
+def services(sandbox: Sandbox) -> tuple[EntraService, KeyVaultService]:
+    entra, vault = sandbox.services["entra"], sandbox.services["key_vault"]
+    assert isinstance(entra, EntraService) and isinstance(vault, KeyVaultService)
+    return entra, vault
+
+
+def token_requests(sandbox: Sandbox, client_id: str = ids.PARTNER_APP_CLIENT_ID) -> int:
+    """Token requests made by ``client_id`` (the app's own Key Vault identity asks for tokens too)."""
+    return sum(
+        1 for r in sandbox.requests("entra")
+        if r.method == "POST" and r.path.endswith("/token") and f"client_id={client_id}".encode() in r.body
+    )
+
+
+def test_rolled_refresh_token_is_written_back_and_the_old_one_stops_working(fresh_sandbox: Sandbox) -> None:
+    entra, vault = services(fresh_sandbox)
+    entra.set_state(refresh_token_grace_seconds=0)
+    original = vault.latest(RT_SECRET)
+    assert original is not None
+    provider = PartnerTokenProvider(sandbox_settings(fresh_sandbox))
+
+    token = provider.token(PARTNER_CENTER_RESOURCE)
+
+    assert unverified_claims(token)["aud"] == PARTNER_CENTER_RESOURCE
+    rolled = vault.latest(RT_SECRET)
+    assert rolled is not None and rolled.version != original.version and rolled.value != original.value
+    assert len(vault.secrets[RT_SECRET]) == 2
+    # The old refresh token is dead; the provider keeps working because it reads the newest version.
+    stale = PartnerTokenProvider(sandbox_settings(fresh_sandbox))
+    vault.put(RT_SECRET, original.value)
+    with pytest.raises(RefreshTokenExpired):
+        stale.token(PARTNER_CENTER_RESOURCE)
+
+
+def test_cache_hit_makes_no_second_token_request(fresh_sandbox: Sandbox) -> None:
+    provider = PartnerTokenProvider(sandbox_settings(fresh_sandbox))
+    first = provider.token(PARTNER_CENTER_RESOURCE)
+    before = token_requests(fresh_sandbox)
+    assert provider.token(PARTNER_CENTER_RESOURCE) == first
+    assert token_requests(fresh_sandbox) == before == 1
+
+
+def test_customer_tenant_tokens_are_separate_and_carry_the_customer_tenant(fresh_sandbox: Sandbox) -> None:
+    provider = PartnerTokenProvider(sandbox_settings(fresh_sandbox))
+    arm = provider.token(ARM_RESOURCE, tenant=ids.CUSTOMER_FABRIKAM)
+    graph = provider.token(GRAPH_RESOURCE, tenant=ids.CUSTOMER_FABRIKAM)
+    assert unverified_claims(arm)["tid"] == ids.CUSTOMER_FABRIKAM
+    assert unverified_claims(graph)["aud"] == GRAPH_RESOURCE
+    assert token_requests(fresh_sandbox) == 2
+    assert provider.refresh_token_last_rolled() is not None
+
+
+@pytest.mark.parametrize(
+    ("state", "error_type", "code"),
+    [
+        ("expired", RefreshTokenExpired, 700082),
+        ("mfa_required", MfaRequired, 50076),
+        ("mfa_expired", MfaRequired, 50078),
+        ("consent_required", ConsentRequired, 65001),
+    ],
+)
+def test_aadsts_errors_map_to_typed_errors_without_secrets(
+    fresh_sandbox: Sandbox, state: str, error_type: type[TokenHealthError], code: int
+) -> None:
+    entra, vault = services(fresh_sandbox)
+    entra.set_state(refresh_token_state=state)
+    refresh_token = vault.latest(RT_SECRET)
+    client_secret = vault.latest("partner-app-client-secret")
+    assert refresh_token is not None and client_secret is not None
+    provider = PartnerTokenProvider(sandbox_settings(fresh_sandbox))
+    with pytest.raises(error_type) as err:
+        provider.token(PARTNER_CENTER_RESOURCE)
+    assert err.value.code == code
+    message = str(err.value)
+    assert f"AADSTS{code}" in message
+    assert RT_SECRET in message  # tells the operator where the new refresh token goes
+    for secret in (refresh_token.value, client_secret.value):
+        assert secret not in message
+        assert secret not in repr(err.value.to_health())
+    assert len(vault.secrets[RT_SECRET]) == 1  # nothing was written back
+
+
+def test_wrong_client_secret_in_the_vault_is_client_secret_invalid(fresh_sandbox: Sandbox) -> None:
+    _, vault = services(fresh_sandbox)
+    vault.put("partner-app-client-secret", "an-old-rotated-secret")
+    with pytest.raises(ClientSecretInvalid) as err:
+        PartnerTokenProvider(sandbox_settings(fresh_sandbox)).token(PARTNER_CENTER_RESOURCE)
+    assert err.value.code == 7000215
+    assert "an-old-rotated-secret" not in str(err.value)
+    assert "partner-app-client-secret" in str(err.value)
+
+
+def test_graph_app_tokens_are_app_only_and_cached(fresh_sandbox: Sandbox) -> None:
+    provider = GraphAppTokenProvider(sandbox_settings(fresh_sandbox))
+    token = provider.token()
+    assert provider.token() == token
+    claims = unverified_claims(token)
+    assert claims["roles"] == ["PartnerSecurity.Read.All", "PartnerSecurity.ReadWrite.All"]
+    assert claims["appid"] == ids.GRAPH_APP_CLIENT_ID
+    assert token_requests(fresh_sandbox, ids.GRAPH_APP_CLIENT_ID) == 1
+
+
+def test_secret_store_round_trip_and_helpful_not_found(fresh_sandbox: Sandbox) -> None:
+    store = SecretStore(sandbox_settings(fresh_sandbox))
+    version = store.set("notify-webhook-url", "https://hooks.example/x")
+    assert store.get("notify-webhook-url") == "https://hooks.example/x"
+    assert [v.version for v in store.versions("notify-webhook-url")] == [version]
+    with pytest.raises(SecretNotFound, match=r"secret missing-one not found in vault .*az keyvault secret set"):
+        store.get("missing-one")
+    store.close()
