@@ -65,15 +65,48 @@ def check_storage(settings: Settings) -> PartStatus:
     return PartStatus(True, f"tables and queues reachable via {settings.storage.describe()}")
 
 
+def check_key_vault(settings: Settings) -> PartStatus:
+    """Key Vault holds the refresh token and client secrets: without it no source can be read."""
+    if not settings.key_vault_url:
+        return PartStatus(False, "KEY_VAULT_URL is not set: the refresh token and client secrets are read from "
+                                 "Key Vault; example: KEY_VAULT_URL=https://contoso-fraud-kv.vault.azure.net")
+    from shared.auth.secrets import SecretStore
+
+    store = SecretStore(settings)
+    versions = store.versions(settings.refresh_token_secret_name)
+    latest = max((v.updated_on for v in versions if v.updated_on), default=None)
+    return PartStatus(True, f"{settings.key_vault_url} reachable; refresh token secret has {len(versions)} version(s)",
+                      extra={"refresh_token_last_rolled": latest.isoformat() if latest else None})
+
+
+def check_tokens(settings: Settings) -> PartStatus:
+    """The last outcome of each token the app used (recorded by the sync runs)."""
+    from shared.intake.checkpoints import token_health
+    from shared.storage.tables import TableStore
+
+    rows = token_health(TableStore(settings))
+    if not rows:
+        return PartStatus(True, "no token used yet (no sync has run)")
+    failing = [r for r in rows if not r["ok"]]
+    extra = {"principals": {r["principal"]: "ok" if r["ok"] else r["detail"].get("kind", "error") for r in rows}}
+    if failing:
+        return PartStatus(False, "; ".join(f"{r['principal']}: {r['detail'].get('message', 'token failed')}"
+                                           for r in failing), extra=extra)
+    return PartStatus(True, f"{len(rows)} token(s) healthy", extra=extra)
+
+
 def build_report(settings: Settings | None = None) -> HealthReport:
     try:
         settings = settings or get_settings()
     except SettingsError as exc:
         return HealthReport({"settings": PartStatus(False, str(exc))})
-    parts = {"settings": PartStatus(True, "loaded")}
-    parts["storage"] = _timed(lambda: check_storage(settings))
-    return parts_report(parts)
+    from shared.response.policy import policy_health
 
-
-def parts_report(parts: dict[str, PartStatus]) -> HealthReport:
-    return HealthReport(parts)
+    checked = settings
+    return HealthReport({
+        "settings": PartStatus(True, "loaded"),
+        "storage": _timed(lambda: check_storage(checked)),
+        "key_vault": _timed(lambda: check_key_vault(checked)),
+        "tokens": _timed(lambda: check_tokens(checked)),
+        "policy": _timed(lambda: policy_health(checked)),
+    })

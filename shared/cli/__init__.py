@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 # Command-group modules, each with register(subparsers: argparse._SubParsersAction) -> None.
-GROUPS: tuple[str, ...] = ("alerts",)
+GROUPS: tuple[str, ...] = ("alerts", "poll", "policy")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
