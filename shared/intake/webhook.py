@@ -17,7 +17,9 @@ import hashlib
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -199,6 +201,39 @@ class WebhookReceiver:
         self._jobs = jobs
         self._max_body_bytes = max_body_bytes
         self._clock = clock
+        # The "enqueued" marker is written after the answer is decided, off the request path: the
+        # handler then costs one insert and one queue put, like the bare storage work it needs.
+        # Losing the marker (the worker dies in those milliseconds) only means a later redelivery
+        # of the same event enqueues one more sync job, which the idempotent sync absorbs.
+        self._markers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="webhook-marker")
+        self._pending: dict[str, Future[None]] = {}
+        self._pending_lock = threading.Lock()
+
+    def flush(self) -> None:
+        """Wait until every "enqueued" marker written so far has landed."""
+        with self._pending_lock:
+            pending = list(self._pending.values())
+        for future in pending:
+            future.result()
+
+    def _mark_enqueued(self, key: str) -> None:
+        def write() -> None:
+            try:
+                self._deliveries.set_state(key, STATE_ENQUEUED)
+            except Exception:  # the job is enqueued; a lost marker costs one idempotent re-sync at most
+                logger.warning("could not mark webhook delivery %s as enqueued", key[:16], exc_info=True)
+            finally:
+                with self._pending_lock:
+                    self._pending.pop(key, None)
+
+        with self._pending_lock:
+            self._pending[key] = self._markers.submit(write)
+
+    def _wait_for_marker(self, key: str) -> None:
+        with self._pending_lock:
+            future = self._pending.get(key)
+        if future is not None:
+            future.result()
 
     def check_size(self, headers: Mapping[str, str]) -> None:
         """413 from Content-Length alone, before the body is read (when the host lets us)."""
@@ -255,6 +290,7 @@ class WebhookReceiver:
                         _safe(event.event_name), key[:16], "" if inserted else ", duplicate")
             return WebhookAnswer(200, {"status": "recorded", "delivery_id": key, "duplicate": not inserted})
         if not inserted:
+            self._wait_for_marker(key)  # a duplicate right behind the first delivery, in this worker
             if self._deliveries.state(key) != STATE_RECEIVED:
                 logger.info("webhook %s is a duplicate (delivery %s): already enqueued", FRAUD_EVENT, key[:16])
                 return WebhookAnswer(200, {"status": "duplicate", "delivery_id": key, "duplicate": True})
@@ -263,7 +299,7 @@ class WebhookReceiver:
         subscription_id, event_status = scope
         self._jobs.send_json(sync_job(subscription_id=subscription_id, event_status=event_status,
                                       delivery_id=key, now=now))
-        self._deliveries.set_state(key, STATE_ENQUEUED)
+        self._mark_enqueued(key)
         logger.info("webhook %s for subscription %s: alerts-sync job enqueued (delivery %s)",
                     FRAUD_EVENT, subscription_id, key[:16])
         return WebhookAnswer(200, {"status": "enqueued", "delivery_id": key, "duplicate": not inserted})

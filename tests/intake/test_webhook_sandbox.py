@@ -95,6 +95,9 @@ class Stack:
         return delivery
 
     def row(self, delivery_id: str) -> dict[str, Any] | None:
+        from shared.intake.webhook import receiver_for
+
+        receiver_for(self.settings).flush()  # the "enqueued" marker is written off the request path
         found = TableStore(self.settings).get(DELIVERIES_TABLE, delivery_id, "delivery")
         return None if found is None else dict(found)
 

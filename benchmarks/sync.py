@@ -1,0 +1,93 @@
+"""Sync throughput and memory: N alerts for C customers served by the sandbox in pages of 500.
+
+The sync runs in a child process (so its peak RSS is its own, not the sandbox's), next to a bare
+batched upsert of the same alert entities in the same child. Targets: time ratio at most 2;
+round trips at most 1.2 x the minimum batching allows; a second sync writes and enqueues nothing;
+peak RSS at 100k under 2 x that at 10k (the sync streams page by page).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+from benchmarks.common import ROOT, default_scenario, local_stack, peak_rss_mb
+
+
+def _scenario(alerts: int, customers: int) -> dict[str, Any]:
+    scenario = default_scenario()
+    section = dict(scenario.get("partner_center") or {})
+    section["generate"] = {"alerts": alerts, "customers": customers}
+    section["alerts"] = []  # only the generated ones, so the counts are exact
+    scenario["partner_center"] = section
+    return scenario
+
+
+def run(alerts: int = 10_000, customers: int = 200, *, bare: bool = True) -> dict[str, Any]:
+    with local_stack(_scenario(alerts, customers)) as (azurite, sandbox):
+        env = {"AzureWebJobsStorage": azurite.connection_string, "TABLE_NAME_PREFIX": "bench",
+               "ALERT_SOURCES": "partner_center", **sandbox.app_settings()}
+        child = subprocess.run([sys.executable, "-m", "benchmarks.sync", "--child", json.dumps(env),
+                                "1" if bare else "0"], cwd=ROOT, capture_output=True, text=True, check=False)
+        if child.returncode != 0:
+            raise RuntimeError(f"sync benchmark child failed: {child.stderr[-3000:]}")
+        return dict(json.loads(child.stdout.strip().splitlines()[-1]))
+
+
+def _child(env: dict[str, str], with_bare: bool) -> dict[str, Any]:
+    from shared.alerts import from_partner_center, to_entity
+    from shared.intake.jobs import IntakeRuntime, run_sync
+    from shared.intake.sync import SyncScope
+    from shared.settings import load_settings
+    from shared.storage.tables import TableStore
+
+    settings = load_settings(env, local_settings=None)
+    runtime = IntakeRuntime.from_settings(settings)
+    started = time.perf_counter()
+    first = run_sync(runtime, SyncScope(statuses=("active",)), trigger="bench").results["partner_center"]
+    sync_s = time.perf_counter() - started
+    rss_mb = peak_rss_mb()
+    second = run_sync(runtime, SyncScope(statuses=("active",)), trigger="bench").results["partner_center"]
+
+    per_customer: Counter[str] = Counter()
+    entities = []
+    source = runtime.source("partner_center")
+    for page in source.pages(SyncScope(statuses=("active",))):
+        for record in page:
+            alert = from_partner_center(record)
+            per_customer[alert.customer_tenant_id] += 1
+            if with_bare:
+                entities.append(to_entity(alert, version=1, changed_at=alert.detected_at or time_now()))
+    minimum = sum(math.ceil(2 * n / 100) for n in per_customer.values()) + first.enqueued + 1
+    figures: dict[str, Any] = {
+        "alerts": first.fetched, "customers": len(per_customer), "sync_s": sync_s, "peak_rss_mb": rss_mb,
+        "transactions": first.transactions, "queries": first.queries, "enqueued": first.enqueued,
+        "round_trips": first.round_trips, "min_round_trips": minimum,
+        "round_trip_ratio": first.round_trips / minimum,
+        "second_sync_writes": second.transactions, "second_sync_enqueued": second.enqueued,
+    }
+    if with_bare:
+        bare_store = TableStore(load_settings({**env, "TABLE_NAME_PREFIX": "bare"}, local_settings=None))
+        bare_store.table_client("alerts")  # create the table outside the timing
+        started = time.perf_counter()
+        batch = bare_store.upsert_many("alerts", entities)
+        bare_s = time.perf_counter() - started
+        figures.update({"bare_upsert_s": bare_s, "bare_transactions": batch.transactions,
+                        "time_ratio": sync_s / bare_s})
+    return figures
+
+
+def time_now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "--child":
+        print(json.dumps(_child(json.loads(sys.argv[2]), sys.argv[3:] != ["0"])))

@@ -1,0 +1,207 @@
+"""``make run``: Azurite, then the sandbox, then the function app; Ctrl-C or SIGTERM stops them all.
+
+The app runs under ``func start`` when Azure Functions Core Tools is on PATH, otherwise under
+the in-repo DevHost. Its environment is built the way the Functions host builds it:
+local.settings.json ``Values`` (local.settings.sample.json when there is none), overridden by
+environment variables, then by the sandbox's ``app_settings`` (the endpoints it stands in for).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from devhost.azurite import Azurite, connection_string, start_azurite
+from devhost.host import DevHost
+from devhost.sandbox_proc import Sandbox, SandboxUnavailable, start_sandbox
+from shared.settings import LOCAL_SETTINGS_FILE, STORAGE_SETTING, SettingsError, load_settings, read_local_settings
+
+logger = logging.getLogger("devhost")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_AZURITE_PORTS = (10000, 10001, 10002)
+DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
+LOCAL_SETTINGS_ENV = "FRAUD_RESPONDER_LOCAL_SETTINGS"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    port: int = 7071
+    sandbox: bool = True
+    azurite: bool = True
+    azurite_ports: tuple[int, int, int] = DEFAULT_AZURITE_PORTS
+    azurite_location: Path = REPO_ROOT / ".run" / "azurite"
+    host: str = "auto"
+    """``auto`` (func when on PATH), ``func`` or ``devhost``."""
+    functions: tuple[str, ...] | None = None
+
+
+def local_settings_values(environ: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    """Values of local.settings.json (or of the sample when there is none) and which file they came from."""
+    path = Path(environ.get(LOCAL_SETTINGS_ENV) or REPO_ROOT / LOCAL_SETTINGS_FILE)
+    if path.is_file():
+        return read_local_settings(path), str(path.name)
+    sample = REPO_ROOT / "local.settings.sample.json"
+    return read_local_settings(sample), f"{sample.name} ({path.name} not found)"
+
+
+def app_environment(environ: Mapping[str, str], local_values: Mapping[str, str], *,
+                    azurite: Azurite | None, sandbox_settings: Mapping[str, str]) -> dict[str, str]:
+    """The app's environment: local settings < environment variables < the sandbox's endpoints.
+
+    ``AzureWebJobsStorage`` defaults to development storage; when Azurite runs on other ports than
+    the default ones, ``UseDevelopmentStorage=true`` is replaced by its connection string.
+    """
+    env = {**local_values, **environ}
+    storage = env.get(STORAGE_SETTING, "").strip()
+    if not storage and not env.get(STORAGE_SETTING + "__accountName"):
+        storage = env[STORAGE_SETTING] = DEVELOPMENT_STORAGE
+    if azurite is not None and storage == DEVELOPMENT_STORAGE and \
+            (azurite.blob_port, azurite.queue_port, azurite.table_port) != DEFAULT_AZURITE_PORTS:
+        env[STORAGE_SETTING] = connection_string(azurite.blob_port, azurite.queue_port, azurite.table_port)
+    env.update(sandbox_settings)
+    return env
+
+
+class Stack:
+    """Everything ``make run`` starts, stopped in reverse order by ``stop`` (also after a failed start)."""
+
+    def __init__(self, options: StackOptions, *, out: TextIO | None = None) -> None:
+        self.options = options
+        self.out = out or sys.stdout
+        self.azurite: Azurite | None = None
+        self.sandbox: Sandbox | None = None
+        self.host: DevHost | None = None
+        self.func: subprocess.Popen[bytes] | None = None
+        self._cleanup = contextlib.ExitStack()
+
+    def say(self, line: str = "") -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
+
+    def start(self) -> None:
+        options = self.options
+        if options.azurite:
+            options.azurite_location.mkdir(parents=True, exist_ok=True)
+            blob, queue, table = options.azurite_ports
+            self.azurite = start_azurite(blob_port=blob, queue_port=queue, table_port=table, in_memory=False,
+                                         location=options.azurite_location)
+            self._cleanup.callback(self.azurite.stop)
+            self.say(f"Azurite       blob http://127.0.0.1:{blob}  queue http://127.0.0.1:{queue}  "
+                     f"table http://127.0.0.1:{table}  (data in {_shown(options.azurite_location)})")
+        sandbox_settings: dict[str, str] = {}
+        if options.sandbox:
+            try:
+                self.sandbox = start_sandbox(env=os.environ, output=self.out)
+            except (SandboxUnavailable, OSError) as exc:
+                self.say(f"WARNING: sandbox not started: {exc}. Going on without it: the app talks to the "
+                         "endpoints in its settings (the real Microsoft ones by default).")
+            else:
+                self._cleanup.callback(self.sandbox.stop)
+                sandbox_settings = self.sandbox.app_settings
+                self.say("Sandbox       " + "\n              ".join(self.sandbox.describe()))
+        local_values, source = local_settings_values(os.environ)
+        env = app_environment(os.environ, local_values, azurite=self.azurite, sandbox_settings=sandbox_settings)
+        self.say(f"Settings      {source}, overridden by environment variables"
+                 + (" and the sandbox's endpoints" if sandbox_settings else ""))
+        try:
+            load_settings(env, local_settings=REPO_ROOT / "does-not-exist.json")
+        except SettingsError as exc:
+            self.say(f"WARNING: {exc} (GET /api/health will report it)")
+        use_func = options.host == "func" or (options.host == "auto" and shutil.which("func") is not None)
+        if use_func:
+            self._start_func(env)
+        else:
+            self._start_devhost(env)
+
+    def _start_devhost(self, env: Mapping[str, str]) -> None:
+        self.host = DevHost(environ=env, http_port=self.options.port, functions=self.options.functions)
+        self.host.start()
+        self._cleanup.callback(self.host.stop)
+        self.say(f"Function app  dev host (python -m devhost) on {self.host.base_url}")
+        for line in self.host.describe():
+            self.say("  " + line)
+
+    def _start_func(self, env: Mapping[str, str]) -> None:
+        func = shutil.which("func")
+        if func is None:
+            raise FileNotFoundError("func (Azure Functions Core Tools) is not on PATH; use --host devhost")
+        described = DevHost(environ=env, http_port=self.options.port, functions=self.options.functions).prepare()
+        command = [func, "start", "--port", str(self.options.port)]
+        if self.options.functions:
+            command += ["--functions", *self.options.functions]
+        self.func = subprocess.Popen(command, cwd=REPO_ROOT, env=dict(env), stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        process = self.func
+        self._cleanup.callback(lambda: _stop_group(process))
+        self.say(f"Function app  func start (Azure Functions Core Tools) on http://localhost:{self.options.port}")
+        for line in described.describe():
+            self.say("  " + line)
+
+    def exited(self) -> int | None:
+        """The exit code of ``func start`` when it ended by itself; None while everything runs."""
+        return self.func.poll() if self.func is not None else None
+
+    def stop(self) -> None:
+        self._cleanup.close()
+
+
+def _stop_group(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def run(options: StackOptions, *, out: TextIO | None = None, signals: Sequence[signal.Signals] = STOP_SIGNALS) -> int:
+    """Start the stack, wait for Ctrl-C / SIGTERM (or for func to exit), stop everything; the exit code."""
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in signals}
+    stack = Stack(options, out=out)
+    try:
+        stack.start()
+        if not stop.is_set():
+            stack.say("Ready. Ctrl-C stops everything.")
+        while not stop.wait(0.5):
+            code = stack.exited()
+            if code is not None:
+                stack.say(f"func exited with code {code}; stopping the rest")
+                return code
+        return 0
+    finally:
+        if received:
+            stack.say(f"Stopping ({signal.Signals(received[0]).name})...")
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
