@@ -8,11 +8,13 @@ Guarantees (at-least-once in, exactly-once out):
   row is created with ``create`` (409 if it exists), so two overlapping runs that both see the
   same change cannot both claim that version: the loser's transaction fails, it re-reads that
   partition and carries on without the conflicting claim.
-* The respond job is enqueued after the transaction commits. A crash between the two leaves a
-  *pending* outbox row; the next sync re-enqueues pending rows older than
-  ``REDELIVER_AFTER``. So no alert version is lost, and a second job for the same version is only
-  ever sent when the first was not taken within that time (the respond side deletes the outbox
-  row when it has handled the job and drops a job whose outbox row is gone).
+* The respond job is enqueued after the transaction commits, and its outbox row is then marked
+  *sent* (batched per partition). A crash or failed send in between leaves the row *pending*;
+  a later sync re-sends pending rows older than ``REDELIVER_AFTER`` (older, so a run never
+  re-sends what an overlapping run is still sending). So no alert version is lost, and a second
+  job for one version is only sent if the process dies between a put and its "sent" mark. The
+  respond side deletes the outbox row when it has handled the job and drops a job whose outbox
+  row is gone, so even that second job has no second effect.
 * A sync with nothing changed writes nothing and enqueues nothing (rows carry a fingerprint of
   their normalised content).
 
@@ -29,6 +31,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -38,7 +41,8 @@ from shared.alerts import Alert, AlertParseError, Source, material_changes, pars
 log = logging.getLogger(__name__)
 
 OUTBOX_PREFIX = "outbox~"
-REDELIVER_AFTER = timedelta(minutes=15)
+MAX_SENDS_IN_FLIGHT = 2000
+REDELIVER_AFTER = timedelta(minutes=10)
 MAX_OPS_PER_TRANSACTION = 100
 MAX_TRANSACTION_BYTES = 3_500_000  # under the 4 MiB cap, with room for the multipart envelope
 INDEX_COLUMNS = ("PartitionKey", "RowKey", "kind", "version", "fingerprint", "status", "severity", "hit_count",
@@ -143,11 +147,15 @@ class AlertSync:
         queue: JobQueue,
         respond_queue: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        enqueue_workers: int = 16,
     ) -> None:
         self._table = table
         self._queue = queue
         self._respond_queue = respond_queue
         self._clock = clock
+        self._enqueue_workers = enqueue_workers
+        self._sends: list[tuple[Future[object], str, str]] = []
+        self._pool: ThreadPoolExecutor | None = None
 
     # --- index ---------------------------------------------------------------------------------
 
@@ -180,6 +188,42 @@ class AlertSync:
     # --- run -----------------------------------------------------------------------------------
 
     def run(self, sources: Iterable[AlertSource], scope: SyncScope = SyncScope()) -> SyncResult:
+        """Sync; respond jobs are sent in parallel as transactions commit, all sent before return.
+
+        A failed send raises after the others finish; its outbox row stays pending, so the
+        job is sent again by a later sync (see the module docstring).
+        """
+        with ThreadPoolExecutor(max_workers=self._enqueue_workers, thread_name_prefix="sync-enqueue") as pool:
+            self._pool, self._sends = pool, []
+            try:
+                result = self._run(sources, scope)
+            finally:
+                sends, self._sends, self._pool = self._sends, [], None
+                for future, _, _ in sends:
+                    future.exception()  # wait for every send, whatever happened
+        sent = [(partition, row) for future, partition, row in sends if future.exception() is None]
+        self._mark_sent(sent, result)
+        result.enqueued += len(sent)
+        failed = [f.exception() for f, _, _ in sends if f.exception() is not None]
+        if failed:
+            raise failed[0]  # type: ignore[misc]  # the rest are sent and marked; these stay pending
+        return result
+
+    def _mark_sent(self, sent: list[tuple[str, str]], result: SyncResult) -> None:
+        """Outbox rows whose job is on the queue: "sent", so no later sync sends them again."""
+        from azure.data.tables import UpdateMode
+
+        by_partition: dict[str, list[str]] = defaultdict(list)
+        for partition, row in sent:
+            by_partition[partition].append(row)
+        for partition, rows in by_partition.items():
+            for i in range(0, len(rows), MAX_OPS_PER_TRANSACTION):
+                self._table.submit_transaction([
+                    ("upsert", {"PartitionKey": partition, "RowKey": row, "state": "sent"}, {"mode": UpdateMode.MERGE})
+                    for row in rows[i : i + MAX_OPS_PER_TRANSACTION]])
+                result.transactions += 1
+
+    def _run(self, sources: Iterable[AlertSource], scope: SyncScope) -> SyncResult:
         started = time.perf_counter()
         result = SyncResult(scope=scope.describe())
         known, pending_outbox = self._load_index(scope, result)
@@ -301,8 +345,13 @@ class AlertSync:
                     self._enqueue(op.job, result)
 
     def _enqueue(self, job: dict[str, Any], result: SyncResult) -> None:
-        self._queue.send_json(self._respond_queue, job)
-        result.enqueued += 1
+        if self._pool is None:
+            raise RuntimeError("AlertSync._enqueue outside run()")
+        if len(self._sends) >= MAX_SENDS_IN_FLIGHT:  # bound the queue of sends: wait for the oldest
+            for future, _, _ in self._sends[: len(self._sends) // 2]:
+                future.exception()
+        self._sends.append((self._pool.submit(self._queue.send_json, self._respond_queue, job),
+                            job["partition"], outbox_row(job["row"], job["version"])))
 
     def _redeliver(self, pending: list[dict[str, Any]], result: SyncResult, now: datetime) -> None:
         """Re-send jobs whose outbox row stayed pending (a crash between commit and enqueue)."""

@@ -1,0 +1,638 @@
+"""Azure Resource Manager stand-in: activity log, VM / VM scale set power, subscription cancel.
+
+Reached with a delegated token issued in the subscription's (customer's) tenant; a token from any
+other tenant gets ARM's real 401 ``InvalidAuthenticationTokenTenant`` naming the right
+authority. Every request needs ``api-version`` (400 ``MissingApiVersionParameter`` otherwise).
+
+- ``GET /subscriptions/{s}/providers/Microsoft.Insights/eventtypes/management/values``: activity
+  log events as Azure Monitor returns them, newest first, filtered by
+  ``eventTimestamp ge '…' [and eventTimestamp le '…'] [and resourceUri|resourceGroupName|
+  resourceProvider|correlationId|caller|status eq '…']`` and paged with ``nextLink``.
+- VMs and scale sets: GET (``$expand=instanceView`` for VMs, ``/instanceView`` for both) and the
+  long-running POST actions ``deallocate``, ``powerOff``, ``start`` (and ``restart`` for VMs):
+  202 with ``Azure-AsyncOperation``, ``Location`` and ``Retry-After``; the operation answers
+  ``InProgress`` for ``lro.polls`` polls and then ``Succeeded``, and only then does the power
+  state change.
+- ``POST /subscriptions/{s}/providers/Microsoft.Subscription/cancel`` (and ``enable``): 200
+  ``{"subscriptionId"}``; a cancelled subscription is read-only (409 ``ReadOnlyDisabledSubscription``).
+
+Scenario section ``"arm"``::
+
+    {"pageSize": 200, "lro": {"polls": 1, "retryAfterSeconds": 0},
+     "subscriptions": [{"subscriptionId", "tenantId", "displayName", "state": "Enabled"}],  # optional
+     "virtualMachines": [{"id", "location", "vmSize", "powerState": "running", "osType", "tags"}],
+     "virtualMachineScaleSets": [{"id", "location", "sku", "capacity", "powerState"}],
+     "activityLog": [{"eventTimestamp", "operationName", "resourceId", "caller", "status", ...}]}
+
+Subscriptions come from the shared ``tenants`` section (each customer's ``subscriptions``);
+``arm.subscriptions`` adds more or overrides them. Activity-log entries may be compact
+(``operationName`` and ``status`` as strings, ``caller`` plus optional ``callerObjectId`` /
+``callerAppId``); they are expanded to Azure Monitor's full shape.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as dt
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import urlencode
+
+from sandbox import ids
+from sandbox.core import HttpError, Request, Response, Service, json_response, route
+
+ARM_AUDIENCES = ("https://management.azure.com", "https://management.azure.com/",
+                 "https://management.core.windows.net/", "https://management.core.windows.net")
+MAX_WINDOW = dt.timedelta(days=90)
+_API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?", re.IGNORECASE)
+_DISPLAY = {
+    "running": "VM running", "deallocated": "VM deallocated", "stopped": "VM stopped",
+    "starting": "VM starting", "stopping": "VM stopping", "deallocating": "VM deallocating",
+}
+# The power state each action leaves a VM or scale set in.
+_RESULT_STATE = {"deallocate": "deallocated", "poweroff": "stopped", "start": "running", "restart": "running"}
+_OPERATION_NAMES = {
+    "Microsoft.Compute/virtualMachines/write": "Create or Update Virtual Machine",
+    "Microsoft.Compute/virtualMachines/delete": "Delete Virtual Machine",
+    "Microsoft.Compute/virtualMachines/start/action": "Start Virtual Machine",
+    "Microsoft.Compute/virtualMachines/deallocate/action": "Deallocate Virtual Machine",
+    "Microsoft.Compute/virtualMachineScaleSets/write": "Create or Update Virtual Machine Scale Set",
+    "Microsoft.Authorization/roleAssignments/write": "Create role assignment",
+    "Microsoft.Network/networkSecurityGroups/write": "Create or Update Network Security Group",
+    "Microsoft.Network/publicIPAddresses/write": "Create or Update Public Ip Address",
+    "Microsoft.Resources/deployments/write": "Create Deployment",
+    "Microsoft.Storage/storageAccounts/listKeys/action": "List Storage Account Keys",
+}
+_RESOURCE_ID = re.compile(
+    r"/subscriptions/(?P<sub>[^/]+)(?:/resourceGroups/(?P<rg>[^/]+))?"
+    r"(?:/providers/(?P<provider>[^/]+)/(?P<type>[^/]+)/(?P<name>[^/]+)(?P<rest>/.*)?)?",
+    re.IGNORECASE,
+)
+_FILTER_CLAUSE = re.compile(r"\s*(?P<field>[A-Za-z]+)\s+(?P<op>eq|ge|le|gt|lt)\s+'(?P<value>(?:[^']|'')*)'\s*",
+                            re.IGNORECASE)
+_EVENT_FIELDS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "resourceuri": lambda e: str(e["resourceId"]),
+    "resourcegroupname": lambda e: str(e["resourceGroupName"]),
+    "resourceprovider": lambda e: str(e["resourceProviderName"]["value"]),
+    "correlationid": lambda e: str(e["correlationId"]),
+    "caller": lambda e: str(e["caller"]),
+    "status": lambda e: str(e["status"]["value"]),
+}
+_FILTER_FIELDS = ("eventtimestamp", "resourceuri", "resourcegroupname", "resourceprovider", "correlationid",
+                  "caller", "status")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}Z"
+
+
+def parse_timestamp(text: str) -> dt.datetime:
+    """An ISO 8601 timestamp (``Z``, offset or none = UTC; up to 7 fraction digits) as aware UTC."""
+    match = re.fullmatch(r"(\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2})?)?)(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})?",
+                         text.strip())
+    if not match:
+        raise ValueError(f"'{text}' is not an ISO 8601 timestamp")
+    base, fraction, zone = match.groups()
+    moment = dt.datetime.fromisoformat(base + (f".{fraction[:6]}" if fraction else ""))
+    if zone and zone != "Z":
+        return moment.replace(tzinfo=dt.datetime.fromisoformat("2000-01-01T00:00:00" + zone).tzinfo).astimezone(dt.UTC)
+    return moment.replace(tzinfo=dt.UTC)
+
+
+@dataclass
+class _Resource:
+    """A VM or scale set: its ARM id parts and mutable state."""
+
+    kind: str  # "virtualMachines" | "virtualMachineScaleSets"
+    id: str
+    subscription: str
+    resource_group: str
+    name: str
+    location: str
+    power_state: str
+    provisioning_state: str = "Succeeded"
+    size: str = ""
+    capacity: int = 1
+    os_type: str = "Linux"
+    tags: dict[str, str] = field(default_factory=dict)
+    time_created: str = ""
+    unique_id: str = ""
+
+
+@dataclass
+class _Operation:
+    id: str
+    subscription: str
+    location: str
+    action: str
+    target: _Resource
+    api_version: str
+    started: dt.datetime
+    polls_before_done: int
+    polls: int = 0
+    status: str = "InProgress"
+    ended: dt.datetime | None = None
+    failure: tuple[str, str] | None = None
+
+
+def _named(value: Any, localized: str | None = None) -> dict[str, str]:
+    """ARM's {value, localizedValue} pair; a dict is kept as it is."""
+    if isinstance(value, dict):
+        return {"value": str(value.get("value", "")), "localizedValue": str(value.get("localizedValue",
+                                                                                  value.get("value", "")))}
+    return {"value": str(value), "localizedValue": localized or str(value)}
+
+
+class ArmService(Service):
+    """ARM: activity log, VM and scale-set power operations and subscription cancel on one port."""
+
+    name: ClassVar[str] = "arm"
+    audiences: ClassVar[tuple[str, ...]] = ARM_AUDIENCES
+
+    page_size: int
+    lro_polls: int
+    lro_retry_after: int
+    _subscriptions: dict[str, dict[str, Any]]
+    _resources: dict[str, _Resource]
+    _resource_groups: set[tuple[str, str]]
+    _events: list[dict[str, Any]]
+    _operations: dict[str, _Operation]
+    _fail_next: list[tuple[str, str]]
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Back to the scenario's subscriptions, resources and activity log; operations are dropped."""
+        section = copy.deepcopy(self.section)
+        lro = section.get("lro", {})
+        self.page_size = int(section.get("pageSize", 200))
+        self.lro_polls = int(lro.get("polls", 1))
+        self.lro_retry_after = int(lro.get("retryAfterSeconds", 0))
+        self._subscriptions = {}
+        for customer in self.sandbox.scenario.get("tenants", {}).get("customers", []):
+            for sub in customer.get("subscriptions", []):
+                self._subscriptions[str(sub["id"]).lower()] = {
+                    "subscriptionId": str(sub["id"]), "tenantId": str(customer["id"]).lower(),
+                    "displayName": sub.get("name", sub["id"]), "state": "Enabled",
+                }
+        for sub in section.get("subscriptions", []):
+            sub_id = str(sub["subscriptionId"]).lower()
+            self._subscriptions[sub_id] = {
+                "subscriptionId": str(sub["subscriptionId"]), "tenantId": str(sub["tenantId"]).lower(),
+                "displayName": sub.get("displayName", sub["subscriptionId"]), "state": sub.get("state", "Enabled"),
+            }
+        self._resources = {}
+        self._resource_groups = set()
+        for kind in ("virtualMachines", "virtualMachineScaleSets"):
+            for raw in section.get(kind, []):
+                resource = self._resource_from(kind, raw)
+                self._resources[resource.id.lower()] = resource
+                self._resource_groups.add((resource.subscription.lower(), resource.resource_group.lower()))
+        for group in section.get("resourceGroups", []):
+            match = _RESOURCE_ID.fullmatch(group)
+            if match and match["rg"]:
+                self._resource_groups.add((match["sub"].lower(), match["rg"].lower()))
+        self._events = [self._expand_event(raw) for raw in section.get("activityLog", [])]
+        self._events.sort(key=lambda e: parse_timestamp(e["eventTimestamp"]), reverse=True)
+        self._operations = {}
+        self._fail_next = []
+
+    @staticmethod
+    def _resource_from(kind: str, raw: dict[str, Any]) -> _Resource:
+        match = _RESOURCE_ID.fullmatch(raw["id"])
+        if not match or not match["rg"] or not match["name"]:
+            raise ValueError(f"arm.{kind}: {raw['id']!r} is not a resource id")
+        return _Resource(
+            kind=kind, id=raw["id"], subscription=match["sub"], resource_group=match["rg"], name=match["name"],
+            location=raw.get("location", "eastus"), power_state=raw.get("powerState", "running"),
+            size=raw.get("vmSize") or raw.get("sku", "Standard_D2s_v5"), capacity=int(raw.get("capacity", 1)),
+            os_type=raw.get("osType", "Linux"), tags=dict(raw.get("tags", {})),
+            time_created=raw.get("timeCreated", _iso(_now())),
+            unique_id=str(uuid.uuid5(uuid.NAMESPACE_URL, raw["id"].lower())),
+        )
+
+    def _expand_event(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """A full Azure Monitor activity-log event from a (possibly compact) scenario entry."""
+        resource_id = str(raw["resourceId"])
+        match = _RESOURCE_ID.fullmatch(resource_id)
+        if not match:
+            raise ValueError(f"arm.activityLog: {resource_id!r} is not a resource id")
+        subscription = match["sub"]
+        tenant = self._subscriptions.get(subscription.lower(), {}).get("tenantId", "")
+        operation = _named(raw["operationName"], _OPERATION_NAMES.get(str(raw["operationName"])))
+        status = _named(raw.get("status", "Succeeded"))
+        provider = match["provider"] or "Microsoft.Resources"
+        resource_type = f"{provider}/{match['type']}" if match["type"] else "Microsoft.Resources/subscriptions"
+        timestamp = parse_timestamp(str(raw["eventTimestamp"]))
+        event_id = raw.get("eventDataId") or str(uuid.uuid5(uuid.NAMESPACE_URL, f"{resource_id}/{timestamp}/"
+                                                                                f"{operation['value']}/{status['value']}"))
+        correlation = raw.get("correlationId") or str(uuid.uuid5(uuid.NAMESPACE_OID, event_id))
+        caller = str(raw["caller"])
+        claims = raw.get("claims")
+        if claims is None:
+            claims = {
+                "aud": "https://management.core.windows.net/", "iss": f"https://sts.windows.net/{tenant}/",
+                "http://schemas.microsoft.com/identity/claims/tenantid": tenant,
+                "appid": raw.get("callerAppId", ids.PARTNER_APP_CLIENT_ID if "@" in caller else ""),
+                "ipaddr": raw.get("ipAddress", "203.0.113.7"),
+            }
+            if "@" in caller:
+                claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"] = caller
+                claims["name"] = raw.get("callerName", caller.split("@", maxsplit=1)[0])
+                claims["http://schemas.microsoft.com/identity/claims/objectidentifier"] = raw.get("callerObjectId", "")
+            else:
+                claims["http://schemas.microsoft.com/identity/claims/objectidentifier"] = caller
+                claims["idtyp"] = "app"
+        began = status["value"].lower() == "started"
+        sub_status = raw.get("subStatus", "" if began else ("Created" if operation["value"].endswith("/write")
+                                                             else "OK"))
+        sub_status_localized = {"Created": "Created (HTTP Status Code: 201)", "OK": "OK (HTTP Status Code: 200)"}
+        ticks = int((timestamp - dt.datetime(1, 1, 1, tzinfo=dt.UTC)).total_seconds() * 10_000_000)
+        event = {
+            "authorization": raw.get("authorization", {"action": operation["value"], "scope": resource_id}),
+            "caller": caller,
+            "channels": "Operation",
+            "claims": claims,
+            "correlationId": correlation,
+            "description": raw.get("description", ""),
+            "eventDataId": event_id,
+            "eventName": _named("BeginRequest" if began else "EndRequest", "Begin request" if began else "End request"),
+            "category": _named(raw.get("category", "Administrative")),
+            "eventTimestamp": _iso(timestamp),
+            "id": f"{resource_id}/events/{event_id}/ticks/{ticks}",
+            "level": raw.get("level", "Informational"),
+            "operationId": raw.get("operationId", correlation),
+            "operationName": operation,
+            "resourceGroupName": match["rg"] or "",
+            "resourceProviderName": _named(provider),
+            "resourceType": _named(resource_type),
+            "resourceId": resource_id,
+            "status": status,
+            "subStatus": _named(sub_status, sub_status_localized.get(sub_status, sub_status)),
+            "submissionTimestamp": raw.get("submissionTimestamp") or _iso(timestamp + dt.timedelta(seconds=12)),
+            "subscriptionId": subscription,
+            "tenantId": tenant,
+            "properties": raw.get("properties", {
+                "eventCategory": "Administrative", "entity": resource_id, "message": operation["value"],
+                "hierarchy": f"{tenant}/{subscription}", **({} if began else {"statusCode": sub_status}),
+            }),
+            "relatedEvents": [],
+        }
+        return event
+
+    # -- Python API for tests and the dev stack -----------------------------------------------------
+
+    def power_state(self, resource_id: str) -> str:
+        with self.lock:
+            return self._resources[resource_id.lower()].power_state
+
+    def subscription_state(self, subscription_id: str) -> str:
+        with self.lock:
+            return str(self._subscriptions[subscription_id.lower()]["state"])
+
+    def fail_next_operation(self, code: str = "OperationPreempted", message: str = "The operation failed.") -> None:
+        """Make the next long-running operation end in ``Failed`` with this error."""
+        with self.lock:
+            self._fail_next.append((code, message))
+
+    def add_event(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Add an activity-log event (compact or full); returns the full event."""
+        with self.lock:
+            event = self._expand_event(raw)
+            self._events.append(event)
+            self._events.sort(key=lambda e: parse_timestamp(e["eventTimestamp"]), reverse=True)
+            return copy.deepcopy(event)
+
+    # -- shapes and auth ----------------------------------------------------------------------------
+
+    def error(self, err: HttpError) -> Response:
+        headers = {"x-ms-request-id": str(uuid.uuid4()), "x-ms-failure-cause": "gateway", **(err.headers or {})}
+        return json_response(err.status, {"error": {"code": err.code, "message": err.message}}, headers)
+
+    def unauthorized(self, reason: str) -> Response:
+        lowered = reason.lower()
+        if "no bearer" in lowered or "missing" in lowered:
+            code, message = "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
+        elif "expired" in lowered:
+            code, message = "ExpiredAuthenticationToken", ("The access token expiry UTC time is earlier than "
+                                                           "current UTC time.")
+        elif "audience" in lowered:
+            code, message = "InvalidAuthenticationToken", ("The access token has been obtained for wrong audience "
+                                                           "or resource. It should exactly match with one of the "
+                                                           "allowed audiences 'https://management.core.windows.net/',"
+                                                           "'https://management.azure.com/'.")
+        else:
+            code, message = "InvalidAuthenticationToken", f"The access token is invalid: {reason}."
+        challenge = ('Bearer authorization_uri="https://login.windows.net/", error="invalid_token", '
+                     f'error_description="{message}"')
+        return self.error(HttpError(401, code, message, {"WWW-Authenticate": challenge}))
+
+    def authorize(self, request: Request, claims: dict[str, Any]) -> None:
+        api_version = request.arg("api-version")
+        if not api_version:
+            raise HttpError(400, "MissingApiVersionParameter",
+                            "The api-version query parameter (?api-version=) is required for all requests.")
+        if not _API_VERSION.fullmatch(api_version):
+            raise HttpError(400, "InvalidApiVersionParameter",
+                            f"The api-version '{api_version}' is invalid. The supported versions are dates like "
+                            "'2024-07-01'.")
+        sub_id = request.params.get("sub")
+        if sub_id is None:
+            return
+        with self.lock:
+            subscription = self._subscriptions.get(sub_id.lower())
+        if subscription is None:
+            raise HttpError(404, "SubscriptionNotFound", f"The subscription '{sub_id}' could not be found.")
+        tenant = str(claims.get("tid", "")).lower()
+        if tenant != subscription["tenantId"]:
+            owner = subscription["tenantId"]
+            raise HttpError(401, "InvalidAuthenticationTokenTenant", (
+                f"The access token is from the wrong issuer '{claims.get('iss')}'. It must match the tenant "
+                f"'https://sts.windows.net/{owner}/' associated with this subscription. Please use the authority "
+                f"(URL) 'https://login.windows.net/{owner}' to get the token."), {
+                "WWW-Authenticate": f'Bearer authorization_uri="https://login.windows.net/{owner}", '
+                                    'error="invalid_token", error_description="The access token is from the wrong '
+                                    'issuer."'})
+
+    def _ok(self, status: int, obj: Any, request: Request, headers: dict[str, str] | None = None) -> Response:
+        base = self._ids(request)
+        base.update(headers or {})
+        return json_response(status, obj, base)
+
+    @staticmethod
+    def _ids(request: Request) -> dict[str, str]:
+        request_id = str(uuid.uuid4())
+        return {"x-ms-request-id": request_id,
+                "x-ms-correlation-request-id": request.headers.get("x-ms-correlation-request-id") or request_id}
+
+    def _writable(self, sub_id: str) -> None:
+        if self._subscriptions[sub_id.lower()]["state"] != "Enabled":
+            raise HttpError(409, "ReadOnlyDisabledSubscription", (
+                f"The subscription '{sub_id}' is disabled and therefore marked as read only. You cannot perform "
+                "any write actions on this subscription until it is re-enabled."))
+
+    # -- subscriptions ------------------------------------------------------------------------------
+
+    @route("GET", r"/subscriptions/(?P<sub>[^/]+)")
+    def get_subscription(self, request: Request) -> Response:
+        with self.lock:
+            sub = self._subscriptions[request.params["sub"].lower()]
+            body = {
+                "id": f"/subscriptions/{sub['subscriptionId']}", "authorizationSource": "RoleBased",
+                "managedByTenants": [{"tenantId": ids.PARTNER_TENANT_ID}], "subscriptionId": sub["subscriptionId"],
+                "tenantId": sub["tenantId"], "displayName": sub["displayName"], "state": sub["state"],
+                "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01", "quotaId": "CSP_2015-05-01",
+                                         "spendingLimit": "Off"},
+            }
+        return self._ok(200, body, request)
+
+    @route("POST", r"/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.Subscription/(?P<action>cancel|enable)")
+    def cancel_subscription(self, request: Request) -> Response:
+        with self.lock:
+            sub = self._subscriptions[request.params["sub"].lower()]
+            sub["state"] = "Disabled" if request.params["action"].lower() == "cancel" else "Enabled"
+            body = {"subscriptionId": sub["subscriptionId"]}
+        return self._ok(200, body, request)
+
+    # -- activity log -------------------------------------------------------------------------------
+
+    @route("GET", r"/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.Insights/eventtypes/management/values")
+    def activity_log(self, request: Request) -> Response:
+        clauses = self._parse_filter(request.arg("$filter"))
+        since = max((v for f, o, v in clauses if f == "eventtimestamp" and o in ("ge", "gt")), default=None)
+        until = min((v for f, o, v in clauses if f == "eventtimestamp" and o in ("le", "lt")), default=None)
+        if since is None:
+            raise HttpError(400, "BadRequest", "The $filter must include eventTimestamp ge '<start time>', e.g. "
+                            "$filter=eventTimestamp ge '2024-05-01T00:00:00Z' and eventTimestamp le "
+                            "'2024-05-02T00:00:00Z'.")
+        start = parse_timestamp(since)
+        end = parse_timestamp(until) if until else _now()
+        if end - start > MAX_WINDOW:
+            raise HttpError(400, "BadRequest", "The time range of the query cannot exceed 90 days.")
+        if start < _now() - MAX_WINDOW:
+            raise HttpError(400, "BadRequest", "The start time of the query must be within the last 90 days.")
+        offset = self._skip_token(request.arg("$skipToken"))
+        select = [s.strip() for s in (request.arg("$select") or "").split(",") if s.strip()]
+        sub_id = request.params["sub"].lower()
+        with self.lock:
+            matching = [e for e in self._events
+                        if e["subscriptionId"].lower() == sub_id and self._matches(e, clauses, start, end)]
+        page = matching[offset:offset + self.page_size]
+        if select:
+            page = [{k: v for k, v in e.items() if k in select} for e in page]
+        body: dict[str, Any] = {"value": copy.deepcopy(page)}
+        if offset + self.page_size < len(matching):
+            params = [(k, v) for k, values in request.query.items() if k.lower() != "$skiptoken" for v in values]
+            params.append(("$skipToken", base64.urlsafe_b64encode(f"o:{offset + self.page_size}".encode()).decode()))
+            body["nextLink"] = f"{self.base_url}{request.path}?{urlencode(params)}"
+        return self._ok(200, body, request)
+
+    @staticmethod
+    def _parse_filter(text: str | None) -> list[tuple[str, str, str]]:
+        if not text or not text.strip():
+            raise HttpError(400, "BadRequest", "The $filter query parameter is required, e.g. "
+                            "$filter=eventTimestamp ge '2024-05-01T00:00:00Z'.")
+        parts = re.split(r"\s+and\s+(?=(?:[^']*'[^']*')*[^']*$)", text.strip(), flags=re.IGNORECASE)
+        clauses: list[tuple[str, str, str]] = []
+        for part in parts:
+            match = _FILTER_CLAUSE.fullmatch(part)
+            if not match:
+                raise HttpError(400, "BadRequest", f"The $filter clause \"{part.strip()}\" is invalid; use "
+                                "<field> eq|ge|le '<value>' joined by 'and'.")
+            name = match["field"].lower()
+            if name not in _FILTER_FIELDS:
+                raise HttpError(400, "BadRequest", f"The $filter field '{match['field']}' is not supported; use "
+                                "eventTimestamp, resourceUri, resourceGroupName, resourceProvider, correlationId, "
+                                "caller or status.")
+            operator = match["op"].lower()
+            if name != "eventtimestamp" and operator != "eq":
+                raise HttpError(400, "BadRequest", f"'{match['field']}' supports only eq.")
+            value = match["value"].replace("''", "'")
+            if name == "eventtimestamp":
+                try:
+                    parse_timestamp(value)
+                except ValueError as exc:
+                    raise HttpError(400, "BadRequest", f"Invalid eventTimestamp in $filter: {exc}.") from None
+            clauses.append((name, operator, value))
+        return clauses
+
+    @staticmethod
+    def _matches(event: dict[str, Any], clauses: list[tuple[str, str, str]], start: dt.datetime,
+                 end: dt.datetime) -> bool:
+        moment = parse_timestamp(event["eventTimestamp"])
+        if moment < start or moment > end:
+            return False
+        for name, operator, value in clauses:
+            if name == "eventtimestamp":
+                bound = parse_timestamp(value)
+                if (operator == "gt" and moment <= bound) or (operator == "lt" and moment >= bound):
+                    return False
+            elif _EVENT_FIELDS[name](event).lower() != value.lower().rstrip("/"):
+                return False
+        return True
+
+    @staticmethod
+    def _skip_token(token: str | None) -> int:
+        if token is None:
+            return 0
+        try:
+            decoded = base64.urlsafe_b64decode(token.encode()).decode()
+            if not decoded.startswith("o:"):
+                raise ValueError
+            return max(0, int(decoded[2:]))
+        except ValueError:
+            raise HttpError(400, "BadRequest", "Invalid $skipToken: follow nextLink as returned.") from None
+
+    # -- VMs and scale sets -------------------------------------------------------------------------
+
+    _RG = r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Compute"
+    _VM = _RG + r"/(?P<kind>virtualMachines|virtualMachineScaleSets)/(?P<name>[^/]+)"
+
+    def _resource(self, request: Request) -> _Resource:
+        params = request.params
+        kind = "virtualMachines" if params["kind"].lower() == "virtualmachines" else "virtualMachineScaleSets"
+        resource_id = (f"/subscriptions/{params['sub']}/resourceGroups/{params['rg']}/providers/"
+                       f"Microsoft.Compute/{kind}/{params['name']}")
+        resource = self._resources.get(resource_id.lower())
+        if resource is not None and resource.kind == kind:
+            return resource
+        if (params["sub"].lower(), params["rg"].lower()) not in self._resource_groups:
+            raise HttpError(404, "ResourceGroupNotFound", f"Resource group '{params['rg']}' could not be found.")
+        raise HttpError(404, "ResourceNotFound", (
+            f"The Resource 'Microsoft.Compute/{kind}/{params['name']}' under resource group '{params['rg']}' was "
+            "not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"))
+
+    @staticmethod
+    def _statuses(resource: _Resource) -> list[dict[str, Any]]:
+        provisioning = resource.provisioning_state
+        return [
+            {"code": f"ProvisioningState/{provisioning.lower()}", "level": "Info",
+             "displayStatus": f"Provisioning {provisioning.lower()}", "time": resource.time_created},
+            {"code": f"PowerState/{resource.power_state}", "level": "Info",
+             "displayStatus": _DISPLAY.get(resource.power_state, resource.power_state)},
+        ]
+
+    def _vm_instance_view(self, resource: _Resource) -> dict[str, Any]:
+        return {"computerName": resource.name, "osName": "ubuntu" if resource.os_type == "Linux" else "Windows",
+                "statuses": self._statuses(resource)}
+
+    def _scale_set_instance_view(self, resource: _Resource) -> dict[str, Any]:
+        return {"virtualMachine": {"statusesSummary": [{"code": f"PowerState/{resource.power_state}",
+                                                        "count": resource.capacity}]},
+                "statuses": self._statuses(resource)[:1]}
+
+    def _view(self, resource: _Resource, expand_instance_view: bool) -> dict[str, Any]:
+        if resource.kind == "virtualMachines":
+            properties: dict[str, Any] = {
+                "vmId": resource.unique_id, "hardwareProfile": {"vmSize": resource.size},
+                "storageProfile": {"osDisk": {"osType": resource.os_type, "name": f"{resource.name}_OsDisk_1",
+                                              "createOption": "FromImage"}},
+                "osProfile": {"computerName": resource.name, "adminUsername": "azureuser"},
+                "provisioningState": resource.provisioning_state, "timeCreated": resource.time_created,
+            }
+            if expand_instance_view:
+                properties["instanceView"] = self._vm_instance_view(resource)
+            return {"name": resource.name, "id": resource.id, "type": "Microsoft.Compute/virtualMachines",
+                    "location": resource.location, "tags": dict(resource.tags), "properties": properties}
+        return {"name": resource.name, "id": resource.id, "type": "Microsoft.Compute/virtualMachineScaleSets",
+                "location": resource.location, "tags": dict(resource.tags),
+                "sku": {"name": resource.size, "tier": "Standard", "capacity": resource.capacity},
+                "properties": {"uniqueId": resource.unique_id, "provisioningState": resource.provisioning_state,
+                               "timeCreated": resource.time_created, "upgradePolicy": {"mode": "Manual"}}}
+
+    @route("GET", _VM)
+    def get_resource(self, request: Request) -> Response:
+        expand = (request.arg("$expand") or "").lower()
+        if expand and expand != "instanceview":
+            raise HttpError(400, "InvalidParameter", f"The value '{request.arg('$expand')}' of parameter "
+                            "'$expand' is not allowed. Allowed values are 'instanceView'.")
+        with self.lock:
+            resource = self._resource(request)
+            if expand and resource.kind != "virtualMachines":
+                raise HttpError(400, "InvalidParameter", "Scale sets have no $expand; GET .../instanceView instead.")
+            body = self._view(resource, bool(expand))
+        return self._ok(200, body, request)
+
+    @route("GET", _VM + r"/instanceView")
+    def get_instance_view(self, request: Request) -> Response:
+        with self.lock:
+            resource = self._resource(request)
+            body = (self._vm_instance_view(resource) if resource.kind == "virtualMachines"
+                    else self._scale_set_instance_view(resource))
+        return self._ok(200, body, request)
+
+    @route("POST", _VM + r"/(?P<action>deallocate|powerOff|start|restart)")
+    def power_action(self, request: Request) -> Response:
+        action = request.params["action"].lower()
+        api_version = request.arg("api-version") or ""
+        with self.lock:
+            resource = self._resource(request)
+            if action == "restart" and resource.kind != "virtualMachines":
+                raise HttpError(404, "NotFound", "Restart the scale set's instances instead.")
+            self._writable(resource.subscription)
+            operation = _Operation(
+                id=str(uuid.uuid4()), subscription=resource.subscription, location=resource.location,
+                action=action, target=resource, api_version=api_version, started=_now(),
+                polls_before_done=self.lro_polls, failure=self._fail_next.pop(0) if self._fail_next else None,
+            )
+            self._operations[operation.id] = operation
+            resource.provisioning_state = "Updating"
+        return Response(202, b"", {**self._ids(request), **self._lro_headers(operation)})
+
+    def _lro_headers(self, operation: _Operation) -> dict[str, str]:
+        status_url = (f"{self.base_url}/subscriptions/{operation.subscription}/providers/Microsoft.Compute/locations/"
+                      f"{operation.location}/operations/{operation.id}")
+        return {
+            "Azure-AsyncOperation": f"{status_url}?{urlencode({'api-version': operation.api_version})}",
+            "Location": f"{status_url}?{urlencode({'monitor': 'true', 'api-version': operation.api_version})}",
+            "Retry-After": str(self.lro_retry_after),
+        }
+
+    # -- long-running operation status ------------------------------------------------------------
+
+    @route("GET", r"/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.Compute/locations/(?P<loc>[^/]+)/operations/"
+                  r"(?P<op>[^/]+)")
+    def operation_status(self, request: Request) -> Response:
+        with self.lock:
+            operation = self._operations.get(request.params["op"].lower())
+            if operation is None or operation.subscription.lower() != request.params["sub"].lower():
+                raise HttpError(404, "NotFound", f"The operation '{request.params['op']}' was not found.")
+            self._advance(operation)
+            monitor = (request.arg("monitor") or "").lower() == "true"
+            if monitor:
+                if operation.status == "InProgress":
+                    return Response(202, b"", {**self._ids(request), **self._lro_headers(operation)})
+                if operation.status == "Failed" and operation.failure:
+                    raise HttpError(500, operation.failure[0], operation.failure[1])
+                return Response(200, b"", self._ids(request))
+            body: dict[str, Any] = {"startTime": _iso(operation.started), "status": operation.status,
+                                    "name": operation.id}
+            if operation.ended is not None:
+                body["endTime"] = _iso(operation.ended)
+            if operation.status == "Failed" and operation.failure:
+                body["error"] = {"code": operation.failure[0], "message": operation.failure[1]}
+            headers = {"Retry-After": str(self.lro_retry_after)} if operation.status == "InProgress" else {}
+        return self._ok(200, body, request, headers)
+
+    def _advance(self, operation: _Operation) -> None:
+        """Count a poll; complete the operation (and change the power state) once enough polls came."""
+        if operation.status != "InProgress":
+            return
+        if operation.polls < operation.polls_before_done:
+            operation.polls += 1
+            return
+        operation.ended = _now()
+        operation.target.provisioning_state = "Succeeded"
+        if operation.failure is not None:
+            operation.status = "Failed"
+            return
+        operation.status = "Succeeded"
+        operation.target.power_state = _RESULT_STATE[operation.action]

@@ -1,0 +1,514 @@
+"""Partner Center stand-in: fraud events, their status, subscriptions, Azure entitlements, webhooks.
+
+Follows the documented contract (see sandbox/README.md, "Partner Center") to the field name and
+type, quirks included: ``hitCount`` is a string, ``isTest`` is ``"true"``/``"false"`` (spelled
+``IsTest`` in one item, as in the doc example), ``activityLogs`` is a JSON array in a string in
+some items and an array in others, ``eventTime`` has no time zone, and unresolved events carry
+``resolvedOn: 9999-12-31T23:59:59.9970000`` and ``resolvedReason: "None"``.
+
+Scenario section ``partner_center``::
+
+    {
+      "partner_tenant_id": "...",          # tokens must carry this tid (default: ids.PARTNER_TENANT_ID)
+      "require_mfa": true,                 # App+User tokens without "mfa" in amr get 401 / 900421
+      "accept_legitimate": false,          # ResolvedReason "Legitimate" (undocumented for PC REST)
+      "alerts": [ {...fraud event as served...} ],   # "_legacy": bool overrides legacy visibility
+      "subscriptions": [ {"customerId": "...", ...PC subscription resource...} ],
+      "entitlements": [ {"customerId": "...", "subscriptionId": "<plan>", "id": "<azure sub>", ...} ],
+      "generate": {"alerts": 10000, "customers": 200}   # benchmark data, made on demand per page
+    }
+
+The webhook management API (/webhooks/v1/...) is served on this port too (same base URL as at
+Microsoft); it lives in sandbox/webhooks.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox import ids
+from sandbox.core import HttpError, Request, Response, Service, json_response, route
+from sandbox.webhooks import WebhookRoutes
+
+AUDIENCE = "https://api.partnercenter.microsoft.com"
+UNRESOLVED_ON = "9999-12-31T23:59:59.9970000"
+NEW_MODEL_HEADER = "X-NewEventsModel"
+
+# Fields that appear only with X-NewEventsModel: true (the (N) rows of the contract table).
+NEW_MODEL_FIELDS = frozenset(
+    name.lower() for name in (
+        "eventType", "severity", "confidenceLevel", "displayName", "description", "country",
+        "subscriptionName", "valueAddedResellerTenantId", "valueAddedResellerFriendlyName",
+        "affectedResources", "additionalDetails", "isTest", "activityLogs",
+    )
+)
+DOCUMENTED_EVENT_TYPES = (
+    "ServiceHealthSecurityAdvisory",
+    "UsageAnomalyDetection",
+    "MultiRegionVirtualMachineScaleSetDeploymentAnomaly",
+    "NetworkConnectionsToCryptoMiningPools",
+    "VirtualMachineDeploymentAnomaly",
+    "MultiRegionMachineLearningUsageAnomaly",
+)
+LEGACY_EVENT_TYPE = "NetworkConnectionsToCryptoMiningPools"
+STATUSES = {"active": "Active", "resolved": "Resolved", "resolve": "Resolved", "investigating": "Investigating"}
+REASONS = {"fraud": "Fraud", "ignore": "Ignore"}
+SUBSCRIPTION_STATUSES = ("active", "suspended")
+CANCELLATION_REASONS = ("compromise",)
+
+
+def pc_time(moment: dt.datetime) -> str:
+    """Partner Center's timestamp form: seven fraction digits, no time zone."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0"
+
+
+_ZONED_TIME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?)Z")
+
+
+def _strip_zone(value: Any) -> Any:
+    """Scenario placeholders write UTC with a Z; Partner Center writes timestamps without a zone."""
+    if isinstance(value, str):
+        return _ZONED_TIME.sub(r"\1", value)
+    if isinstance(value, list):
+        return [_strip_zone(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _strip_zone(v) for k, v in value.items()}
+    return value
+
+
+def _get(item: dict[str, Any], name: str, default: Any = None) -> Any:
+    """A field by name, ignoring case (the doc spells isTest as IsTest)."""
+    if name in item:
+        return item[name]
+    wanted = name.lower()
+    for key, value in item.items():
+        if key.lower() == wanted:
+            return value
+    return default
+
+
+def _public(item: dict[str, Any], *, new_model: bool) -> dict[str, Any]:
+    """The item as served: sandbox-only keys removed; (N) fields only for the new model."""
+    return {
+        key: value for key, value in item.items()
+        if not key.startswith("_") and (new_model or key.lower() not in NEW_MODEL_FIELDS)
+    }
+
+
+@dataclass(frozen=True)
+class Filters:
+    status: str | None
+    subscription_id: str | None
+    event_type: str | None
+    new_model: bool
+
+    def accepts(self, subscription_id: str, status: str, event_type: str | None, legacy: bool) -> bool:
+        if not self.new_model and not legacy:
+            return False
+        if self.status and status.lower() != self.status.lower():
+            return False
+        if self.subscription_id and subscription_id.lower() != self.subscription_id.lower():
+            return False
+        return not (self.new_model and self.event_type and (event_type or "").lower() != self.event_type.lower())
+
+
+class GeneratedAlerts:
+    """A large deterministic alert set for benchmarks: item ``j`` is computed when served."""
+
+    def __init__(self, count: int, customers: int, start: dt.datetime) -> None:
+        self.count = max(0, count)
+        self.customers = [
+            (str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox-gen-customer-{i}")),
+             str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox-gen-subscription-{i}")))
+            for i in range(max(1, customers))
+        ]
+        self.start = start
+        self.overrides: dict[int, dict[str, Any]] = {}
+
+    def meta(self, j: int) -> tuple[str, str, str]:
+        """(subscriptionId, eventStatus, eventType) without building the item."""
+        override = self.overrides.get(j, {})
+        default_status = "Resolved" if j % 10 == 0 else "Investigating" if j % 10 == 1 else "Active"
+        return (self.customers[j % len(self.customers)][1], override.get("eventStatus", default_status),
+                DOCUMENTED_EVENT_TYPES[j % len(DOCUMENTED_EVENT_TYPES)])
+
+    def event_id(self, j: int) -> str:
+        return f"{self.customers[j % len(self.customers)][1]}_gen-{j:06d}"
+
+    def index_of(self, event_id: str) -> int | None:
+        _, _, tail = event_id.rpartition("_gen-")
+        if not tail.isdigit() or not 0 <= int(tail) < self.count:
+            return None
+        if self.event_id(int(tail)).lower() != event_id.lower():
+            return None
+        return int(tail)
+
+    def item(self, j: int) -> dict[str, Any]:
+        customer, subscription = self.customers[j % len(self.customers)]
+        subscription_id, status, event_type = self.meta(j)
+        detected = self.start - dt.timedelta(minutes=j)
+        vm = f"vm-gen-{j:06d}"
+        resource = (f"/subscriptions/{subscription}/resourceGroups/rg-gen/providers/"
+                    f"Microsoft.Compute/virtualMachines/{vm}")
+        item: dict[str, Any] = {
+            "eventTime": pc_time(detected),
+            "eventId": self.event_id(j),
+            "partnerTenantId": ids.PARTNER_TENANT_ID,
+            "partnerFriendlyName": ids.PARTNER_NAME,
+            "customerTenantId": customer,
+            "customerFriendlyName": f"Generated customer {j % len(self.customers):04d}",
+            "subscriptionId": subscription_id,
+            "subscriptionType": "modern",
+            "catalogOfferId": "ms-azr-17g",
+            "entityId": vm,
+            "entityName": vm,
+            "entityUrl": resource,
+            "hitCount": str(1 + j % 97),
+            "eventStatus": status,
+            "serviceName": "Microsoft.Compute",
+            "resourceName": vm,
+            "resourceGroupName": "rg-gen",
+            "firstOccurrence": pc_time(detected - dt.timedelta(hours=1)),
+            "lastOccurrence": pc_time(detected),
+            "firstObserved": pc_time(detected - dt.timedelta(hours=1)),
+            "lastObserved": pc_time(detected),
+            "resolvedReason": "None",
+            "resolvedOn": UNRESOLVED_ON,
+            "resolvedBy": "",
+            "eventType": event_type,
+            "severity": ("High", "Medium", "Low")[j % 3],
+            "confidenceLevel": ("High", "Medium", "Low")[(j // 3) % 3],
+            "displayName": f"{event_type} on {vm}",
+            "description": "Generated alert for benchmarks.",
+            "country": "US",
+            "subscriptionName": f"Generated subscription {j % len(self.customers):04d}",
+            "valueAddedResellerTenantId": "",
+            "valueAddedResellerFriendlyName": "",
+            "affectedResources": [{"azureResourceId": resource, "type": "Microsoft.Compute/virtualMachines"}],
+            "additionalDetails": {},
+            "isTest": "false",
+            "activityLogs": "[]",
+        }
+        item.update(self.overrides.get(j, {}))
+        return item
+
+
+class PartnerCenterService(WebhookRoutes, Service):
+    """The Partner Center REST API on its own port (paths exactly as at Microsoft)."""
+
+    name = "partner_center"
+    audiences = (AUDIENCE,)
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        section = self.section
+        self.partner_tenant_id = str(section.get("partner_tenant_id", ids.PARTNER_TENANT_ID)).lower()
+        self.require_mfa = bool(section.get("require_mfa", True))
+        self.accept_legitimate = bool(section.get("accept_legitimate", False))
+        self.alerts: list[dict[str, Any]] = []
+        for raw in section.get("alerts", []):
+            self.alerts.append(_strip_zone(copy.deepcopy(raw)))
+        generate = section.get("generate") or {}
+        self.generated = GeneratedAlerts(
+            int(generate.get("alerts", 0)), int(generate.get("customers", 1)),
+            dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        )
+        self.subscriptions: dict[tuple[str, str], dict[str, Any]] = {}
+        for raw in section.get("subscriptions", []):
+            resource = copy.deepcopy(raw)
+            customer = str(resource.pop("customerId"))
+            resource.setdefault("links", {"self": {
+                "uri": f"/customers/{customer}/subscriptions/{resource['id']}", "method": "GET", "headers": []}})
+            resource.setdefault("attributes", {"etag": uuid.uuid4().hex, "objectType": "Subscription"})
+            self.subscriptions[(customer.lower(), str(resource["id"]).lower())] = resource
+        self.entitlements: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for raw in section.get("entitlements", []):
+            entitlement = copy.deepcopy(raw)
+            customer = str(entitlement.pop("customerId"))
+            plan = str(entitlement["subscriptionId"])
+            entitlement.setdefault("status", "active")
+            entitlement.setdefault("links", {"self": {
+                "uri": f"/customers/{customer}/subscriptions/{plan}/azureEntitlements/{entitlement['id']}",
+                "method": "GET", "headers": []}})
+            entitlement.setdefault("attributes", {"objectType": "AzureEntitlement"})
+            self.entitlements[(customer.lower(), plan.lower(), str(entitlement["id"]).lower())] = entitlement
+        self.reset_webhooks()
+
+    # -- errors and auth -----------------------------------------------------------------------
+
+    def error(self, err: HttpError) -> Response:
+        """Partner Center's error body; a 429 uses the throttling doc's shape."""
+        if err.status == 429:
+            return json_response(429, {"statusCode": 429, "message": err.message}, err.headers)
+        code: int | str = int(err.code) if err.code.isdigit() else err.code
+        return json_response(err.status, {"code": code, "description": err.message, "data": [],
+                                          "source": "PartnerFD"}, err.headers)
+
+    def unauthorized(self, reason: str) -> Response:
+        return self.error(HttpError(401, "401", f"Authentication failed: {reason}.",
+                                    {"WWW-Authenticate": 'Bearer error="invalid_token"'}))
+
+    def authorize(self, request: Request, claims: dict[str, Any]) -> None:
+        if str(claims.get("tid", "")).lower() != self.partner_tenant_id:
+            raise HttpError(401, "401", "The token was issued for another tenant; Partner Center APIs take a token "
+                            "from the partner's own tenant.")
+        delegated = "scp" in claims
+        if delegated and self.require_mfa and "mfa" not in (claims.get("amr") or []):
+            raise HttpError(401, "900421", "Multi-factor authentication is required for App+User calls: the access "
+                            "token has no 'mfa' in its amr claim. Sign in again with MFA.")
+        if request.path.lower().startswith("/v1/fraudevents") and not delegated:
+            raise HttpError(403, "403", "This API supports App+User credentials only; an App-only token was sent.")
+
+    # -- fraud events --------------------------------------------------------------------------
+
+    def _filters(self, request: Request) -> Filters:
+        new_model = request.headers.get(NEW_MODEL_HEADER, "").strip().lower() == "true"
+        status = request.arg("EventStatus")
+        if status and status.lower() not in STATUSES:
+            raise HttpError(400, "400", f"EventStatus {status!r} is not valid; use Active, Resolved or Investigating.")
+        return Filters(status=STATUSES[status.lower()] if status else None,
+                       subscription_id=request.arg("SubscriptionId") or None,
+                       event_type=request.headers.get("EventType") or None, new_model=new_model)
+
+    @staticmethod
+    def _legacy_visible(item: dict[str, Any]) -> bool:
+        flag = item.get("_legacy")
+        if isinstance(flag, bool):
+            return flag
+        event_type = _get(item, "eventType")
+        return event_type is None or str(event_type).lower() == LEGACY_EVENT_TYPE.lower()
+
+    def _matching(self, filters: Filters) -> Iterator[tuple[str, Any]]:
+        """("list", item) or ("gen", index) for every matching event, in a stable order."""
+        for item in self.alerts:
+            if filters.accepts(str(item.get("subscriptionId", "")), str(item.get("eventStatus", "")),
+                               _get(item, "eventType"), self._legacy_visible(item)):
+                yield "list", item
+        generated = self.generated
+        if not filters.new_model:
+            return  # generated alerts use the new model's event types
+        for j in range(generated.count):
+            subscription_id, status, event_type = generated.meta(j)
+            if filters.accepts(subscription_id, status, event_type, False):
+                yield "gen", j
+
+    def _materialise(self, entry: tuple[str, Any], new_model: bool) -> dict[str, Any]:
+        kind, value = entry
+        item = value if kind == "list" else self.generated.item(value)
+        return _public(item, new_model=new_model)
+
+    @staticmethod
+    def _page_args(request: Request) -> tuple[int, int] | None:
+        raw_size, raw_number = request.arg("PageSize"), request.arg("PageNumber")
+        if raw_size is None and raw_number is None:
+            return None
+        try:
+            size, number = int(raw_size or 0), int(raw_number or 0)
+        except ValueError:
+            raise HttpError(400, "400", "PageSize and PageNumber must be whole numbers.") from None
+        return (size, number) if size > 0 and number > 0 else None
+
+    @route("GET", r"/v1/fraudEvents")
+    def list_fraud_events(self, request: Request) -> Response:
+        filters = self._filters(request)
+        paging = self._page_args(request) if filters.new_model else None  # paging needs the header
+        with self.lock:
+            entries = self._matching(filters)
+            if paging is None:
+                items = [self._materialise(e, filters.new_model) for e in entries]
+            else:
+                size, number = paging
+                skip, items = (number - 1) * size, []
+                for index, entry in enumerate(entries):
+                    if index < skip:
+                        continue
+                    items.append(self._materialise(entry, filters.new_model))
+                    if len(items) == size:
+                        break
+        return json_response(200, items)
+
+    @route("POST", r"/v1/fraudEvents/subscription/(?P<subscription>[^/]+)/status")
+    def update_status(self, request: Request) -> Response:
+        body = request.json()
+        if not isinstance(body, dict):
+            raise HttpError(400, "400", "The body must be a JSON object with EventIds, EventStatus and ResolvedReason.")
+        event_ids = _get(body, "EventIds") or []
+        raw_status = _get(body, "EventStatus")
+        raw_reason = _get(body, "ResolvedReason")
+        if not isinstance(event_ids, list) or not all(isinstance(e, str) for e in event_ids):
+            raise HttpError(400, "400", "EventIds must be an array of event id strings (empty = every event).")
+        if not isinstance(raw_status, str) or raw_status.lower() not in STATUSES:
+            raise HttpError(400, "400", "EventStatus must be Active, Investigating or Resolved.")
+        status = STATUSES[raw_status.lower()]
+        reason = "None"
+        if status == "Resolved":
+            allowed = dict(REASONS, **({"legitimate": "Legitimate"} if self.accept_legitimate else {}))
+            if not isinstance(raw_reason, str) or raw_reason.lower() not in allowed:
+                raise HttpError(400, "400", f"ResolvedReason {raw_reason!r} is not accepted; the accepted reason codes "
+                                f"are {' or '.join(allowed.values())}.")
+            reason = allowed[raw_reason.lower()]
+        new_model = request.headers.get(NEW_MODEL_HEADER, "").strip().lower() == "true"
+        subscription = request.params["subscription"].lower()
+        claims = request.claims or {}
+        actor = str(claims.get("upn") or claims.get("unique_name") or claims.get("oid") or "")
+        now = pc_time(dt.datetime.now(dt.UTC))
+        with self.lock:
+            targets = self._status_targets(subscription, [e.lower() for e in event_ids])
+            updated = [self._apply_status(target, status, reason, actor, now) for target in targets]
+        return json_response(200, [_public(item, new_model=new_model) for item in updated])
+
+    def _status_targets(self, subscription: str, wanted: list[str]) -> list[tuple[str, Any]]:
+        targets: list[tuple[str, Any]] = [
+            ("list", item) for item in self.alerts
+            if str(item.get("subscriptionId", "")).lower() == subscription
+            and (not wanted or str(item.get("eventId", "")).lower() in wanted)
+        ]
+        generated = self.generated
+        if wanted:
+            for event_id in wanted:
+                j = generated.index_of(event_id)
+                if j is not None and generated.meta(j)[0].lower() == subscription:
+                    targets.append(("gen", j))
+            found = {str(t[1].get("eventId", "")).lower() if t[0] == "list" else generated.event_id(t[1]).lower()
+                     for t in targets}
+            missing = [e for e in wanted if e not in found]
+            if missing:
+                raise HttpError(404, "404", f"Fraud event {missing[0]} was not found on subscription {subscription}.")
+        else:
+            targets += [("gen", j) for j in range(generated.count) if generated.meta(j)[0].lower() == subscription]
+        return targets
+
+    def _apply_status(self, target: tuple[str, Any], status: str, reason: str, actor: str, now: str) -> dict[str, Any]:
+        kind, value = target
+        item = value if kind == "list" else self.generated.item(value)
+        changes: dict[str, Any] = {"eventStatus": status}
+        if status == "Resolved":
+            changes.update(resolvedReason=reason, resolvedOn=now, resolvedBy=actor)
+        else:
+            changes.update(resolvedReason="None", resolvedOn=UNRESOLVED_ON, resolvedBy="")
+        log_key = next((k for k in item if k.lower() == "activitylogs"), None)
+        if log_key is not None:
+            entry = {"statusFrom": item.get("eventStatus"), "statusTo": status, "updatedBy": actor, "dateTime": now}
+            logs = item[log_key]
+            if isinstance(logs, str):
+                try:
+                    parsed = json.loads(logs) if logs.strip() else []
+                except ValueError:
+                    parsed = []
+                changes[log_key] = json.dumps([*parsed, entry]) if isinstance(parsed, list) else logs
+            elif isinstance(logs, list):
+                changes[log_key] = [*logs, entry]
+        if kind == "list":
+            item.update(changes)
+            return item
+        self.generated.overrides.setdefault(value, {}).update(changes)
+        return self.generated.item(value)
+
+    # -- subscriptions ---------------------------------------------------------------------------
+
+    def _subscription(self, request: Request) -> dict[str, Any]:
+        key = (request.params["customer"].lower(), request.params["subscription"].lower())
+        resource = self.subscriptions.get(key)
+        if resource is None:
+            raise HttpError(404, "800111", f"Subscription {request.params['subscription']} was not found for "
+                            f"customer {request.params['customer']}.")
+        return resource
+
+    @route("GET", r"/v1/customers/(?P<customer>[^/]+)/subscriptions")
+    def list_subscriptions(self, request: Request) -> Response:
+        """Every subscription of one customer (the Azure plan among them), as a PC collection."""
+        customer = request.params["customer"]
+        with self.lock:
+            items = [resource for key, resource in self.subscriptions.items() if key[0] == customer.lower()]
+            return json_response(200, {"totalCount": len(items), "items": items, "links": {"self": {
+                "uri": f"/customers/{customer}/subscriptions", "method": "GET", "headers": []}},
+                "attributes": {"objectType": "Collection"}})
+
+    @route("GET", r"/v1/customers/(?P<customer>[^/]+)/subscriptions/(?P<subscription>[^/]+)")
+    def get_subscription(self, request: Request) -> Response:
+        with self.lock:
+            return json_response(200, self._subscription(request))
+
+    @route("PATCH", r"/v1/customers/(?P<customer>[^/]+)/subscriptions/(?P<subscription>[^/]+)")
+    def update_subscription(self, request: Request) -> Response:
+        body = request.json()
+        if not isinstance(body, dict) or not isinstance(body.get("status"), str):
+            raise HttpError(400, "400", "The body must be the full subscription resource with its status.")
+        status = body["status"].lower()
+        if status not in SUBSCRIPTION_STATUSES:
+            raise HttpError(400, "400", f"Subscription status {body['status']!r} cannot be set here; use "
+                            f"{' or '.join(SUBSCRIPTION_STATUSES)}.")
+        with self.lock:
+            resource = self._subscription(request)
+            if str(body.get("id", resource["id"])).lower() != str(resource["id"]).lower():
+                raise HttpError(400, "400", "The id in the body does not match the subscription in the path.")
+            missing = [name for name in ("id", "offerId", "friendlyName", "quantity") if name in resource
+                       and name not in body]
+            if missing:
+                raise HttpError(400, "400", f"PATCH takes the full subscription resource; {missing[0]} is missing. "
+                                "GET it first and send it back with the new status.")
+            resource["status"] = status
+            if status == "suspended":
+                resource["suspensionReasons"] = body.get("suspensionReasons") or ["fraud"]
+            else:
+                resource.pop("suspensionReasons", None)
+            resource["attributes"] = {**resource.get("attributes", {}), "etag": uuid.uuid4().hex}
+            return json_response(200, resource)
+
+    # -- Azure entitlements ----------------------------------------------------------------------
+
+    _PLAN = r"/v1/customers/(?P<customer>[^/]+)/subscriptions/(?P<plan>[^/]+)/azureEntitlements"
+
+    def _entitlement(self, request: Request) -> dict[str, Any]:
+        key = (request.params["customer"].lower(), request.params["plan"].lower(),
+               request.params["entitlement"].lower())
+        entitlement = self.entitlements.get(key)
+        if entitlement is None:
+            raise HttpError(404, "800111", f"Azure entitlement {request.params['entitlement']} was not found in "
+                            f"subscription {request.params['plan']}.")
+        return entitlement
+
+    @route("GET", _PLAN)
+    def list_entitlements(self, request: Request) -> Response:
+        customer, plan = request.params["customer"].lower(), request.params["plan"].lower()
+        with self.lock:
+            if (customer, plan) not in self.subscriptions and not any(
+                    k[:2] == (customer, plan) for k in self.entitlements):
+                raise HttpError(404, "800111", f"Subscription {request.params['plan']} was not found.")
+            items = [e for k, e in self.entitlements.items() if k[:2] == (customer, plan)]
+            return json_response(200, {"totalCount": len(items), "items": items, "links": {"self": {
+                "uri": f"/customers/{request.params['customer']}/subscriptions/{request.params['plan']}"
+                       "/azureEntitlements", "method": "GET", "headers": []}},
+                "attributes": {"objectType": "Collection"}})
+
+    @route("GET", _PLAN + r"/(?P<entitlement>[^/]+)")
+    def get_entitlement(self, request: Request) -> Response:
+        with self.lock:
+            return json_response(200, self._entitlement(request))
+
+    @route("POST", _PLAN + r"/(?P<entitlement>[^/]+)/cancel")
+    def cancel_entitlement(self, request: Request) -> Response:
+        body = request.json()
+        reason = _get(body, "cancellationReason") if isinstance(body, dict) else None
+        if not isinstance(reason, str) or reason.lower() not in CANCELLATION_REASONS:
+            raise HttpError(400, "900307", f"Invalid cancellation reason {reason!r}; the accepted value is "
+                            "\"compromise\".")
+        with self.lock:
+            entitlement = self._entitlement(request)
+            entitlement["status"] = "inactive"
+            return json_response(200, entitlement)
+
+    @route("POST", _PLAN + r"/(?P<entitlement>[^/]+)/reactivate")
+    def reactivate_entitlement(self, request: Request) -> Response:
+        with self.lock:
+            entitlement = self._entitlement(request)
+            entitlement["status"] = "active"
+            return json_response(202, entitlement)
