@@ -86,7 +86,7 @@ def read_functions(app: Any) -> tuple[list[AppFunction], list[SkippedFunction]]:
     """The runnable functions of ``app`` (an ``azure.functions.FunctionApp``) and those skipped, with why."""
     runnable: list[AppFunction] = []
     skipped: list[SkippedFunction] = []
-    for function in _get_functions(app):
+    for function in functions_of(app):
         name = str(function.get_function_name())
         binding = dict(function.get_trigger().get_dict_repr())
         trigger = _trigger(name, binding)
@@ -105,10 +105,12 @@ def read_functions(app: Any) -> tuple[list[AppFunction], list[SkippedFunction]]:
     return runnable, skipped
 
 
-def _get_functions(app: Any) -> list[Any]:
-    # FunctionApp.get_functions() remembers the names it validated and refuses them on a second
-    # call (the Python worker calls it once per process). Forget them before and after, so the app
-    # can be read again: by another DevHost, a test, or the worker.
+def functions_of(app: Any) -> list[Any]:
+    """``app.get_functions()``, callable more than once per process.
+
+    FunctionApp.get_functions() remembers the names it validated and refuses them on a second
+    call (the Python worker calls it once per process). Forget them before and after, so the app
+    can be read again: by another DevHost, a test, or the worker."""
     app.functions_bindings = None
     try:
         return list(app.get_functions())

@@ -15,8 +15,9 @@ from tests.conftest import settings_env
 
 def call_health() -> func.HttpResponse:
     import function_app
+    from devhost.app import functions_of
 
-    fn = next(f for f in function_app.app.get_functions() if f.get_function_name() == "health")
+    fn = next(f for f in functions_of(function_app.app) if f.get_function_name() == "health")
     response: func.HttpResponse = fn.get_user_function()(func.HttpRequest("GET", "/api/health", body=b""))
     return response
 

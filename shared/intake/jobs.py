@@ -14,6 +14,7 @@ from typing import Any
 
 from shared.alerts import SOURCES
 from shared.jobs import InvalidJob, parse_job
+from shared.logs import add_context, contextual
 from shared.names import ALERTS_TABLE, RESPOND_QUEUE
 from shared.settings import Settings, get_settings
 from shared.storage.queues import QueueSender
@@ -91,6 +92,7 @@ class SyncRun:
                 "token_errors": self.token_errors, "errors": self.errors}
 
 
+@contextual(job="sync")
 def run_sync(runtime: IntakeRuntime, scope: SyncScope, *, trigger: str,
              sources: tuple[str, ...] | None = None) -> SyncRun:
     from shared.auth.errors import TokenHealthError
@@ -128,6 +130,7 @@ def run_poll(*, past_due: bool = False, runtime: IntakeRuntime | None = None) ->
     return run_sync(runtime or default_runtime(), SyncScope(), trigger="timer")
 
 
+@contextual(job="sync")
 def handle_sync_message(body: bytes, *, dequeue_count: int = 1, runtime: IntakeRuntime | None = None) -> SyncRun | None:
     """An alerts-sync job. A malformed job is logged and dropped (it can never succeed); a
     transient failure raises, so the queue retries it (and poisons it after maxDequeueCount)."""
@@ -137,6 +140,7 @@ def handle_sync_message(body: bytes, *, dequeue_count: int = 1, runtime: IntakeR
     except InvalidJob as exc:
         log.error("alerts-sync job dropped: %s", exc)
         return None
+    add_context(subscription=scope.subscription_id)
     source = job.get("source")
     sources = (source,) if isinstance(source, str) else None
     if sources and sources[0] not in SOURCES:

@@ -3,31 +3,36 @@ one alerts-respond job per new or materially changed alert version.
 
 Guarantees (at-least-once in, exactly-once out):
 
-* Each alert row and, for a material change, its *outbox* row ``(alert, version)`` are written in
-  ONE entity-group transaction (same table, same partition = the customer tenant). The outbox
-  row is created with ``create`` (409 if it exists), so two overlapping runs that both see the
-  same change cannot both claim that version: the loser's transaction fails, it re-reads that
-  partition and carries on without the conflicting claim.
-* The respond job is enqueued after the transaction commits, and its outbox row is then marked
-  *sent* (batched per partition). A crash or failed send in between leaves the row *pending*;
-  a later sync re-sends pending rows older than ``REDELIVER_AFTER`` (older, so a run never
-  re-sends what an overlapping run is still sending). So no alert version is lost, and a second
-  job for one version is only sent if the process dies between a put and its "sent" mark. The
-  respond side deletes the outbox row when it has handled the job and drops a job whose outbox
-  row is gone, so even that second job has no second effect.
+* Each alert is one row, partitioned by customer tenant. A material change raises the row's
+  ``version`` and, in the same write, records that version's respond job as *pending*
+  (``respond_version``, ``respond_state``, ``respond_queued_at``): the state change and the
+  outbox entry are one entity, so they commit together.
+* Overlapping runs cannot both claim one version: a new alert is written with ``create`` (409 if
+  another run created it first) and a changed one with ``update`` under the ETag the diff read
+  (412 if another run changed it first). The loser retries the other alerts of that transaction
+  without the conflicting one, which the winner owns. (Azurite ignores If-Match inside batch
+  transactions, Azurite issue 1233: locally only the ``create`` half of this is enforced.)
+* The respond job is enqueued after the transaction commits. The respond side marks the row
+  *handled* (or *poisoned*) when it is done with that version. A crash, or a failed put, between
+  commit and enqueue leaves the row *pending*; a later sync re-sends pending jobs queued longer
+  ago than ``REDELIVER_AFTER``. So no alert version is lost, and a second job for one version is
+  sent only when the first has waited that long unhandled (a long backlog); the respond side's
+  ledger makes even that second job a no-op.
 * A sync with nothing changed writes nothing and enqueues nothing (rows carry a fingerprint of
   their normalised content).
 
-Round trips: one paged query of the table's index columns, then transactions of up to 100
-operations per partition, accumulated across source pages so a customer whose alerts arrive on
-several pages still fills transactions; memory holds the index plus at most 99 pending
-operations per partition, so a large sync streams page by page.
+Round trips: one paged query of the index columns, one operation per new or changed alert in
+transactions of up to 100 per partition (accumulated across source pages, so a customer whose
+alerts arrive on several pages still fills transactions), and one queue put per job, sent in
+parallel. Memory holds the index plus at most 99 pending operations per partition: a large sync
+streams page by page.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -40,13 +45,16 @@ from shared.alerts import Alert, AlertParseError, Source, material_changes, pars
 
 log = logging.getLogger(__name__)
 
-OUTBOX_PREFIX = "outbox~"
-MAX_SENDS_IN_FLIGHT = 2000
 REDELIVER_AFTER = timedelta(minutes=10)
 MAX_OPS_PER_TRANSACTION = 100
 MAX_TRANSACTION_BYTES = 3_500_000  # under the 4 MiB cap, with room for the multipart envelope
+MAX_SENDS_IN_FLIGHT = 2000
 INDEX_COLUMNS = ("PartitionKey", "RowKey", "kind", "version", "fingerprint", "status", "severity", "hit_count",
-                 "affected_resources", "state", "created_at", "alert_row", "respond_version")
+                 "affected_resources", "respond_version", "respond_state", "respond_queued_at", "respond_job")
+
+PENDING = "pending"
+HANDLED = "handled"
+POISONED = "poisoned"
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,7 @@ class TableOps(Protocol):
 
     def query_entities(self, query_filter: str, **kwargs: Any) -> Any: ...
     def submit_transaction(self, operations: Iterable[Any], **kwargs: Any) -> Any: ...
-    def upsert_entity(self, entity: Any, **kwargs: Any) -> Any: ...
+    def update_entity(self, entity: Any, **kwargs: Any) -> Any: ...
 
 
 class JobQueue(Protocol):
@@ -100,7 +108,7 @@ class SyncResult:
 
     @property
     def round_trips(self) -> int:
-        return self.transactions + self.queries + self.enqueued + self.redelivered
+        return self.transactions + self.queries + self.enqueued
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "round_trips": self.round_trips}
@@ -108,10 +116,11 @@ class SyncResult:
 
 @dataclass(frozen=True)
 class _Known:
-    """What the diff needs of a stored alert: its version and the fields material change reads."""
+    """What the diff needs of a stored alert: version, ETag and the fields material change reads."""
 
     version: int
     fingerprint: str
+    etag: str
     status: str
     severity: str
     hit_count: int | None
@@ -120,10 +129,11 @@ class _Known:
 
 @dataclass
 class _Op:
-    kind: str  # "upsert" | "create"
+    kind: str  # "create" (a new alert) | "update" (a changed one, under the ETag the diff read)
     entity: dict[str, Any]
     size: int
-    job: dict[str, Any] | None = None  # the respond job sent once a create commits
+    etag: str = ""
+    job: dict[str, Any] | None = None  # the respond job, sent once the operation commits
 
 
 def respond_job(alert: Alert, version: int, reasons: list[str]) -> dict[str, Any]:
@@ -133,8 +143,31 @@ def respond_job(alert: Alert, version: int, reasons: list[str]) -> dict[str, Any
     }
 
 
-def outbox_row(alert_row: str, version: int) -> str:
-    return f"{OUTBOX_PREFIX}{alert_row}~{version:08d}"
+def job_is_current(entity: dict[str, Any], version: int) -> bool:
+    """For the respond side: is this job's version still waiting to be handled?"""
+    return int(entity.get("respond_version", 0)) == version and entity.get("respond_state") == PENDING
+
+
+def mark_respond_state(table: TableOps, entity: dict[str, Any], version: int, state: str) -> bool:
+    """For the respond side: record that ``version``'s job is handled (or poisoned).
+
+    Conditional on the row's ETag, so a newer version made pending meanwhile is never marked by
+    an older job; returns False when the row moved on (re-read to decide).
+    """
+    from azure.core import MatchConditions
+    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+    from azure.data.tables import UpdateMode
+
+    if int(entity.get("respond_version", 0)) != version:
+        return False
+    try:
+        table.update_entity({"PartitionKey": entity["PartitionKey"], "RowKey": entity["RowKey"],
+                             "respond_state": state, "respond_done_at": datetime.now(UTC)},
+                            mode=UpdateMode.MERGE, etag=entity.metadata["etag"],  # type: ignore[attr-defined]
+                            match_condition=MatchConditions.IfNotModified)
+    except (ResourceModifiedError, ResourceNotFoundError):
+        return False
+    return True
 
 
 class AlertSync:
@@ -147,51 +180,52 @@ class AlertSync:
         queue: JobQueue,
         respond_queue: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        enqueue_workers: int = 16,
+        enqueue_workers: int = 4,
     ) -> None:
         self._table = table
         self._queue = queue
         self._respond_queue = respond_queue
         self._clock = clock
         self._enqueue_workers = enqueue_workers
-        self._sends: list[tuple[Future[object], str, str]] = []
+        self._sends: list[Future[object]] = []
         self._pool: ThreadPoolExecutor | None = None
+        self._in_flight = threading.BoundedSemaphore(MAX_SENDS_IN_FLIGHT)
 
     # --- index ---------------------------------------------------------------------------------
 
     def _load_index(self, scope: SyncScope, result: SyncResult) -> tuple[dict[tuple[str, str], _Known],
                                                                           list[dict[str, Any]]]:
         known: dict[tuple[str, str], _Known] = {}
-        pending: list[dict[str, Any]] = []
-        query = "kind eq 'alert' or kind eq 'outbox'"
+        overdue: list[dict[str, Any]] = []
+        query = "kind eq 'alert'"
         params: dict[str, Any] = {}
         if scope.subscription_id:
-            query = "subscription_id eq @sub"
+            query = "kind eq 'alert' and subscription_id eq @sub"
             params = {"sub": scope.subscription_id.lower()}
         pages = self._table.query_entities(query, parameters=params, select=list(INDEX_COLUMNS),
                                            results_per_page=1000).by_page()
+        cutoff = self._clock() - REDELIVER_AFTER
         for page in pages:
             result.queries += 1
             for e in page:
-                if e.get("kind") == "outbox":
-                    if e.get("state") == "pending":
-                        pending.append(dict(e))
-                    continue
                 known[(e["PartitionKey"], e["RowKey"])] = _Known(
                     version=int(e.get("version", 0)), fingerprint=str(e.get("fingerprint", "")),
-                    status=str(e.get("status", "")), severity=str(e.get("severity", "")),
-                    hit_count=e.get("hit_count"),
+                    etag=str(e.metadata.get("etag", "")), status=str(e.get("status", "")),
+                    severity=str(e.get("severity", "")), hit_count=e.get("hit_count"),
                     resources=frozenset(r[0].lower() for r in json.loads(e.get("affected_resources") or "[]")),
                 )
-        return known, pending
+                queued = e.get("respond_queued_at")
+                if e.get("respond_state") == PENDING and isinstance(queued, datetime) and queued < cutoff:
+                    overdue.append(e)
+        return known, overdue
 
     # --- run -----------------------------------------------------------------------------------
 
     def run(self, sources: Iterable[AlertSource], scope: SyncScope = SyncScope()) -> SyncResult:
         """Sync; respond jobs are sent in parallel as transactions commit, all sent before return.
 
-        A failed send raises after the others finish; its outbox row stays pending, so the
-        job is sent again by a later sync (see the module docstring).
+        A failed send raises after the others finish; its row stays pending, so a later sync
+        sends the job again (see the module docstring).
         """
         with ThreadPoolExecutor(max_workers=self._enqueue_workers, thread_name_prefix="sync-enqueue") as pool:
             self._pool, self._sends = pool, []
@@ -199,34 +233,18 @@ class AlertSync:
                 result = self._run(sources, scope)
             finally:
                 sends, self._sends, self._pool = self._sends, [], None
-                for future, _, _ in sends:
+                for future in sends:
                     future.exception()  # wait for every send, whatever happened
-        sent = [(partition, row) for future, partition, row in sends if future.exception() is None]
-        self._mark_sent(sent, result)
-        result.enqueued += len(sent)
-        failed = [f.exception() for f, _, _ in sends if f.exception() is not None]
+        failed = [f.exception() for f in sends if f.exception() is not None]
+        result.enqueued += len(sends) - len(failed)
         if failed:
-            raise failed[0]  # type: ignore[misc]  # the rest are sent and marked; these stay pending
+            raise failed[0]  # type: ignore[misc]  # the others are sent; these stay pending
         return result
-
-    def _mark_sent(self, sent: list[tuple[str, str]], result: SyncResult) -> None:
-        """Outbox rows whose job is on the queue: "sent", so no later sync sends them again."""
-        from azure.data.tables import UpdateMode
-
-        by_partition: dict[str, list[str]] = defaultdict(list)
-        for partition, row in sent:
-            by_partition[partition].append(row)
-        for partition, rows in by_partition.items():
-            for i in range(0, len(rows), MAX_OPS_PER_TRANSACTION):
-                self._table.submit_transaction([
-                    ("upsert", {"PartitionKey": partition, "RowKey": row, "state": "sent"}, {"mode": UpdateMode.MERGE})
-                    for row in rows[i : i + MAX_OPS_PER_TRANSACTION]])
-                result.transactions += 1
 
     def _run(self, sources: Iterable[AlertSource], scope: SyncScope) -> SyncResult:
         started = time.perf_counter()
         result = SyncResult(scope=scope.describe())
-        known, pending_outbox = self._load_index(scope, result)
+        known, overdue = self._load_index(scope, result)
         buffers: dict[str, list[_Op]] = defaultdict(list)
         seen: set[tuple[str, str]] = set()
         now = self._clock()
@@ -235,20 +253,19 @@ class AlertSync:
             for page in source.pages(scope):
                 for record in page:
                     result.fetched += 1
-                    self._consider(source.name, record, known, scope=scope, seen=seen, buffers=buffers, result=result,
-                                   now=now)
+                    self._consider(source.name, record, known, scope=scope, seen=seen, buffers=buffers,
+                                   result=result, now=now)
                 for partition in [p for p, ops in buffers.items() if len(ops) >= MAX_OPS_PER_TRANSACTION]:
                     self._flush(partition, buffers, result, full_only=True)
         for partition in list(buffers):
             self._flush(partition, buffers, result, full_only=False)
-        self._redeliver(pending_outbox, result, now)
+        self._redeliver(overdue, result, now)
         result.duration_s = time.perf_counter() - started
         return result
 
     def _consider(self, source: Source, record: dict[str, Any], known: dict[tuple[str, str], _Known], *,
-                  scope: SyncScope,
-                  seen: set[tuple[str, str]], buffers: dict[str, list[_Op]], result: SyncResult,
-                  now: datetime) -> None:
+                  scope: SyncScope, seen: set[tuple[str, str]], buffers: dict[str, list[_Op]],
+                  result: SyncResult, now: datetime) -> None:
         try:
             alert = parse_alert(source, record)
         except AlertParseError as exc:
@@ -264,132 +281,131 @@ class AlertSync:
             return
         seen.add(key)
         old = known.get(key)
-        fingerprint = alert.fingerprint()
-        if old is not None and old.fingerprint == fingerprint:
+        if old is not None and old.fingerprint == alert.fingerprint():
             result.unchanged += 1
             return
         reasons = material_changes(_as_alert_view(old, alert) if old else None, alert)
         if old is None and alert.status == "resolved":
             reasons = []  # history (e.g. a first sync): stored, but there is nothing to respond to
-        version = (old.version if old else 0) + (1 if reasons else 0)
-        entity = to_entity(alert, version=max(version, 1), changed_at=now, reasons=reasons)
+        version = max((old.version if old else 0) + (1 if reasons else 0), 1)
+        entity = to_entity(alert, version=version, changed_at=now, reasons=reasons)
         entity["kind"] = "alert"
-        if old is None:
-            result.new += 1
-        else:
-            result.updated += 1
-        ops = buffers[alert.customer_tenant_id]
-        ops.append(_Op("upsert", entity, _size(entity)))
+        job = None
         if reasons:
             result.material += 1
-            job = respond_job(alert, entity["version"], reasons)
-            claim = {
-                "PartitionKey": alert.customer_tenant_id, "RowKey": outbox_row(entity["RowKey"], entity["version"]),
-                "kind": "outbox", "state": "pending", "alert_row": entity["RowKey"], "version": entity["version"],
-                "subscription_id": alert.subscription_id, "created_at": now, "job": json.dumps(job),
-            }
-            ops.append(_Op("create", claim, _size(claim), job))
+            job = respond_job(alert, version, reasons)
+            entity.update({"respond_version": version, "respond_state": PENDING, "respond_queued_at": now,
+                           "respond_job": json.dumps(job)})
+        if old is None:
+            result.new += 1
+            op = _Op("create", entity, _size(entity), job=job)
+        else:
+            result.updated += 1
+            op = _Op("update", entity, _size(entity), etag=old.etag, job=job)
+        buffers[alert.customer_tenant_id].append(op)
 
     # --- writes --------------------------------------------------------------------------------
 
     def _flush(self, partition: str, buffers: dict[str, list[_Op]], result: SyncResult, *, full_only: bool) -> None:
         ops = buffers[partition]
         while ops and (not full_only or len(ops) >= MAX_OPS_PER_TRANSACTION):
-            batch = _take_batch(ops)
-            self._commit(batch, result)
+            self._commit(_take_batch(ops), result)
         if not ops:
             del buffers[partition]
 
     def _commit(self, batch: list[_Op], result: SyncResult) -> None:
-        from azure.core.exceptions import ResourceExistsError
-        from azure.data.tables import TableTransactionError, UpdateMode
+        from azure.core.exceptions import HttpResponseError
+        from azure.data.tables import TableTransactionError
 
-        operations = [("upsert", op.entity, {"mode": UpdateMode.MERGE}) if op.kind == "upsert"
-                      else ("create", op.entity) for op in batch]
         try:
-            self._table.submit_transaction(operations)
+            self._table.submit_transaction([_operation(op) for op in batch])
+        except (TableTransactionError, HttpResponseError) as exc:
             result.transactions += 1
-        except (TableTransactionError, ResourceExistsError) as exc:
-            result.transactions += 1
-            if "EntityAlreadyExists" not in str(exc) and not isinstance(exc, ResourceExistsError):
+            if _status(exc) not in (409, 412):
                 raise
-            # Another run claimed one of these versions first: commit each alert with its own
-            # claim, so only the conflicting pair is left to the run that won.
+            # Another run wrote one of these alerts first: it owns that change (and its job).
+            # Write the others one by one so only the conflicting ones are left to it.
             result.conflicts += 1
-            self._commit_pairs(batch, result)
+            for op in batch:
+                self._commit_one(op, result)
             return
+        result.transactions += 1
         for op in batch:
             if op.job is not None:
-                self._enqueue(op.job, result)
+                self._enqueue(op.job)
 
-    def _commit_pairs(self, batch: list[_Op], result: SyncResult) -> None:
-        from azure.core.exceptions import ResourceExistsError
-        from azure.data.tables import TableTransactionError, UpdateMode
+    def _commit_one(self, op: _Op, result: SyncResult) -> None:
+        from azure.core.exceptions import HttpResponseError
+        from azure.data.tables import TableTransactionError
 
-        i = 0
-        while i < len(batch):
-            group = [batch[i]]
-            if i + 1 < len(batch) and batch[i + 1].kind == "create":
-                group.append(batch[i + 1])
-            i += len(group)
-            operations = [("upsert", op.entity, {"mode": UpdateMode.MERGE}) if op.kind == "upsert"
-                          else ("create", op.entity) for op in group]
-            try:
-                self._table.submit_transaction(operations)
-            except (TableTransactionError, ResourceExistsError):
-                result.transactions += 1
-                continue  # that version is claimed by another run, which enqueues it
+        try:
+            self._table.submit_transaction([_operation(op)])
+        except (TableTransactionError, HttpResponseError) as exc:
             result.transactions += 1
-            for op in group:
-                if op.job is not None:
-                    self._enqueue(op.job, result)
+            if _status(exc) not in (409, 412):
+                raise
+            return
+        result.transactions += 1
+        if op.job is not None:
+            self._enqueue(op.job)
 
-    def _enqueue(self, job: dict[str, Any], result: SyncResult) -> None:
+    def _enqueue(self, job: dict[str, Any]) -> None:
         if self._pool is None:
             raise RuntimeError("AlertSync._enqueue outside run()")
-        if len(self._sends) >= MAX_SENDS_IN_FLIGHT:  # bound the queue of sends: wait for the oldest
-            for future, _, _ in self._sends[: len(self._sends) // 2]:
-                future.exception()
-        self._sends.append((self._pool.submit(self._queue.send_json, self._respond_queue, job),
-                            job["partition"], outbox_row(job["row"], job["version"])))
+        self._in_flight.acquire()  # bound the sends waiting in the pool (memory), not the workers
+        future = self._pool.submit(self._queue.send_json, self._respond_queue, job)
+        future.add_done_callback(lambda _: self._in_flight.release())
+        self._sends.append(future)
 
-    def _redeliver(self, pending: list[dict[str, Any]], result: SyncResult, now: datetime) -> None:
-        """Re-send jobs whose outbox row stayed pending (a crash between commit and enqueue)."""
-        for row in pending:
-            created = row.get("created_at")
-            if not isinstance(created, datetime) or now - created < REDELIVER_AFTER:
-                continue
-            full = next(iter(self._table.query_entities(
-                "PartitionKey eq @p and RowKey eq @r", parameters={"p": row["PartitionKey"], "r": row["RowKey"]})),
-                None)
-            result.queries += 1
-            if full is None or full.get("state") != "pending":
-                continue
-            self._queue.send_json(self._respond_queue, json.loads(full["job"]))
+    def _redeliver(self, overdue: list[dict[str, Any]], result: SyncResult, now: datetime) -> None:
+        """Re-send jobs left pending past REDELIVER_AFTER (a crash or failed put after commit).
+
+        The row's ``respond_queued_at`` moves to now first, under its ETag: of two overlapping
+        runs only one re-sends, and the next re-send is another REDELIVER_AFTER away.
+        """
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        for row in overdue:
+            try:
+                self._table.update_entity({"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"],
+                                           "respond_queued_at": now}, mode=UpdateMode.MERGE,
+                                          etag=row.metadata["etag"],  # type: ignore[attr-defined]
+                                          match_condition=MatchConditions.IfNotModified)
+            except (ResourceModifiedError, ResourceNotFoundError):
+                continue  # changed since the index was read (a newer version, or another run re-sent it)
+            finally:
+                result.transactions += 1
+            self._queue.send_json(self._respond_queue, json.loads(row["respond_job"]))
             result.redelivered += 1
-            self._table.upsert_entity({"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"],
-                                       "created_at": now}, mode=_merge())
-            result.transactions += 1
 
 
-def _merge() -> Any:
+def _operation(op: _Op) -> tuple[Any, ...]:
+    from azure.core import MatchConditions
     from azure.data.tables import UpdateMode
 
-    return UpdateMode.MERGE
+    if op.kind == "create":  # no echo of each entity in the response: parsing it is most of the cost
+        return ("create", op.entity, {"response_preference": "return-no-content"})
+    return ("update", op.entity, {"mode": UpdateMode.MERGE, "etag": op.etag,
+                                  "match_condition": MatchConditions.IfNotModified})
+
+
+def _status(exc: Exception) -> int | None:
+    code = getattr(exc, "status_code", None)
+    if code is None and getattr(exc, "response", None) is not None:
+        code = getattr(exc.response, "status_code", None)  # type: ignore[attr-defined]
+    return code if isinstance(code, int) else None
 
 
 def _take_batch(ops: list[_Op]) -> list[_Op]:
-    """Up to 100 operations and ~3.5 MB, never separating an alert from its outbox claim."""
+    """Up to 100 operations and ~3.5 MB."""
     batch: list[_Op] = []
     size = 0
-    while ops:
-        group = 2 if len(ops) > 1 and ops[1].kind == "create" else 1
-        group_size = sum(op.size for op in ops[:group])
-        if batch and (len(batch) + group > MAX_OPS_PER_TRANSACTION or size + group_size > MAX_TRANSACTION_BYTES):
-            break
-        batch.extend(ops[:group])
-        del ops[:group]
-        size += group_size
+    while ops and len(batch) < MAX_OPS_PER_TRANSACTION and (not batch or size + ops[0].size <= MAX_TRANSACTION_BYTES):
+        op = ops.pop(0)
+        batch.append(op)
+        size += op.size
     return batch
 
 

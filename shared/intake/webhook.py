@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from shared.intake.signature import WebhookRejected, parse_signature_headers, verify_body_signature
+from shared.logs import add_context, contextual
 from shared.names import DELIVERIES_TABLE, SYNC_QUEUE
 
 if TYPE_CHECKING:
@@ -297,6 +298,7 @@ class WebhookReceiver:
             logger.warning("webhook delivery %s was recorded but its sync job may not have been enqueued; "
                            "enqueuing again", key[:16])
         subscription_id, event_status = scope
+        add_context(subscription=subscription_id)
         self._jobs.send_json(sync_job(subscription_id=subscription_id, event_status=event_status,
                                       delivery_id=key, now=now))
         self._mark_enqueued(key)
@@ -373,6 +375,7 @@ def receiver_for(settings: Settings) -> WebhookReceiver:
     return build_receiver(settings)
 
 
+@contextual(job="webhook")
 def handle_request(headers: Mapping[str, str], body: Callable[[], bytes], *,
                    settings: Settings | None = None) -> WebhookAnswer:
     """The HTTP entry point: 503 when storage fails (Partner Center retries), 500 when misconfigured.

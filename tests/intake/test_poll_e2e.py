@@ -23,6 +23,10 @@ def runtime(azurite: Azurite, sandbox: Sandbox, **overrides: str) -> IntakeRunti
 def test_poll_stores_every_sandbox_alert_once_and_enqueues_a_job_each(azurite: Azurite,
                                                                       fresh_sandbox: Sandbox) -> None:
     rt = runtime(azurite, fresh_sandbox, ALERT_SOURCES="partner_center,graph")
+    rt.queue.count(RESPOND_QUEUE)  # creates it
+    from shared.storage.clients import queue_client
+
+    queue_client(rt.settings.storage, RESPOND_QUEUE).clear_messages()  # queues are shared by all tests
     first = run_poll(runtime=rt)
     assert first.ok, first.as_dict()
     totals = first.totals()

@@ -16,7 +16,7 @@ from azure.storage.queue import QueueClient
 
 from devhost.azurite import Azurite
 from shared.alerts import Source
-from shared.intake.sync import REDELIVER_AFTER, AlertSync, SyncScope
+from shared.intake.sync import REDELIVER_AFTER, AlertSync, SyncScope, job_is_current, mark_respond_state
 from shared.settings import load_settings
 from shared.storage.clients import queue_service, table_service
 from tests.conftest import settings_env
@@ -104,9 +104,8 @@ def test_first_sync_stores_each_alert_once_and_enqueues_one_job_each(env: tuple[
     records = [record(i, c) for c in CUSTOMERS for i in range(40)]
     result = sync(table, queue).run([ListSource(records)])
     assert (result.fetched, result.new, result.material, result.enqueued) == (120, 120, 120, 120)
-    # 40 alerts + 40 outbox claims per customer = 80 operations: one transaction per customer,
-    # then one per customer marking its 40 outbox rows sent.
-    assert result.transactions == 6
+    # 40 alerts per customer: one transaction per customer.
+    assert result.transactions == 3
     assert len(alert_rows(table)) == 120
     jobs = queue.jobs()
     assert len(jobs) == 120 and {j["version"] for j in jobs} == {1}
@@ -163,14 +162,35 @@ def test_crash_between_commit_and_enqueue_loses_nothing_and_sends_no_second_job(
     with pytest.raises(ConnectionError):
         sync(table, queue).run([ListSource(records)])
     first_jobs = queue.jobs()
-    assert len(first_jobs) == 4  # committed; one send failed (the "crash"), the others went
+    assert len(first_jobs) == 4  # committed; one put failed (the "crash"), the others went
+    handle(table, first_jobs)  # the respond side handles what it received
     soon = sync(table, queue).run([ListSource(records)])
     assert (soon.unchanged, soon.enqueued, soon.redelivered) == (5, 0, 0)  # not yet: maybe in flight
     later = datetime.now(UTC) + REDELIVER_AFTER + timedelta(seconds=1)
     recovered = sync(table, queue, now=later).run([ListSource(records)])
-    assert recovered.redelivered == 1  # only the unsent one: sent rows are marked
+    assert recovered.redelivered == 1  # only the job that never reached the queue
     all_jobs = first_jobs + queue.jobs()
     assert sorted(j["alert_key"] for j in all_jobs) == sorted(f"partner_center:{r['eventId']}" for r in records)
+    again = sync(table, queue, now=later + timedelta(seconds=1)).run([ListSource(records)])
+    assert again.redelivered == 0  # re-sent jobs wait another REDELIVER_AFTER
+
+
+def test_a_job_unhandled_past_the_redelivery_window_is_sent_again_once(env: tuple[TableClient, Queue]) -> None:
+    table, queue = env
+    sync(table, queue).run([ListSource([record(1, CUSTOMERS[0])])])
+    [job] = queue.jobs()
+    later = datetime.now(UTC) + REDELIVER_AFTER + timedelta(seconds=1)
+    runs = [sync(table, queue, now=later).run([ListSource([record(1, CUSTOMERS[0])])]) for _ in range(2)]
+    assert [r.redelivered for r in runs] == [1, 0]
+    assert queue.jobs() == [job]
+
+
+def handle(table: TableClient, jobs: list[dict[str, Any]]) -> None:
+    """What the respond side does when it is done with a job."""
+    for job in jobs:
+        entity = table.get_entity(job["partition"], job["row"])
+        assert job_is_current(entity, job["version"])
+        assert mark_respond_state(table, entity, job["version"], "handled")
 
 
 def test_overlapping_runs_never_enqueue_the_same_version_twice(env: tuple[TableClient, Queue]) -> None:

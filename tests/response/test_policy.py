@@ -367,7 +367,7 @@ def test_a_decision_serialises_to_json(default_policy: Any) -> None:
     doc = json.loads(json.dumps(default_policy.evaluate(alert()).as_dict()))
     assert doc["rule"] == "crypto-mining-high" and doc["policy"] == "policy/default.toml"
     assert doc["actions"][2] == {"action": "notify", "mode": "enforce", "requested_mode": "enforce",
-                                 "params": {"to": ["partner", "customer"], "webhook": True, "throttle_hours": 1.0},
+                                 "params": {"to": ["partner", "customer"], "webhook": True, "throttle_hours": 24.0},
                                  "test": False, "reason": 'rule "crypto-mining-high"'}
     assert len(doc["policy_sha256"]) == 64 and doc["explanation"]
 

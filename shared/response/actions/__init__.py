@@ -1,0 +1,1 @@
+"""The action catalogue: one module per action, each implementing ``base.Action``."""

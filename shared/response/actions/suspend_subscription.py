@@ -1,0 +1,87 @@
+"""suspend_subscription: suspend the customer's Azure plan in Partner Center (reversible).
+
+Partner Center suspends the Azure plan (the subscription that holds the customer's Azure
+subscriptions), not a single Azure subscription: it is found by listing the customer's
+subscriptions and picking the Azure plan whose azureEntitlements hold the alert's Azure
+subscription. Suspending is ``PATCH`` of the full subscription resource with status "suspended";
+undo PATCHes it back to the status recorded before (active).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from shared.clients.partner_center import AzureEntitlement
+from shared.response.actions._errors import permanent_errors
+from shared.response.actions.base import ActionContext, ActionFailed, NotReversible, Outcome, Target
+
+
+class SuspendSubscription:
+    name: ClassVar[str] = "suspend_subscription"
+    reversible: ClassVar[bool] = True
+
+    def plan(self, ctx: ActionContext) -> list[Target]:
+        entitlement = azure_entitlement(ctx)
+        return [Target(
+            kind="subscription", id=entitlement.plan_subscription_id, tenant=ctx.alert.customer_tenant_id,
+            display=f"Azure plan {entitlement.plan_subscription_id} of {ctx.alert.customer_name or 'the customer'} "
+                    f"(holds {entitlement.friendly_name or entitlement.id})",
+            details={"azure_subscription_id": entitlement.id, "azure_subscription_name": entitlement.friendly_name,
+                     "customer_tenant_id": ctx.alert.customer_tenant_id},
+        )]
+
+    def verify(self, ctx: ActionContext, target: Target) -> bool:
+        with permanent_errors(f"reading Partner Center subscription {target.id}"):
+            return ctx.clients.partner_center().get_subscription(_customer(ctx, target), target.id).suspended
+
+    def execute(self, ctx: ActionContext, target: Target) -> Outcome:
+        client = ctx.clients.partner_center()
+        customer = _customer(ctx, target)
+        with permanent_errors(f"suspending Partner Center subscription {target.id}"):
+            before = client.get_subscription(customer, target.id)
+            if before.suspended:
+                return Outcome(f"Azure plan {target.id} is already suspended",
+                               {"previous_status": "", "status": before.status}, already_done=True)
+            after = client.suspend_subscription(customer, target.id)
+        if not after.suspended:
+            raise ActionFailed(f"Partner Center answered the suspension of {target.id} with status {after.status!r}; "
+                               "check the subscription in Partner Center")
+        return Outcome(f"Azure plan {target.id} suspended (was {before.status})",
+                       {"previous_status": before.status, "status": after.status,
+                        "azure_subscription_id": target.details.get("azure_subscription_id", "")})
+
+    def undo(self, ctx: ActionContext, target: Target, recorded: dict[str, Any]) -> Outcome:
+        previous = str(recorded.get("previous_status") or "").lower()
+        if previous and previous != "active":
+            raise NotReversible(f"the Azure plan was {previous} before it was suspended; reactivate it in Partner "
+                                "Center if that is still wanted")
+        client = ctx.clients.partner_center()
+        customer = _customer(ctx, target)
+        with permanent_errors(f"reactivating Partner Center subscription {target.id}"):
+            current = client.get_subscription(customer, target.id)
+            if not current.suspended:
+                return Outcome(f"Azure plan {target.id} is already {current.status}", {"status": current.status},
+                               already_done=True)
+            after = client.reactivate_subscription(customer, target.id)
+        return Outcome(f"Azure plan {target.id} reactivated ({after.status})", {"status": after.status})
+
+
+ACTION = SuspendSubscription()
+
+
+def azure_entitlement(ctx: ActionContext) -> AzureEntitlement:
+    """The entitlement for the alert's Azure subscription, with the id of the Azure plan holding it."""
+    alert = ctx.alert
+    if not alert.subscription_id:
+        raise ActionFailed(f"alert {alert.key} names no Azure subscription, so there is nothing to suspend or cancel")
+    with permanent_errors(f"finding the Azure plan of customer {alert.customer_tenant_id} in Partner Center"):
+        found = ctx.clients.partner_center().find_azure_entitlement(alert.customer_tenant_id, alert.subscription_id)
+    if found is None:
+        raise ActionFailed(f"no Azure plan of customer {alert.customer_tenant_id} holds Azure subscription "
+                           f"{alert.subscription_id}: it may be a legacy (non Azure plan) subscription or belong to "
+                           "another customer; act on it in Partner Center")
+    return found
+
+
+def _customer(ctx: ActionContext, target: Target) -> str:
+    return target.tenant or ctx.alert.customer_tenant_id

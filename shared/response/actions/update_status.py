@@ -1,0 +1,213 @@
+"""update_status: write the alert's status back to Microsoft (Investigating, or Resolved with a reason).
+
+Partner Center: ``POST /v1/fraudEvents/subscription/{sub}/status`` with this event's id only (an
+empty EventIds would update every event on the subscription) and the new-events-model header.
+Graph: ``PATCH /beta/security/partner/securityAlerts/{id}``.
+
+Reasons: Graph takes fraud, ignore and legitimate. Partner Center REST documents only Fraud and
+Ignore, so "legitimate" is sent there as **Ignore** (not a failure: the alert is closed as
+not-fraud, which is what the operator meant) and the outcome records that substitution; the
+stored alert row keeps "legitimate". The stored row's status is updated at once, so
+``alerts list`` shows it and the next sync sees no status change to respond to.
+
+Undo sets the status recorded before (Active when none was recorded, e.g. after a crash), resolved
+alerts included: reopening a wrongly resolved alert is exactly what an operator needs undo for. An
+alert that was already resolved before cannot be "undone" to anything.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+from shared.alerts import Alert, from_entity, from_graph, from_partner_center, row_key
+from shared.names import ALERTS_TABLE
+from shared.response.actions._errors import permanent_errors
+from shared.response.actions.base import ActionContext, ActionFailed, Clients, NotReversible, Outcome, Target
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
+    from shared.storage.tables import TableStore
+
+STATUSES: Final = ("active", "investigating", "resolved")
+REASONS: Final = ("fraud", "ignore", "legitimate")
+PC_STATUS: Final = {"active": "Active", "investigating": "Investigating", "resolved": "Resolved"}
+PC_REASON: Final = {"fraud": "Fraud", "ignore": "Ignore", "legitimate": "Ignore"}
+LEGITIMATE_NOTE: Final = ("Partner Center REST accepts only Fraud or Ignore as ResolvedReason; Legitimate was sent "
+                          "as Ignore")
+
+
+class UpdateStatus:
+    name: ClassVar[str] = "update_status"
+    reversible: ClassVar[bool] = True
+
+    def plan(self, ctx: ActionContext) -> list[Target]:
+        status, reason = wanted(ctx.params)
+        shown = f"{status} ({reason})" if reason else status
+        details: dict[str, Any] = {"status": status, "reason": reason, "source": ctx.alert.source}
+        if ctx.alert.source == "partner_center" and reason:
+            details["sent_reason"] = PC_REASON[reason]
+        # One ledger row per status the alert is moved to: "investigating" and a later "resolved"
+        # must not share a row (the second would be taken for a repeat of the first).
+        return [Target("alert", f"{ctx.alert.key}#{status}", display=f"alert {ctx.alert.id}: status -> {shown}",
+                       tenant=ctx.alert.customer_tenant_id, details=details)]
+
+    def verify(self, ctx: ActionContext, target: Target) -> bool:
+        status, reason = _from_target(ctx, target)
+        current = read_source(ctx.clients, ctx.alert)
+        return _matches(current, ctx.alert.source, status, reason)
+
+    def execute(self, ctx: ActionContext, target: Target) -> Outcome:
+        status, reason = _from_target(ctx, target)
+        before = read_source(ctx.clients, ctx.alert)
+        data: dict[str, Any] = {"source": ctx.alert.source, "status": status, "reason": reason,
+                                "previous_status": before.status if before else "",
+                                "previous_reason": before.resolved_reason if before else ""}
+        if before is not None and _matches(before, ctx.alert.source, status, reason):
+            store_status(ctx.clients.store, ctx.alert, status, reason, ctx.actor)
+            return Outcome(f"the alert already shows {_shown(status, reason)} at the source", data,
+                           already_done=True)
+        data.update(write_source(ctx.clients, ctx.alert, status, reason))
+        store_status(ctx.clients.store, ctx.alert, status, reason, ctx.actor)
+        note = f" ({data['note']})" if data.get("note") else ""
+        return Outcome(f"status set to {_shown(status, reason)} at {_source_name(ctx.alert)}{note}", data)
+
+    def undo(self, ctx: ActionContext, target: Target, recorded: dict[str, Any]) -> Outcome:
+        previous = str(recorded.get("previous_status") or "active").lower()  # not recorded: it was active
+        if previous not in ("active", "investigating"):
+            raise NotReversible(f"the status before was {previous}, so there is nothing to go back to; set the "
+                                "status you want in Partner Center or with update_status")
+        written = write_source(ctx.clients, ctx.alert, previous, "")
+        store_status(ctx.clients.store, ctx.alert, previous, "", ctx.actor)
+        return Outcome(f"status set back to {previous} at {_source_name(ctx.alert)}",
+                       {"status": previous, **written})
+
+
+ACTION = UpdateStatus()
+
+
+def wanted(params: dict[str, Any]) -> tuple[str, str]:
+    """(status, reason) from the policy's params, checked (the policy validates them too)."""
+    status = str(params.get("status") or "investigating").lower()
+    reason = str(params.get("reason") or "").lower()
+    if status not in STATUSES:
+        raise ActionFailed(f"update_status: status must be one of {', '.join(STATUSES)}, not {status!r}")
+    if status == "resolved" and reason not in REASONS:
+        raise ActionFailed(f"update_status: resolving needs a reason, one of {', '.join(REASONS)} (got {reason!r})")
+    return status, reason if status == "resolved" else ""
+
+
+def _from_target(ctx: ActionContext, target: Target) -> tuple[str, str]:
+    if "status" in target.details:
+        return wanted({"status": target.details.get("status"), "reason": target.details.get("reason")})
+    return wanted(ctx.params)
+
+
+def _shown(status: str, reason: str) -> str:
+    return f"{status} ({reason})" if reason else status
+
+
+def _source_name(alert: Alert) -> str:
+    return "Partner Center" if alert.source == "partner_center" else "Microsoft Graph"
+
+
+def _matches(current: Alert | None, source: str, status: str, reason: str) -> bool:
+    if current is None or current.status != status:
+        return False
+    if status != "resolved":
+        return True
+    sent = PC_REASON[reason].lower() if source == "partner_center" else reason
+    return current.resolved_reason == sent
+
+
+# --- the source ------------------------------------------------------------------------------------
+
+
+def read_source(clients: Clients, alert: Alert) -> Alert | None:
+    """The alert as its source shows it now (None when the source no longer has it)."""
+    if alert.source == "graph":
+        from shared.http import NotFound
+
+        try:
+            with permanent_errors(f"reading security alert {alert.id} from Microsoft Graph"):
+                return from_graph(clients.graph_app().get_security_alert(alert.id))
+        except ActionFailed as exc:
+            if isinstance(exc.__cause__, NotFound):
+                return None
+            raise
+    if not alert.subscription_id:
+        raise ActionFailed(f"fraud event {alert.id} has no subscription id, so its status cannot be read or set")
+    with permanent_errors(f"reading fraud events of subscription {alert.subscription_id} from Partner Center"):
+        for event in clients.partner_center().fraud_events(subscription_id=alert.subscription_id):
+            if str(_field(event, "eventId")).lower() == alert.id.lower():
+                return from_partner_center(event)
+    return None
+
+
+def write_source(clients: Clients, alert: Alert, status: str, reason: str) -> dict[str, Any]:
+    """Set the status at the source; returns what was sent (and a note when it differs from the ask)."""
+    if alert.source == "graph":
+        with permanent_errors(f"updating security alert {alert.id} in Microsoft Graph"):
+            clients.graph_app().update_security_alert(alert.id, status=status, resolved_reason=reason or None)
+        return {"sent_status": status, "sent_reason": reason}
+    if not alert.subscription_id or not alert.id:
+        raise ActionFailed(f"fraud event {alert.id!r} has no subscription id; refusing to update every event")
+    sent_reason = PC_REASON[reason] if reason else None
+    with permanent_errors(f"updating fraud event {alert.id} in Partner Center"):
+        updated = clients.partner_center().update_fraud_event_status(
+            alert.subscription_id, event_ids=[alert.id], status=PC_STATUS[status], resolved_reason=sent_reason)
+    if not any(str(_field(e, "eventId")).lower() == alert.id.lower() for e in updated):
+        raise ActionFailed(f"Partner Center did not return fraud event {alert.id} as updated; check the event id "
+                           f"and subscription {alert.subscription_id}")
+    result: dict[str, Any] = {"sent_status": PC_STATUS[status], "sent_reason": sent_reason or ""}
+    if reason == "legitimate":
+        result["note"] = LEGITIMATE_NOTE
+    return result
+
+
+def _field(item: dict[str, Any], name: str) -> Any:
+    wanted_name = name.lower()
+    return next((v for k, v in item.items() if k.lower() == wanted_name), "")
+
+
+# --- the stored alert -------------------------------------------------------------------------------
+
+
+def store_status(store: TableStore, alert: Alert, status: str, reason: str, actor: str) -> None:
+    """Merge the new status into the stored alert row (if there is one) so lists show it at once."""
+    row = row_key(alert.key)
+    if store.get(ALERTS_TABLE, alert.customer_tenant_id, row, select=["RowKey"]) is None:
+        return
+    now = datetime.now(UTC)
+    entity: dict[str, Any] = {"PartitionKey": alert.customer_tenant_id, "RowKey": row, "status": status,
+                              "status_updated_by": actor, "status_updated_at": now}
+    if status == "resolved":
+        entity.update(resolved_reason=reason, resolved_by=actor, resolved_at=now)
+    else:
+        entity.update(resolved_reason="", resolved_by="")
+    store.upsert(ALERTS_TABLE, entity, mode="merge")
+
+
+def find_alert(store: TableStore, alert_key: str) -> Alert:
+    """The stored alert with this key (source:id), or ActionFailed naming it."""
+    rows = [e for page in store.query(ALERTS_TABLE, "RowKey eq @row and kind eq 'alert'", {"row": row_key(alert_key)})
+            for e in page.entities]
+    if not rows:
+        raise ActionFailed(f"no stored alert {alert_key}; list them with `fraud-responder alerts list`")
+    return from_entity(rows[0])
+
+
+def resolve_alert(settings: Settings, store: TableStore, alert_key: str, reason: str, operator: str) -> Outcome:
+    """Resolve an alert at its source with ``reason`` (fraud, ignore, legitimate), as ``operator``.
+
+    For the ``alerts resolve`` CLI. Idempotent: an alert already resolved with that reason is left
+    as it is (``already_done``).
+    """
+    reason = reason.lower()
+    if reason not in REASONS:
+        raise ValueError(f"reason must be one of {', '.join(REASONS)}, not {reason!r}")
+    alert = find_alert(store, alert_key)
+    ctx = ActionContext(settings=settings, alert=alert, params={"status": "resolved", "reason": reason},
+                        clients=Clients(settings, store), actor=f"operator:{operator}")
+    [target] = ACTION.plan(ctx)
+    return ACTION.execute(ctx, target)

@@ -1,0 +1,554 @@
+"""The responder: turn one stored alert into actions through the policy, exactly once per target.
+
+Delivery is at-least-once (queue redelivery, the sync's re-send of pending jobs), so the effect is made
+exactly-once per action and target by the ledger:
+
+1. the policy decides the actions and their modes (enforce, dry-run, approve);
+2. per target the ledger row is claimed (insert-once) in the state the mode gives: ``running``,
+   ``dry-run`` (the plan is recorded, nothing is called) or ``awaiting-approval``;
+3. a running row is checked first (``verify``: is the target already in the wanted state?) and
+   executed only if not, then recorded ``succeeded`` or ``failed``.
+
+A redelivered job finds its rows and repeats nothing. A crash after the external call and before
+the ledger write leaves the row ``running``; the next delivery of the same job takes it over and
+``verify`` sees the effect, so nothing is called twice. Transient errors (throttling, 5xx,
+timeouts, token trouble, storage) leave the row ``running`` with its lease released, let the other
+independent actions run, and raise at the end of the job so the queue redelivers it.
+
+Order: update_status(investigating) first, investigate, then stop_resources, revoke_sessions,
+rotate_credentials, suspend_subscription, cancel_azure_subscription, any other update_status, and
+notify last, with ``ctx.summary`` filled from the ledger so the message says what was done and
+what waits.
+
+Operators act on rows with ``approve``, ``reject`` and ``undo`` (``fraud-responder actions``),
+each recorded with the operator's name.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from shared.alerts import Alert, from_entity
+from shared.intake import sync
+from shared.logs import add_context, contextual
+from shared.names import ALERTS_TABLE
+from shared.response.actions.base import Action, ActionContext, ActionFailed, Clients, NotReversible, Outcome, Target
+from shared.response.contacts import customer_tags
+from shared.response.ledger import (
+    AWAITING_APPROVAL,
+    DRY_RUN,
+    FAILED,
+    PLANNED,
+    REJECTED,
+    RUNNING,
+    SUCCEEDED,
+    UNDO_FAILED,
+    UNDOING,
+    UNDONE,
+    Ledger,
+    LedgerConflict,
+    LedgerEntry,
+    NewRow,
+    now_utc,
+    one_line,
+)
+from shared.response.policy import Decision, PlannedAction, get_policy
+from shared.response.registry import get_action
+from shared.settings import Settings
+from shared.storage.tables import TableStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE_SECONDS: Final = 600.0
+"""How long a running row is held for its worker: host.json functionTimeout (10 min) by default."""
+
+PLAN_TARGET: Final = "plan"
+"""Target kind of the row that records a failure to plan an action at all (or that it is not built)."""
+
+_MODE_STATE: Final = {"enforce": RUNNING, "dry-run": DRY_RUN, "approve": AWAITING_APPROVAL}
+_NEEDS_INVESTIGATION: Final = ("revoke_sessions", "rotate_credentials")
+_ORDER: Final = ("investigate", "stop_resources", "revoke_sessions", "rotate_credentials", "suspend_subscription",
+                 "cancel_azure_subscription")
+
+
+def run_order(planned: PlannedAction) -> int:
+    """Position of an action in a job: status first, investigation next, containment, notify last."""
+    if planned.action == "update_status":
+        return 0 if planned.params.get("status", "investigating") == "investigating" else len(_ORDER) + 1
+    if planned.action == "notify":
+        return len(_ORDER) + 2
+    return 1 + _ORDER.index(planned.action) if planned.action in _ORDER else len(_ORDER)
+
+
+def retryable_errors() -> tuple[type[BaseException], ...]:
+    """Errors that a later attempt can get past: the queue retries the job for these."""
+    from shared.auth.errors import TokenHealthError
+    from shared.http import Conflict, MalformedResponse, Throttled, TransientError
+    from shared.storage.errors import StorageError
+
+    return (Throttled, TransientError, Conflict, MalformedResponse, TokenHealthError, StorageError, LedgerConflict)
+
+
+def _entry_context(entry: LedgerEntry) -> None:
+    """Log lines of an operator's decision name the alert, customer and action of the row."""
+    add_context(alert_id=entry.alert_id, customer=entry.customer_tenant_id, subscription=entry.subscription_id,
+                action=entry.action)
+
+
+class RetryLater(Exception):
+    """Some actions met transient errors: the job must be delivered again (the queue does it)."""
+
+
+class OperatorError(Exception):
+    """An approve / reject / undo cannot be done; the message says why and what to do instead."""
+
+
+class ActionNotFound(OperatorError):
+    pass
+
+
+class _Deferred(Exception):
+    """Internal: a target's attempt ended with a retryable error (the row is still running)."""
+
+    def __init__(self, entry: LedgerEntry, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.entry = entry
+        self.error = error
+
+
+@dataclass
+class RespondResult:
+    """What one respond job did: the rows it touched (in order) and what is left for a retry."""
+
+    alert_key: str
+    version: int
+    handled_before: bool = False
+    """The alert row no longer waits for this job's version (handled, poisoned or superseded): nothing was done."""
+    missing_alert: bool = False
+    rule: str | None = None
+    rows: list[LedgerEntry] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
+
+    def states(self) -> dict[str, str]:
+        """``"action target-id" -> state`` for every row touched (handy in logs and tests)."""
+        return {f"{r.action} {r.target.id}": r.state for r in self.rows}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"alert": self.alert_key, "version": self.version, "handled_before": self.handled_before,
+                "missing_alert": self.missing_alert, "rule": self.rule,
+                "rows": [r.as_json() for r in self.rows], "deferred": self.deferred}
+
+
+@dataclass
+class _Job:
+    """State of one respond job while it runs."""
+
+    alert: Alert
+    partition: str
+    row: str
+    version: int
+    dequeue_count: int
+    decision: Decision
+    result: RespondResult
+    investigation: dict[str, Any] | None = None
+    deferred_actions: set[str] = field(default_factory=set)
+
+    @property
+    def owner(self) -> str:
+        return f"job:{self.alert.key}#v{self.version}"
+
+    @property
+    def actor(self) -> str:
+        return f"policy:{self.decision.rule}" if self.decision.rule else "policy:fallback"
+
+    def defer(self, action: str, why: str) -> None:
+        self.deferred_actions.add(action)
+        self.result.deferred.append(f"{action}: {one_line(why, 300)}")
+
+
+class Responder:
+    """Runs respond jobs and operators' decisions for one deployment (settings + store).
+
+    ``actions`` overrides the registry per action name (tests wrap real actions with it);
+    ``clock`` and ``lease_seconds`` control how long a running row is held for its worker.
+    """
+
+    def __init__(self, settings: Settings, store: TableStore, clients: Clients | None = None, *,
+                 actions: Mapping[str, Action] | None = None, clock: Callable[[], datetime] = now_utc,
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+        self.settings = settings
+        self.store = store
+        self.clients = clients or Clients(settings, store)
+        self.ledger = Ledger(store, clock=clock)
+        self._actions = dict(actions or {})
+        self._clock = clock
+        self._lease_seconds = lease_seconds
+
+    def action(self, name: str) -> Action:
+        """The implementation of ``name`` (ActionNotBuilt when its module is missing)."""
+        return self._actions.get(name) or get_action(name)
+
+    # --- the respond job ---------------------------------------------------------------------------
+
+    @contextual(job="respond")
+    def respond(self, partition: str, row: str, version: int, *, job: Mapping[str, Any],
+                dequeue_count: int = 1) -> RespondResult:
+        """Apply the policy to the stored alert ``(partition, row)`` for the job of ``version``.
+
+        Raises RetryLater when some actions met transient errors (after every other action ran);
+        the alert row's job state (``shared.intake.sync``) is marked handled only when nothing is
+        left to retry.
+        """
+        alert_key = str(job.get("alert_key", row))
+        add_context(alert_id=alert_key.partition(":")[2] or alert_key, customer=partition)
+        result = RespondResult(alert_key=alert_key, version=version)
+        entity = self.store.get(ALERTS_TABLE, partition, row)
+        if entity is None:
+            log.error("respond %s v%d: the alert row %s/%s does not exist; job dropped", alert_key, version,
+                      partition, row)
+            result.missing_alert = True
+            return result
+        if not sync.job_is_current(entity, version):
+            log.info("respond %s v%d: already handled (or superseded by a newer version); nothing to do",
+                     alert_key, version)
+            result.handled_before = True
+            return result
+        alert = from_entity(entity)
+        add_context(alert_id=alert.id, customer=alert.customer_tenant_id, subscription=alert.subscription_id)
+        decision = get_policy(self.settings.policy_path).evaluate(
+            alert, tags=customer_tags(self.store, alert.customer_tenant_id),
+            allow_automatic_cancellation=self.settings.allow_automatic_cancellation)
+        result.alert_key, result.rule = alert.key, decision.rule
+        run = _Job(alert=alert, partition=partition, row=row, version=version, dequeue_count=dequeue_count,
+                   decision=decision, result=result, investigation=self._investigation(alert))
+        ordered = sorted(decision.actions, key=run_order)
+        for planned in ordered:
+            if planned.action != "notify":
+                self._run_action(run, planned)
+        for planned in ordered:
+            if planned.action == "notify":
+                self._run_action(run, planned, summary=self.summary(alert, decision, run.result.deferred))
+        if result.deferred:
+            log.warning("respond %s v%d: will retry: %s", alert.key, version, "; ".join(result.deferred))
+            raise RetryLater(f"respond {alert.key} v{version}: {len(result.deferred)} action(s) left for a retry: "
+                             + "; ".join(result.deferred))
+        self.mark_job(partition, row, version, sync.HANDLED)
+        log.info("respond %s v%d done (rule %s): %s", alert.key, version, decision.rule, result.states())
+        return result
+
+    def mark_job(self, partition: str, row: str, version: int, state: str) -> bool:
+        """Record on the alert row that the job of ``version`` is ``state`` (handled or poisoned).
+
+        Actions may have changed the row meanwhile (update_status writes the status), so this
+        re-reads it on an ETag conflict; False when the row moved on to a newer version.
+        """
+        table = self.store.table_client(ALERTS_TABLE)
+        for _attempt in range(5):
+            entity = self.store.get(ALERTS_TABLE, partition, row)
+            if entity is None or not sync.job_is_current(entity, version):
+                return False
+            if sync.mark_respond_state(table, entity, version, state):
+                return True
+        raise LedgerConflict(f"the alert row {partition}/{row} kept changing while its job v{version} was being "
+                             f"marked {state}; the job is retried")
+
+    def _context(self, alert: Alert, params: Mapping[str, Any], actor: str, *, investigation: dict[str, Any] | None,
+                 test: bool = False, summary: dict[str, Any] | None = None) -> ActionContext:
+        """``params`` are the policy's plus ``_version``, the alert version being answered (notify uses it)."""
+        return ActionContext(settings=self.settings, alert=alert, params=dict(params), clients=self.clients,
+                             actor=actor, investigation=investigation, test=test, summary=summary or {})
+
+    @contextual()
+    def _run_action(self, run: _Job, planned: PlannedAction, *, summary: dict[str, Any] | None = None) -> None:
+        add_context(action=planned.action)
+        ctx = self._context(run.alert, {**planned.params, "_version": run.version}, run.actor,
+                            investigation=run.investigation, test=planned.test, summary=summary)
+        if planned.action in _NEEDS_INVESTIGATION and "investigate" in run.deferred_actions:
+            run.defer(planned.action, "waits for the investigation, which is being retried")
+            return
+        retryable = retryable_errors()
+        try:
+            action = self.action(planned.action)
+            targets = action.plan(ctx)
+        except ActionFailed as exc:
+            self._record_plan_failure(run, planned, exc)
+            return
+        except retryable as exc:
+            run.defer(planned.action, f"planning failed transiently: {exc}")
+            return
+        for target in targets:
+            try:
+                entry = self._run_target(run, planned, action, ctx, target)
+            except _Deferred as deferred:
+                run.result.rows.append(deferred.entry)
+                run.defer(planned.action, f"{target.kind} {target.display or target.id}: {deferred.error}")
+                continue
+            if entry is not None:
+                run.result.rows.append(entry)
+        if planned.action == "investigate":
+            run.investigation = self._investigation(run.alert)
+
+    def _new_row(self, run: _Job, planned: PlannedAction, target: Target, state: str) -> NewRow:
+        lease = self.ledger.lease(run.owner, self._lease_seconds) if state == RUNNING else {}
+        return NewRow(alert=run.alert, alert_partition=run.partition, alert_row=run.row, action=planned.action,
+                      target=target, mode=planned.mode, state=state, actor=run.actor, rule=run.decision.rule or "",
+                      reason=planned.reason, version=run.version, params=planned.params,
+                      lease_owner=lease.get("lease_owner", ""), lease_until=lease.get("lease_until"))
+
+    def _record_plan_failure(self, run: _Job, planned: PlannedAction, exc: ActionFailed) -> None:
+        target = Target(PLAN_TARGET, planned.action, display=f"{planned.action} (planning)")
+        created, entry = self.ledger.claim(self._new_row(run, planned, target, FAILED))
+        if created or entry.state != FAILED or entry.error != one_line(str(exc)):
+            entry = self.ledger.transition(entry, {"state": FAILED, "error": str(exc), "version": run.version})
+        log.error("respond %s: %s could not be planned: %s", run.alert.key, planned.action, exc)
+        run.result.rows.append(entry)
+
+    def _run_target(self, run: _Job, planned: PlannedAction, action: Action, ctx: ActionContext,
+                    target: Target) -> LedgerEntry | None:
+        state = _MODE_STATE[planned.mode]
+        created, entry = self.ledger.claim(self._new_row(run, planned, target, state))
+        if not created:
+            taken = self._take_over(run, planned, entry)
+            if taken is None:
+                return entry  # nothing to do: done, waiting, refused, or someone else's
+            entry = taken
+        if entry.state != RUNNING:
+            return entry
+        return self._execute(action, ctx, entry)
+
+    def _take_over(self, run: _Job, planned: PlannedAction, entry: LedgerEntry) -> LedgerEntry | None:
+        """The row was claimed before: the entry to run now, or None to leave it as it is."""
+        if entry.state in (RUNNING, PLANNED):
+            now = self._clock()
+            ours = run.dequeue_count > 1 and entry.lease_owner == run.owner  # the queue ended our last attempt
+            if not (entry.lease_free(now) or ours):
+                raise _Deferred(entry, RetryLater(f"held by {entry.lease_owner or 'another worker'} until "
+                                                  f"{entry.lease_until}"))
+            try:
+                return self.ledger.transition(entry, {"state": RUNNING, "attempts": entry.attempts + 1,
+                                                      **self.ledger.lease(run.owner, self._lease_seconds)})
+            except LedgerConflict as exc:
+                raise _Deferred(entry, exc) from None
+        if entry.state == DRY_RUN and planned.mode != "dry-run" and run.version > entry.version:
+            # The policy moved on from dry-run and the alert changed since: act on this version.
+            state = _MODE_STATE[planned.mode]
+            changes: dict[str, Any] = {"state": state, "mode": planned.mode, "version": run.version,
+                                       "actor": run.actor, "rule": run.decision.rule or "",
+                                       "reason": one_line(planned.reason, 1000), "params": dict(planned.params)}
+            if state == RUNNING:
+                changes.update(attempts=entry.attempts + 1, **self.ledger.lease(run.owner, self._lease_seconds))
+            return self.ledger.transition(entry, changes)
+        return None
+
+    def _execute(self, action: Action, ctx: ActionContext, entry: LedgerEntry) -> LedgerEntry:
+        """Verify, then execute if needed, and record the outcome on the running row ``entry``.
+
+        Raises _Deferred (row still running, lease released) for retryable errors.
+        """
+        retryable = retryable_errors()
+        from shared.http import MicrosoftApiError
+
+        try:
+            if action.verify(ctx, entry.target):
+                outcome = Outcome(summary=f"{entry.action}: {entry.target.display or entry.target.id} was already "
+                                          "in the wanted state; nothing was called", already_done=True)
+            else:
+                outcome = action.execute(ctx, entry.target)
+        except ActionFailed as exc:
+            log.error("%s on %s %s failed: %s", entry.action, entry.target.kind, entry.target.id, exc)
+            return self.ledger.transition(entry, {"state": FAILED, "error": str(exc), **self.ledger.released()})
+        except retryable as exc:
+            log.warning("%s on %s %s: transient error, left for a retry: %s", entry.action, entry.target.kind,
+                        entry.target.id, exc)
+            kept = self.ledger.transition(entry, {"error": f"retrying: {exc}", **self.ledger.released()})
+            raise _Deferred(kept, exc) from None
+        except MicrosoftApiError as exc:  # refused requests the action did not translate: permanent
+            return self.ledger.transition(entry, {"state": FAILED, "error": str(exc), **self.ledger.released()})
+        except Exception as exc:  # a defect in the action: recorded for operators, never retried blindly
+            log.exception("%s on %s %s raised an unexpected error", entry.action, entry.target.kind, entry.target.id)
+            return self.ledger.transition(entry, {"state": FAILED,
+                                                  "error": f"unexpected {type(exc).__name__}: {exc}",
+                                                  **self.ledger.released()})
+        return self.ledger.transition(entry, {
+            "state": SUCCEEDED, "summary": one_line(outcome.summary, 1000), "data": outcome.data,
+            "already_done": outcome.already_done, "error": "", **self.ledger.released()})
+
+    # --- investigation and summary -----------------------------------------------------------------
+
+    def _investigation(self, alert: Alert) -> dict[str, Any] | None:
+        """The stored investigation of ``alert`` (None before one ran, or when investigate is not built)."""
+        import importlib
+
+        module_path = "shared.response.actions.investigate"
+        try:
+            module = importlib.import_module(module_path)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_path:
+                raise
+            return None
+        load: Callable[[TableStore, Alert], dict[str, Any] | None] = module.load_investigation
+        return load(self.store, alert)
+
+    def summary(self, alert: Alert, decision: Decision | None = None, deferred: list[str] | None = None,
+                ) -> dict[str, Any]:
+        """What notify tells people: this alert's ledger rows grouped by outcome (notify rows excluded).
+
+        Shape: ``{"rule", "rule_description", "fallback", "dropped", "deferred", "done", "dry_run",
+        "pending" (awaiting approval), "failed", "retrying", "rejected", "undone"}``; each row is
+        ``{"id", "action", "state", "mode", "target" (display text), "target_kind", "target_id", "summary",
+        "error", "actor"}``.
+        """
+        groups: dict[str, list[dict[str, Any]]] = {name: [] for name in (
+            "done", "dry_run", "pending", "failed", "retrying", "rejected", "undone")}
+        where = {SUCCEEDED: "done", DRY_RUN: "dry_run", AWAITING_APPROVAL: "pending", FAILED: "failed",
+                 RUNNING: "retrying", PLANNED: "retrying", REJECTED: "rejected", UNDONE: "undone",
+                 UNDOING: "done", UNDO_FAILED: "done"}
+        for entry in self.ledger.for_alert(alert.key):
+            if entry.action == "notify" or entry.state not in where:
+                continue
+            groups[where[entry.state]].append({
+                "id": entry.action_id, "action": entry.action, "state": entry.state, "mode": entry.mode,
+                "target": entry.target.display or entry.target.id, "target_kind": entry.target.kind,
+                "target_id": entry.target.id,
+                "summary": entry.summary, "error": entry.error, "actor": entry.actor})
+        doc: dict[str, Any] = {"rule": decision.rule if decision else None,
+                               "rule_description": decision.rule_description if decision else "",
+                               "fallback": decision.fallback if decision else False,
+                               "dropped": [d.as_dict() for d in decision.dropped] if decision else [],
+                               "deferred": list(deferred or [])}
+        doc.update(groups)
+        return doc
+
+    # --- operators ---------------------------------------------------------------------------------
+
+    def list_actions(self, *, pending_only: bool = False, alert: str | None = None) -> list[LedgerEntry]:
+        """Ledger rows, oldest first: awaiting approval only with ``pending_only``; one alert's with ``alert``."""
+        rows = list(self.ledger.query(states=(AWAITING_APPROVAL,) if pending_only else (), alert=alert))
+        rows.sort(key=lambda r: (r.created_at.timestamp() if r.created_at else 0.0, r.partition, r.row))
+        return rows
+
+    def _find(self, action_id: str) -> LedgerEntry:
+        try:
+            entry = self.ledger.find(action_id)
+        except LookupError as exc:
+            raise OperatorError(str(exc)) from None
+        if entry is None:
+            raise ActionNotFound(f"no action {action_id!r}; list them with `fraud-responder actions list`")
+        return entry
+
+    def _alert_of(self, entry: LedgerEntry) -> Alert:
+        entity = self.store.get(ALERTS_TABLE, entry.alert_partition, entry.alert_row)
+        if entity is None:
+            raise OperatorError(f"the alert {entry.alert_key} of action {entry.action_id} is no longer stored")
+        return from_entity(entity)
+
+    def _operator_action(self, entry: LedgerEntry) -> Action:
+        try:
+            return self.action(entry.action)
+        except ActionFailed as exc:
+            raise OperatorError(str(exc)) from None
+
+    @contextual(job="operator")
+    def approve(self, action_id: str, operator: str) -> LedgerEntry:
+        """Run an action that waits for approval (or retry a failed one) now, as ``operator``.
+
+        Returns the row as recorded: ``succeeded`` or ``failed`` (with the error). Raises
+        OperatorError when the row is in no state to run, or when a transient error means the
+        approval should be tried again later (the row then waits for approval again).
+        """
+        entry = self._find(action_id)
+        _entry_context(entry)
+        if entry.target.kind == PLAN_TARGET:
+            raise OperatorError(f"action {entry.action_id} records that {entry.action} could not be planned "
+                                f"({entry.error}); it is planned again when the alert changes")
+        if entry.state not in (AWAITING_APPROVAL, FAILED):
+            raise OperatorError(f"action {entry.action_id} is {entry.state}; only actions awaiting approval (or "
+                                "failed ones, to retry) can be approved")
+        action = self._operator_action(entry)
+        alert = self._alert_of(entry)
+        previous = entry.state
+        actor = f"operator:{operator}"
+        try:
+            entry = self.ledger.transition(entry, {
+                "state": RUNNING, "approved_by": operator, "approved_at": self._clock(), "actor": actor,
+                "attempts": entry.attempts + 1, "error": "", **self.ledger.lease(actor, self._lease_seconds)})
+        except LedgerConflict as exc:
+            raise OperatorError(str(exc)) from None
+        ctx = self._context(alert, {**entry.params, "_version": entry.version}, actor,
+                            investigation=self._investigation(alert))
+        try:
+            done = self._execute(action, ctx, entry)
+        except _Deferred as deferred:
+            self.ledger.transition(deferred.entry, {"state": previous, "error": f"approval by {operator} met a "
+                                                    f"transient error: {deferred.error}"})
+            raise OperatorError(f"action {entry.action_id} met a transient error ({one_line(str(deferred.error))}); "
+                                "it waits again: approve it again later") from None
+        log.info("action %s (%s on %s) approved by %s: %s", done.action_id, done.action, done.target.id, operator,
+                 done.state)
+        return done
+
+    @contextual(job="operator")
+    def reject(self, action_id: str, operator: str, reason: str = "") -> LedgerEntry:
+        """Refuse an action that waits for approval; it will not run."""
+        entry = self._find(action_id)
+        _entry_context(entry)
+        if entry.state != AWAITING_APPROVAL:
+            raise OperatorError(f"action {entry.action_id} is {entry.state}; only actions awaiting approval can be "
+                                "rejected")
+        try:
+            done = self.ledger.transition(entry, {"state": REJECTED, "rejected_by": operator,
+                                                  "rejected_at": self._clock(), "actor": f"operator:{operator}",
+                                                  "reject_reason": one_line(reason, 1000)})
+        except LedgerConflict as exc:
+            raise OperatorError(str(exc)) from None
+        log.info("action %s (%s on %s) rejected by %s", done.action_id, done.action, done.target.id, operator)
+        return done
+
+    @contextual(job="operator")
+    def undo(self, action_id: str, operator: str) -> LedgerEntry:
+        """Reverse a succeeded action from what it recorded; returns the row (``undone`` or ``undo-failed``)."""
+        entry = self._find(action_id)
+        _entry_context(entry)
+        action = self._operator_action(entry)
+        if not action.reversible:
+            raise OperatorError(f"{entry.action} cannot be undone (it is not reversible); action {entry.action_id} "
+                                "stays as it is")
+        retake = entry.state == UNDOING and entry.lease_free(self._clock())
+        if entry.state not in (SUCCEEDED, UNDO_FAILED) and not retake:
+            raise OperatorError(f"action {entry.action_id} is {entry.state}; only succeeded actions can be undone")
+        previous = SUCCEEDED if retake else entry.state
+        alert = self._alert_of(entry)
+        actor = f"operator:{operator}"
+        try:
+            entry = self.ledger.transition(entry, {"state": UNDOING, **self.ledger.lease(actor, self._lease_seconds)})
+        except LedgerConflict as exc:
+            raise OperatorError(str(exc)) from None
+        ctx = self._context(alert, {**entry.params, "_version": entry.version}, actor,
+                            investigation=self._investigation(alert))
+        retryable = retryable_errors()
+        try:
+            outcome = action.undo(ctx, entry.target, entry.data)
+        except NotReversible as exc:
+            self.ledger.transition(entry, {"state": previous, "error": f"not reversible: {exc}",
+                                           **self.ledger.released()})
+            raise OperatorError(f"action {entry.action_id} cannot be undone: {one_line(str(exc))}") from None
+        except retryable as exc:
+            self.ledger.transition(entry, {"state": previous, "error": f"undo by {operator} met a transient "
+                                                                       f"error: {exc}", **self.ledger.released()})
+            raise OperatorError(f"undo of {entry.action_id} met a transient error ({one_line(str(exc))}); "
+                                "try again later") from None
+        except Exception as exc:  # ActionFailed, refused calls, defects: recorded, the operator decides
+            log.error("undo of %s (%s on %s) failed: %s", entry.action_id, entry.action, entry.target.id, exc)
+            message = str(exc) if isinstance(exc, ActionFailed) else f"{type(exc).__name__}: {exc}"
+            return self.ledger.transition(entry, {"state": UNDO_FAILED, "error": message, "undone_by": operator,
+                                                  **self.ledger.released()})
+        done = self.ledger.transition(entry, {
+            "state": UNDONE, "undone_by": operator, "undone_at": self._clock(), "actor": actor,
+            "undo_summary": one_line(outcome.summary, 1000), "undo_data": outcome.data, "error": "",
+            **self.ledger.released()})
+        log.info("action %s (%s on %s) undone by %s", done.action_id, done.action, done.target.id, operator)
+        return done
