@@ -66,9 +66,14 @@ class IntakeRuntime:
         raise ValueError(f"unknown alert source {name!r}; choose from {', '.join(SOURCES)}")
 
 
-@functools.cache
+@functools.lru_cache(maxsize=4)
+def runtime_for(settings: Settings) -> IntakeRuntime:
+    """One runtime per process and settings (clients and token caches are reused across runs)."""
+    return IntakeRuntime.from_settings(settings)
+
+
 def default_runtime() -> IntakeRuntime:
-    return IntakeRuntime.from_settings(get_settings())
+    return runtime_for(get_settings())
 
 
 @dataclass
