@@ -7,6 +7,8 @@ use; tests/test_cold_start.py enforces it.
 
 import azure.functions as func
 
+from functions.admin import bp as admin_bp
+from functions.digest import bp as digest_bp
 from functions.health import bp as health_bp
 from functions.poll import bp as poll_bp
 from functions.respond import bp as respond_bp
@@ -17,3 +19,5 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 for blueprint in (webhook_bp, poll_bp, sync_bp, respond_bp, health_bp):
     app.register_functions(blueprint)
+app.register_functions(admin_bp)
+app.register_functions(digest_bp)

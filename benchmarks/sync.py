@@ -32,8 +32,10 @@ def run(alerts: int = 10_000, customers: int = 200, *, bare: bool = True) -> dic
     with local_stack(_scenario(alerts, customers)) as (azurite, sandbox):
         env = {"AzureWebJobsStorage": azurite.connection_string, "TABLE_NAME_PREFIX": "bench",
                "ALERT_SOURCES": "partner_center", **sandbox.app_settings()}
-        child = subprocess.run([sys.executable, "-m", "benchmarks.sync", "--child", json.dumps(env),
-                                "1" if bare else "0"], cwd=ROOT, capture_output=True, text=True, check=False)
+        # The environment goes through stdin: it holds the sandbox's (fake) client secret, which
+        # does not belong on a command line.
+        child = subprocess.run([sys.executable, "-m", "benchmarks.sync", "--child", "1" if bare else "0"],
+                               input=json.dumps(env), cwd=ROOT, capture_output=True, text=True, check=False)
         if child.returncode != 0:
             raise RuntimeError(f"sync benchmark child failed: {child.stderr[-3000:]}")
         return dict(json.loads(child.stdout.strip().splitlines()[-1]))
@@ -104,5 +106,5 @@ def time_now() -> Any:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 3 and sys.argv[1] == "--child":
-        print(json.dumps(_child(json.loads(sys.argv[2]), sys.argv[3:] != ["0"])))
+    if len(sys.argv) >= 2 and sys.argv[1] == "--child":
+        print(json.dumps(_child(json.loads(sys.stdin.read()), sys.argv[2:] != ["0"])))

@@ -39,12 +39,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from shared.logs import configure_logging
+
     level = os.environ.get("LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO",
-                        format="[%(asctime)s] %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    # The Azure SDKs log every request at INFO: too loud for a development console.
-    logging.getLogger("azure").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    log_format = os.environ.get("LOG_FORMAT", "text").lower()
+    # Quiet SDK loggers and the alert/customer/action context on every line (shared.logs).
+    configure_logging(level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO",
+                      fmt=log_format if log_format in ("text", "json") else "text", stream=sys.stderr)
     options = StackOptions(
         port=args.port, sandbox=not args.no_sandbox, azurite=not args.no_azurite, azurite_ports=args.azurite_ports,
         azurite_location=args.azurite_location, host=args.host,

@@ -9,6 +9,7 @@ environment variables, then by the sandbox's ``app_settings`` (the endpoints it 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -55,6 +56,23 @@ def local_settings_values(environ: Mapping[str, str]) -> tuple[dict[str, str], s
         return read_local_settings(path), str(path.name)
     sample = REPO_ROOT / "local.settings.sample.json"
     return read_local_settings(sample), f"{sample.name} ({path.name} not found)"
+
+
+def write_cli_settings(env: Mapping[str, str], path: Path) -> Path:
+    """The app's settings as a local.settings.json, so the CLI can talk to the same stack.
+
+    Only app settings are written (not the rest of the environment). The file can hold the
+    sandbox's local client secret, so it is readable by its owner only; .run/ is not committed.
+    """
+    from shared.settings import SPECS, STORAGE_SETTING
+
+    names = {spec.name for spec in SPECS} | {STORAGE_SETTING, "FUNCTIONS_WORKER_RUNTIME"}
+    values = {k: v for k, v in env.items() if k in names or k.startswith(STORAGE_SETTING + "__")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(json.dumps({"IsEncrypted": False, "Values": values}, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 def app_environment(environ: Mapping[str, str], local_values: Mapping[str, str], *,
@@ -120,6 +138,9 @@ class Stack:
             load_settings(env, local_settings=REPO_ROOT / "does-not-exist.json")
         except SettingsError as exc:
             self.say(f"WARNING: {exc} (GET /api/health will report it)")
+        written = write_cli_settings(env, REPO_ROOT / ".run" / LOCAL_SETTINGS_FILE)
+        self.say(f"CLI           export FRAUD_RESPONDER_LOCAL_SETTINGS={_shown(written)}   "
+                 "(fraud-responder then uses this stack)")
         use_func = options.host == "func" or (options.host == "auto" and shutil.which("func") is not None)
         if use_func:
             self._start_func(env)

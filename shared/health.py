@@ -33,6 +33,8 @@ class HealthReport:
         return {
             "status": "ok" if self.ok else "failing",
             "failing": self.failing(),
+            "warnings": [f"{name}: {warning}" for name, p in self.parts.items()
+                         for warning in p.extra.get("warnings", []) if p.ok],
             "parts": {
                 name: {"ok": p.ok, "detail": p.detail, "elapsed_ms": round(p.elapsed_ms, 1), **p.extra}
                 for name, p in self.parts.items()
@@ -72,27 +74,44 @@ def check_key_vault(settings: Settings) -> PartStatus:
                                  "Key Vault; example: KEY_VAULT_URL=https://contoso-fraud-kv.vault.azure.net")
     from shared.auth.secrets import SecretStore
 
-    store = SecretStore(settings)
-    versions = store.versions(settings.refresh_token_secret_name)
-    latest = max((v.updated_on for v in versions if v.updated_on), default=None)
-    return PartStatus(True, f"{settings.key_vault_url} reachable; refresh token secret has {len(versions)} version(s)",
-                      extra={"refresh_token_last_rolled": latest.isoformat() if latest else None})
+    # Only the latest version: the secret gains a version on most polls (the token is rolled), so
+    # listing them all would slow every health check down as months pass.
+    info = SecretStore(settings).get_value(settings.refresh_token_secret_name).info
+    rolled = info.updated_on or info.created_on
+    return PartStatus(True, f"{settings.key_vault_url} reachable; refresh token secret readable",
+                      extra={"refresh_token_last_rolled": rolled.isoformat() if rolled else None})
 
 
 def check_tokens(settings: Settings) -> PartStatus:
-    """The last outcome of each token the app used (recorded by the sync runs)."""
-    from shared.intake.checkpoints import token_health
+    """Each token's last outcome (recorded by the sync runs) and the SAM refresh token's age.
+
+    Failing when a token is refused now or the refresh token has expired; ok with a ``warnings``
+    entry (and the re-consent steps) when fewer than TOKEN_WARN_DAYS days are left, so monitoring
+    sees it well before polling stops. An unreadable Key Vault is the key_vault part's failure.
+    """
+    from shared.operations.token_status import EXPIRING, token_status
     from shared.storage.tables import TableStore
 
-    rows = token_health(TableStore(settings))
-    if not rows:
-        return PartStatus(True, "no token used yet (no sync has run)")
-    failing = [r for r in rows if not r["ok"]]
-    extra = {"principals": {r["principal"]: "ok" if r["ok"] else r["detail"].get("kind", "error") for r in rows}}
-    if failing:
-        return PartStatus(False, "; ".join(f"{r['principal']}: {r['detail'].get('message', 'token failed')}"
-                                           for r in failing), extra=extra)
-    return PartStatus(True, f"{len(rows)} token(s) healthy", extra=extra)
+    status = token_status(settings, TableStore(settings))
+    age = status["refresh_token"]
+    extra: dict[str, Any] = {
+        "state": status["state"],
+        "principals": {p["principal"]: "ok" if p["ok"] else p["kind"] for p in status["principals"]},
+        "refresh_token_expires_if_unused_at": age["expires_if_unused_at"],
+        "refresh_token_days_left": age["days_left"],
+    }
+    if status["warnings"]:
+        extra["warnings"] = status["warnings"]
+    if status["next_steps"]:
+        extra["next_steps"] = status["next_steps"]
+    if not status["ok"]:
+        return PartStatus(False, "; ".join(status["warnings"]) or f"tokens are {status['state']}", extra=extra)
+    if status["state"] == EXPIRING:
+        return PartStatus(True, "WARNING: " + status["warnings"][0], extra=extra)
+    if not status["principals"]:
+        return PartStatus(True, "no token used yet (no sync has run)", extra=extra)
+    days = f"; refresh token has {age['days_left']} day(s) left" if age["days_left"] is not None else ""
+    return PartStatus(True, f"{len(status['principals'])} token(s) healthy{days}", extra=extra)
 
 
 def build_report(settings: Settings | None = None) -> HealthReport:

@@ -141,6 +141,13 @@ def _table_prefix(raw: str) -> str:
     return value
 
 
+def _log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("text", "json"):
+        raise ValueError("expected text or json")
+    return value
+
+
 def _log_level(raw: str) -> str:
     value = raw.strip().upper()
     if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -243,12 +250,19 @@ SPECS: tuple[SettingSpec, ...] = (
                 "false", "false", _bool),
     SettingSpec("DIGEST_SCHEDULE", "digest_schedule", "NCRONTAB schedule of the daily digest.",
                 "0 0 7 * * *", "0 0 7 * * *", _ncrontab),
+    SettingSpec("TOKEN_WARN_DAYS", "token_warn_days",
+                "Warn (health, token status, a daily e-mail) when the SAM refresh token would expire unused "
+                "in fewer than this many days.",
+                "14", "14", _int_range(1, 89)),
     # --- Runtime ----------------------------------------------------------------------------
     SettingSpec("TABLE_NAME_PREFIX", "table_name_prefix",
                 "Prefix for table names, so several deployments can share one account.",
                 "", "fraud", _table_prefix),
     SettingSpec("LOG_LEVEL", "log_level", "Python log level.", "INFO", "INFO",
                 _log_level),
+    SettingSpec("LOG_FORMAT", "log_format",
+                "Format of local log output: text, or json (one object per line with alert_id, customer, action).",
+                "text", "json", _log_format, deploy=False),
 )
 
 
@@ -311,8 +325,10 @@ class Settings:
     notify_webhook_secret_name: str
     allow_automatic_cancellation: bool
     digest_schedule: str
+    token_warn_days: int
     table_name_prefix: str
     log_level: str
+    log_format: str
     storage: StorageConnection = field(default_factory=StorageConnection)
 
     def tls_verify(self) -> str | bool:

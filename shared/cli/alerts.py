@@ -41,6 +41,18 @@ def register(subparsers: Any) -> None:
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=show_alert)
 
+    resolve = sub.add_parser(
+        "resolve", help="resolve an alert at its source (fraud, legitimate or ignore) and record who",
+        description="Write Resolved with the reason back to Partner Center (or Graph), record the operator on "
+                    "the alert and in the action ledger (`actions undo` reopens it). Partner Center takes only "
+                    "Fraud or Ignore: legitimate is sent as Ignore.")
+    resolve.add_argument("alert_id", metavar="ID", help="alert id, or source:id")
+    resolve.add_argument("--reason", required=True, choices=["fraud", "legitimate", "ignore"],
+                         help="what the alert turned out to be")
+    resolve.add_argument("--as", dest="operator", metavar="NAME", help="operator name recorded (default: OS user)")
+    resolve.add_argument("--json", action="store_true", help="print the result as JSON")
+    resolve.set_defaults(handler=resolve_alert)
+
 
 def list_alerts(args: argparse.Namespace) -> int:
     from shared.views import alert_json, query_alerts
@@ -86,4 +98,29 @@ def show_alert(args: argparse.Namespace) -> int:
         print(f"{'resolved':>18}: {doc['resolved_reason']} by {doc['resolved_by']} at {doc['resolved_at']}")
     if doc["description"]:
         print(f"{'description':>18}: {doc['description']}")
+    return EXIT_OK
+
+
+def resolve_alert(args: argparse.Namespace) -> int:
+    import sys
+
+    from shared.cli.actions import _operator
+    from shared.cli.context import settings
+    from shared.operations import OperationError
+    from shared.operations.resolve import resolve
+
+    operator = _operator(args.operator)
+    print(f"resolving {args.alert_id} as {args.reason} at its source ...", file=sys.stderr)
+    try:
+        result = resolve(settings(), store(), args.alert_id, args.reason, operator)
+    except OperationError as exc:
+        raise CommandFailed(str(exc)) from None
+    if args.json:
+        print_json(result)
+        return EXIT_OK
+    alert = result["alert"]
+    print(f"{alert['key']}: {alert['status']} ({alert['resolved_reason']}) by {alert['resolved_by']}: "
+          f"{result['summary']}")
+    if result["action_id"]:
+        print(f"recorded as action {result['action_id']} (undo: fraud-responder actions undo {result['action_id']})")
     return EXIT_OK

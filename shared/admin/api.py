@@ -1,0 +1,396 @@
+"""Handlers of the admin API: a request's query, route parameters and JSON body in, status and JSON out.
+
+Plain Python so they run without the Functions host (``functions/admin.py`` adapts
+``azure.functions.HttpRequest``). The same reads and decisions as the CLI, through the same code:
+``shared.views`` for alerts, the ``Responder`` for the action ledger and ``shared.operations`` for
+resolve, token status, poison messages and the digest.
+
+Errors are ``{"error": code, "message": one line that says what to do}``: 400 bad input, 404 no such
+alert or action, 409 the action is in no state for that decision, 502 Microsoft refused or the
+action failed (recorded on the row), 503 a dependency is unavailable for now (storage, tokens,
+throttling: retry later), 500 a setting is wrong or a defect (details only in the log). Nothing
+secret reaches a response: ledger rows and the operations' reports are log-safe by design, and
+unexpected errors are reported by type only.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from shared.admin.routes import BY_ID
+from shared.operations.resolve import REASONS
+from shared.response.actions.update_status import STATUSES
+
+if TYPE_CHECKING:
+    from shared.response.engine import Responder
+    from shared.response.ledger import LedgerEntry
+    from shared.settings import Settings
+    from shared.storage.tables import TableStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIMIT: Final = 200
+MAX_LIMIT: Final = 1000
+MAX_OPERATOR_CHARS: Final = 128
+MAX_REASON_CHARS: Final = 1000
+ALERT_STATUSES: Final = STATUSES
+RESOLVE_REASONS: Final = REASONS
+KEY_QUERY_PARAM: Final = "code"
+"""The Functions host accepts the function key as ``?code=``; handlers ignore it like any host parameter."""
+
+_AGE = re.compile(r"^([0-9]{1,6})([mhd])$")
+_AGE_UNITS: Final = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+@dataclass(frozen=True)
+class AdminRequest:
+    """What a handler reads from an HTTP request."""
+
+    params: Mapping[str, str] = field(default_factory=dict)
+    route_params: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    status: int
+    document: Any
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def body(self) -> bytes:
+        return json.dumps(self.document, default=str).encode("utf-8")
+
+
+class ApiError(Exception):
+    """Ends a request with ``status`` and ``{"error", "message", **extra}``."""
+
+    def __init__(self, status: int, error: str, message: str, *, extra: Mapping[str, Any] | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.extra = dict(extra or {})
+        self.headers = dict(headers or {})
+
+    def response(self) -> ApiResponse:
+        return ApiResponse(self.status, {"error": self.error, "message": self.message, **self.extra}, self.headers)
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "bad_request", message)
+
+
+# --- what handlers work on -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Services:
+    """Settings and the stores built from them; one per process and settings (clients stay warm)."""
+
+    settings: Settings
+    store: TableStore
+    responder: Responder
+
+
+@functools.lru_cache(maxsize=4)
+def services_for(settings: Settings) -> Services:
+    from shared.response.engine import Responder
+    from shared.storage.tables import TableStore
+
+    store = TableStore(settings)
+    return Services(settings, store, Responder(settings, store))
+
+
+def _default_services() -> Services:
+    from shared.settings import get_settings
+
+    return services_for(get_settings())
+
+
+# --- request parsing -------------------------------------------------------------------------------
+
+
+def _query(request: AdminRequest, allowed: tuple[str, ...]) -> dict[str, str]:
+    """The query parameters, refusing unknown ones (a misspelt filter must not silently match everything)."""
+    unknown = sorted(k for k in request.params if k not in allowed and k != KEY_QUERY_PARAM)
+    if unknown:
+        valid = ", ".join(allowed) if allowed else "none"
+        raise bad_request(f"unknown query parameter {unknown[0]!r}; valid ones: {valid}")
+    return {k: v.strip() for k, v in request.params.items() if k in allowed and v.strip()}
+
+
+def _json_body(request: AdminRequest, allowed: tuple[str, ...]) -> dict[str, Any]:
+    if not request.body.strip():
+        return {}
+    try:
+        document = json.loads(request.body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise bad_request('the body is not JSON; send an object such as {"operator": "alice"}') from None
+    if not isinstance(document, dict):
+        raise bad_request('the body must be a JSON object such as {"operator": "alice"}')
+    unknown = sorted(k for k in document if k not in allowed)
+    if unknown:
+        raise bad_request(f"unknown field {unknown[0]!r}; this operation takes {', '.join(allowed)}")
+    return document
+
+
+def _text_field(body: Mapping[str, Any], name: str, *, required: bool, limit: int) -> str:
+    value = body.get(name, "")
+    if not isinstance(value, str):
+        raise bad_request(f"{name} must be a string")
+    value = value.strip()
+    if required and not value:
+        raise bad_request(f"{name} is required: who decides is recorded, e.g. {{\"{name}\": \"alice@contoso.com\"}}"
+                          if name == "operator" else f"{name} is required")
+    if len(value) > limit:
+        raise bad_request(f"{name} is longer than {limit} characters")
+    if any(ord(c) < 32 for c in value):
+        raise bad_request(f"{name} must be one line of printable text")
+    return value
+
+
+def _operator(body: Mapping[str, Any]) -> str:
+    return _text_field(body, "operator", required=True, limit=MAX_OPERATOR_CHARS)
+
+
+def parse_since(text: str, *, now: datetime | None = None) -> datetime:
+    """An ISO 8601 time (UTC when no offset is given), or an age such as ``30m``, ``24h``, ``7d``."""
+    found = _AGE.match(text)
+    if found:
+        amount, unit = int(found.group(1)), found.group(2)
+        return (now or datetime.now(UTC)) - timedelta(**{_AGE_UNITS[unit]: amount})
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise bad_request(f"since={text!r} is not a time: use ISO 8601 (2024-05-01T08:00:00Z) or an age like "
+                          "30m, 24h or 7d") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _route_param(request: AdminRequest, name: str) -> str:
+    value = str(request.route_params.get(name, "")).strip()
+    if not value:
+        raise bad_request(f"{name} is missing from the path")
+    return value
+
+
+# --- alerts ----------------------------------------------------------------------------------------
+
+
+def list_alerts(services: Services, request: AdminRequest) -> ApiResponse:
+    from shared.views import alert_json, query_alerts
+
+    query = _query(request, ("status", "customer", "type", "since", "limit"))
+    status = query.get("status", "").lower() or None
+    if status is not None and status not in ALERT_STATUSES:
+        raise bad_request(f"status={status!r} is not a status; use one of {', '.join(ALERT_STATUSES)}")
+    since = parse_since(query["since"]) if "since" in query else None
+    limit = DEFAULT_LIMIT
+    if "limit" in query:
+        if not re.fullmatch(r"[0-9]{1,4}", query["limit"]) or not 1 <= int(query["limit"]) <= MAX_LIMIT:
+            raise bad_request(f"limit must be a whole number from 1 to {MAX_LIMIT}")
+        limit = int(query["limit"])
+    rows = [alert_json(e) for e in query_alerts(services.store, status=status, customer=query.get("customer"),
+                                                alert_type=query.get("type"), since=since)]
+    rows.sort(key=lambda a: (a["changed_at"] or "", a["key"]), reverse=True)
+    return ApiResponse(200, {"alerts": rows[:limit], "count": min(len(rows), limit), "truncated": len(rows) > limit})
+
+
+def _stored_alert(services: Services, alert_id: str) -> dict[str, Any]:
+    from shared.views import find_alert
+
+    entity = find_alert(services.store, alert_id)
+    if entity is None:
+        raise ApiError(404, "not_found", f"no alert {alert_id!r}; list them with GET /api/manage/alerts")
+    return entity
+
+
+def get_alert(services: Services, request: AdminRequest) -> ApiResponse:
+    from shared.alerts import from_entity
+    from shared.response.actions.investigate import load_investigation
+    from shared.views import alert_json
+
+    _query(request, ())
+    entity = _stored_alert(services, _route_param(request, "alert_id"))
+    alert = alert_json(entity, detail=True)
+    actions = [row.as_json() for row in services.responder.list_actions(alert=alert["key"])]
+    investigation = load_investigation(services.store, from_entity(entity))
+    return ApiResponse(200, {"alert": alert, "actions": actions, "investigation": investigation})
+
+
+def resolve_alert(services: Services, request: AdminRequest) -> ApiResponse:
+    from shared.operations.resolve import resolve
+
+    _query(request, ())
+    alert_id = _route_param(request, "alert_id")
+    body = _json_body(request, ("reason", "operator"))
+    reason = _text_field(body, "reason", required=True, limit=20).lower()
+    if reason not in RESOLVE_REASONS:
+        raise bad_request(f"reason={reason!r} is not a resolution; use one of {', '.join(RESOLVE_REASONS)}")
+    operator = _operator(body)
+    entity = _stored_alert(services, alert_id)
+    key = f"{entity.get('source', '')}:{entity.get('alert_id', '')}"
+    return ApiResponse(200, resolve(services.settings, services.store, key, reason, operator))
+
+
+# --- the action ledger -----------------------------------------------------------------------------
+
+
+def list_actions(services: Services, request: AdminRequest) -> ApiResponse:
+    query = _query(request, ("pending", "alert"))
+    pending = query.get("pending", "false").lower()
+    if pending not in ("true", "false"):
+        raise bad_request("pending must be true or false")
+    rows = services.responder.list_actions(pending_only=pending == "true", alert=query.get("alert"))
+    return ApiResponse(200, {"actions": [r.as_json() for r in rows], "count": len(rows)})
+
+
+def _decided(entry: LedgerEntry, failed_states: tuple[str, ...], verb: str) -> ApiResponse:
+    """200 with the row; 502 with the row when the action ran and failed (the row records why)."""
+    if entry.state in failed_states:
+        raise ApiError(502, "action_failed", f"action {entry.action_id} ({entry.action} on "
+                       f"{entry.target.display or entry.target.id}) failed: {entry.error}; fix the cause, then "
+                       f"{verb} it again", extra={"action": entry.as_json()})
+    return ApiResponse(200, {"action": entry.as_json()})
+
+
+def _decide(services: Services, request: AdminRequest, decision: str) -> ApiResponse:
+    from shared.response.engine import ActionNotFound, OperatorError
+    from shared.response.ledger import FAILED, UNDO_FAILED
+
+    _query(request, ())
+    action_id = _route_param(request, "action_id")
+    body = _json_body(request, ("operator", "reason") if decision == "reject" else ("operator",))
+    operator = _operator(body)
+    responder = services.responder
+    try:
+        if decision == "approve":
+            return _decided(responder.approve(action_id, operator), (FAILED,), "approve")
+        if decision == "reject":
+            reason = _text_field(body, "reason", required=False, limit=MAX_REASON_CHARS)
+            return _decided(responder.reject(action_id, operator, reason), (), "reject")
+        return _decided(responder.undo(action_id, operator), (UNDO_FAILED,), "undo")
+    except ActionNotFound as exc:
+        raise ApiError(404, "not_found", f"no action {action_id!r}; list them with GET /api/manage/actions"
+                       ) from exc
+    except OperatorError as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+
+
+def approve_action(services: Services, request: AdminRequest) -> ApiResponse:
+    return _decide(services, request, "approve")
+
+
+def reject_action(services: Services, request: AdminRequest) -> ApiResponse:
+    return _decide(services, request, "reject")
+
+
+def undo_action(services: Services, request: AdminRequest) -> ApiResponse:
+    return _decide(services, request, "undo")
+
+
+# --- reports ---------------------------------------------------------------------------------------
+
+
+def get_tokens(services: Services, request: AdminRequest) -> ApiResponse:
+    from shared.operations.token_status import token_status
+
+    _query(request, ())
+    return ApiResponse(200, token_status(services.settings, services.store))
+
+
+def get_digest(services: Services, request: AdminRequest) -> ApiResponse:
+    from shared.operations.digest import build_digest
+
+    _query(request, ())
+    digest = build_digest(services.settings, services.store)
+    return ApiResponse(200, {**digest.as_dict(), "text": digest.as_text()})
+
+
+def list_poison(services: Services, request: AdminRequest) -> ApiResponse:
+    from shared.operations.poison import list_poison as poison_report
+
+    _query(request, ())
+    return ApiResponse(200, poison_report(services.settings, services.store))
+
+
+def get_openapi(request: AdminRequest) -> ApiResponse:
+    from shared.admin.openapi import openapi_document
+
+    return ApiResponse(200, openapi_document())
+
+
+Handler = Callable[[Services, AdminRequest], ApiResponse]
+
+HANDLERS: Final[dict[str, Handler]] = {
+    "list_alerts": list_alerts, "get_alert": get_alert, "resolve_alert": resolve_alert,
+    "list_actions": list_actions, "approve_action": approve_action, "reject_action": reject_action,
+    "undo_action": undo_action, "get_tokens": get_tokens, "get_digest": get_digest, "list_poison": list_poison,
+}
+
+
+# --- dispatch and error mapping --------------------------------------------------------------------
+
+
+def handle(operation: str, request: AdminRequest, *, services: Services | None = None) -> ApiResponse:
+    """Run ``operation`` (an id from ``shared.admin.routes``); every outcome is a documented response."""
+    if operation not in BY_ID:
+        raise KeyError(f"no admin operation {operation!r}")
+    try:
+        if operation == "get_openapi":
+            return get_openapi(request)
+        return HANDLERS[operation](services or _default_services(), request)
+    except ApiError as exc:
+        return exc.response()
+    except Exception as exc:
+        return _error_response(operation, exc).response()
+
+
+_OPERATION_CODES: Final = {400: "bad_request", 404: "not_found", 409: "conflict", 502: "source_refused",
+                           503: "unavailable"}
+
+
+def _error_response(operation: str, exc: Exception) -> ApiError:
+    """Map what the domain raises to a status and a message that says what to do."""
+    from shared.auth.errors import TokenHealthError
+    from shared.http import MicrosoftApiError, Throttled, TransientError
+    from shared.operations import OperationError
+    from shared.response.actions.base import ActionFailed
+    from shared.response.engine import OperatorError
+    from shared.response.ledger import LedgerConflict, one_line
+    from shared.settings import SettingsError
+    from shared.storage.errors import StorageError
+
+    if isinstance(exc, OperationError):  # the shared operations say which answer fits
+        status = exc.status if exc.status in _OPERATION_CODES else 500
+        if status == 500:
+            log.error("admin %s: %s", operation, one_line(str(exc)))
+        return ApiError(status, _OPERATION_CODES.get(status, "internal_error"), one_line(str(exc)),
+                        headers={"Retry-After": "30"} if status == 503 else None)
+    if isinstance(exc, SettingsError):
+        log.error("admin %s: settings: %s", operation, exc)
+        return ApiError(500, "misconfigured", one_line(str(exc)))
+    if isinstance(exc, Throttled):
+        wait = max(1, round(exc.retry_after))
+        return ApiError(503, "unavailable", one_line(str(exc)), headers={"Retry-After": str(wait)})
+    if isinstance(exc, TransientError | StorageError | TokenHealthError):
+        log.warning("admin %s: %s", operation, one_line(str(exc)))
+        return ApiError(503, "unavailable", one_line(str(exc)), headers={"Retry-After": "30"})
+    if isinstance(exc, LedgerConflict):
+        return ApiError(409, "conflict", one_line(str(exc)))
+    if isinstance(exc, OperatorError):
+        return ApiError(409, "conflict", one_line(str(exc)))
+    if isinstance(exc, ActionFailed | MicrosoftApiError):
+        log.warning("admin %s: refused: %s", operation, one_line(str(exc)))
+        return ApiError(502, "source_refused", one_line(str(exc)))
+    log.exception("admin %s failed unexpectedly", operation)
+    return ApiError(500, "internal_error", f"{operation} failed with {type(exc).__name__}; the details are in the "
+                                           "function app's log (Application Insights traces)")

@@ -1,0 +1,323 @@
+"""The admin API's OpenAPI 3.1 document, built from the route table and the read models' field lists.
+
+Served at ``GET /api/manage/openapi.json``; the tests validate every response the API gives against
+it. Built in code rather than kept as a JSON file so the alert and action field lists, the ledger
+states and the resolve reasons come from the modules that define them and cannot drift.
+``python -m shared.admin.openapi`` prints it.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import sys
+from typing import Any, Final
+
+from shared.admin.routes import BY_ID, OPERATIONS
+from shared.response.actions.update_status import STATUSES
+
+OPENAPI_VERSION: Final = "3.1.0"
+API_VERSION: Final = "1.0.0"
+
+STRING: Final = {"type": "string"}
+TIME: Final = {"type": ["string", "null"], "format": "date-time"}
+FREE_OBJECT: Final = {"type": "object"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(properties: dict[str, Any], *, required: list[str] | None = None, open_: bool = True,
+            description: str = "") -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties,
+                              "required": list(properties) if required is None else required}
+    if not open_:
+        schema["additionalProperties"] = False
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _alert_schema() -> dict[str, Any]:
+    from shared.views import ALERT_JSON_FIELDS
+
+    properties: dict[str, Any] = {name: dict(STRING) for name in ALERT_JSON_FIELDS}
+    properties.update({
+        "source": {"type": "string", "enum": ["partner_center", "graph"]},
+        "is_test": {"type": "boolean", "description": "a Microsoft test alert: only a notification marked as a test"},
+        "hit_count": {"type": ["integer", "null"]},
+        "detected_at": TIME, "first_observed_at": TIME, "last_observed_at": TIME, "resolved_at": TIME,
+        "changed_at": TIME,
+        "affected_resources": {"type": "array", "items": _object({"id": STRING, "type": STRING})},
+        "version": {"type": "integer", "minimum": 0,
+                    "description": "bumped each time the alert changed materially (each change is responded to)"},
+        "change_reasons": {"type": "array", "items": STRING},
+        "key": {"type": "string", "description": "source:id, unique across sources"},
+        "status": {"type": "string", "description": "active, investigating or resolved"},
+        "resolved_reason": {"type": "string", "description": "fraud, legitimate or ignore once resolved"},
+        "resolved_by": {"type": "string", "description": "who resolved it (operator:NAME or policy:RULE)"},
+    })
+    return _object(properties, required=list(ALERT_JSON_FIELDS),
+                   description="An alert as stored (the same shape as `fraud-responder alerts list --json`); "
+                               "fields are only ever added.")
+
+
+def _action_schema() -> dict[str, Any]:
+    from shared.response.ledger import STATES
+
+    text = dict(STRING)
+    target = _object({"kind": text, "id": text, "display": text, "tenant": text, "details": FREE_OBJECT})
+    properties: dict[str, Any] = {
+        "id": {"type": "string", "description": "the action id to approve, reject or undo"},
+        "alert": {"type": "string", "description": "the alert's key (source:id)"},
+        "customer_tenant_id": text, "subscription_id": text, "action": text, "target": target,
+        "mode": {"type": "string", "enum": ["enforce", "dry-run", "approve"]},
+        "state": {"type": "string", "enum": list(STATES)},
+        "attempts": {"type": "integer", "minimum": 0},
+        "actor": {"type": "string", "description": "policy:RULE, or operator:NAME for operators' decisions"},
+        "rule": text, "reason": text, "version": {"type": "integer", "minimum": 0}, "summary": text,
+        "already_done": {"type": "boolean"}, "data": FREE_OBJECT, "error": text, "approved_by": text,
+        "rejected_by": text, "reject_reason": text, "undone_by": text, "undo_summary": text,
+        "undo_data": FREE_OBJECT, "created_at": TIME, "updated_at": TIME,
+    }
+    return _object(properties, description="One action-ledger row (alert x action x target), the same shape as "
+                                           "`fraud-responder actions list --json`; fields are only ever added.")
+
+
+def _resolution_schema() -> dict[str, Any]:
+    from shared.operations.resolve import REASONS
+
+    text = dict(STRING)
+    return _object({
+        "alert": _ref("AlertDetail"), "operator": text, "reason": {"type": "string", "enum": list(REASONS)},
+        "summary": text, "already_done": {"type": "boolean", "description": "the source already showed it"},
+        "sent_status": {"type": "string", "description": "the status written to the source"},
+        "sent_reason": {"type": "string", "description": "the reason written (Partner Center takes Fraud or "
+                                                         "Ignore: legitimate is sent as Ignore)"},
+        "note": text,
+        "action_id": {"type": "string", "description": "the ledger row recording it (undo reopens the alert); "
+                                                       "empty when it could not be written"},
+    }, description="Same shape as `fraud-responder alerts resolve --json`.")
+
+
+def _token_status_schema() -> dict[str, Any]:
+    from shared.operations.token_status import EXPIRED, EXPIRING, FAILING, OK, UNKNOWN
+
+    text = dict(STRING)
+    days = {"type": ["integer", "null"]}
+    principal = _object({"principal": text, "ok": {"type": "boolean"}, "checked_at": TIME, "last_ok_at": TIME,
+                         "failed_at": TIME, "kind": text, "code": {"type": ["integer", "string", "null"]},
+                         "message": text})
+    refresh = _object({"secret_name": text, "vault": text, "last_rolled_at": TIME, "expires_if_unused_at": TIME,
+                       "days_left": days, "lifetime_days": {"type": "integer"}, "warn_days": {"type": "integer"},
+                       "error": text})
+    return _object({
+        "ok": {"type": "boolean", "description": "false when a token is refused now or the refresh token expired"},
+        "state": {"type": "string", "enum": [OK, EXPIRING, EXPIRED, FAILING, UNKNOWN]},
+        "checked_at": TIME, "refresh_token": refresh,
+        "principals": {"type": "array", "items": principal},
+        "last_error": {"oneOf": [{"type": "null"}, principal]},
+        "warnings": {"type": "array", "items": text},
+        "next_steps": {"type": "array", "items": text, "description": "the exact re-consent (or secret) steps"},
+    }, description="Same shape as `fraud-responder token status --json`; never contains a token.")
+
+
+def _poison_schema() -> dict[str, Any]:
+    text = dict(STRING)
+    message = _object({"id": text, "dequeue_count": {"type": ["integer", "null"]}, "body": text, "json": {}})
+    queue = _object({"queue": text, "poison_queue": text, "count": {"type": "integer", "minimum": 0},
+                     "messages": {"type": "array", "items": message}})
+    record = _object({"id": text, "queue": text, "at": TIME, "dequeue_count": {"type": ["integer", "null"]},
+                      "error_type": text, "error": text, "alert_key": text, "version": {"type": ["integer", "null"]},
+                      "replayed_at": TIME, "replayed_by": text})
+    return _object({"queues": {"type": "array", "items": queue}, "records": {"type": "array", "items": record}},
+                   description="Same shape as `fraud-responder poison list --json`.")
+
+
+def _digest_schema() -> dict[str, Any]:
+    text = dict(STRING)
+    count = {"type": "integer", "minimum": 0}
+    alert = _object({"id": text, "key": text, "severity": text, "status": text, "subscription_id": text,
+                     "subscription_name": text, "detected_at": TIME, "is_test": {"type": "boolean"}})
+    group = _object({"customer_tenant_id": text, "customer_name": text, "type": text, "category": text,
+                     "count": count, "alerts": {"type": "array", "items": alert}})
+    pending = _object({"id": text, "alert": text, "customer_tenant_id": text, "action": text, "target": text,
+                       "mode": text, "reason": text, "waiting_since": TIME, "approve": text, "reject": text})
+    failure = _object({"id": text, "alert": text, "customer_tenant_id": text, "action": text, "target": text,
+                       "state": text, "error": text, "at": TIME})
+    record = _object({"queue": text, "at": TIME, "alert": text, "dequeue_count": count, "error": text,
+                      "replayed_at": TIME, "replayed_by": text})
+    return _object({
+        "generated_at": TIME, "since": TIME, "window_hours": count, "subject": text,
+        "needs_attention": {"type": "boolean"},
+        "counts": _object({name: count for name in ("unresolved_alerts", "pending_actions", "failures",
+                                                    "sync_errors", "poison_messages")}),
+        "unresolved": {"type": "array", "items": group, "description": "unresolved alerts by customer and type"},
+        "pending": {"type": "array", "items": pending, "description": "actions waiting for approval"},
+        "failures": {"type": "array", "items": failure, "description": "failed actions in the window"},
+        "sync_errors": {"type": "array", "items": _object({"trigger": text, "at": TIME, "error": text})},
+        "poison": _object({"records": {"type": "array", "items": record},
+                           "queues": {"type": "object", "additionalProperties": count}, "error": text}),
+        "tokens": {"type": "object", "required": ["ok", "state"],
+                   "properties": {"ok": {"type": "boolean"}, "state": text},
+                   "description": "token status as GET /manage/tokens gives it (or ok, state and error when it "
+                                  "could not be read)"},
+        "text": {"type": "string", "description": "the digest as the e-mail's plain text"},
+    }, description="The `fraud-responder digest --json` report plus `text`, the e-mail's body.")
+
+
+def _schemas() -> dict[str, Any]:
+    from shared.admin.api import RESOLVE_REASONS
+
+    alert_detail = {"allOf": [_ref("Alert"), _object({"description": STRING, "additional_details": FREE_OBJECT})]}
+    operator = {"type": "string", "minLength": 1, "maxLength": 128,
+                "description": "who decides; recorded on the row (approved_by, rejected_by, undone_by, resolved_by)"}
+    return {
+        "Error": _object({
+            "error": {"type": "string", "enum": ["bad_request", "not_found", "conflict", "action_failed",
+                                                 "source_refused", "unavailable", "misconfigured",
+                                                 "internal_error"]},
+            "message": {"type": "string", "description": "one line that says what to do next"},
+            "action": _ref("Action"),
+        }, required=["error", "message"],
+            description="Every error. `action` is the ledger row when an approved or undone action failed."),
+        "Alert": _alert_schema(),
+        "AlertDetail": alert_detail,
+        "Action": _action_schema(),
+        "AlertList": _object({"alerts": {"type": "array", "items": _ref("Alert")},
+                              "count": {"type": "integer", "minimum": 0},
+                              "truncated": {"type": "boolean", "description": "more alerts match than `limit`"}}),
+        "AlertWithActions": _object({
+            "alert": _ref("AlertDetail"),
+            "actions": {"type": "array", "items": _ref("Action"), "description": "what was done, oldest first"},
+            "investigation": {"type": ["object", "null"],
+                              "description": "who created or changed the affected resources (null before the "
+                                             "investigation ran)"},
+        }),
+        "ActionList": _object({"actions": {"type": "array", "items": _ref("Action")},
+                               "count": {"type": "integer", "minimum": 0}}),
+        "ActionResult": _object({"action": _ref("Action")}),
+        "Resolution": _resolution_schema(),
+        "ResolveRequest": _object({"reason": {"type": "string", "enum": list(RESOLVE_REASONS)},
+                                   "operator": operator}, open_=False),
+        "DecisionRequest": _object({"operator": operator}, open_=False),
+        "RejectRequest": _object({"operator": operator, "reason": {"type": "string", "maxLength": 1000}},
+                                 required=["operator"], open_=False),
+        "TokenStatus": _token_status_schema(),
+        "Digest": _digest_schema(),
+        "PoisonReport": _poison_schema(),
+        "OpenApiDocument": _object({"openapi": STRING, "info": FREE_OBJECT, "paths": FREE_OBJECT},
+                                   description="this document"),
+    }
+
+
+_ERRORS: Final = {
+    400: "bad input: an unknown or malformed parameter or field (the message names it)",
+    404: "no such alert or action",
+    409: "the action is in no state for this decision (the message says which state it is in)",
+    500: "a setting is wrong (the message names it) or a defect (details in the app's log)",
+    502: "Microsoft refused the call, or the action ran and failed (recorded on the row)",
+    503: "storage, a token or a Microsoft API is unavailable for now: retry later (Retry-After)",
+}
+_KEY_MISSING: Final = ("no valid function key: send one as the x-functions-key header or the code query parameter "
+                       "(answered by the Functions host, without a body)")
+
+_PARAMS: Final[dict[str, list[tuple[str, str, dict[str, Any]]]]] = {
+    "list_alerts": [
+        ("status", "only alerts with this status", {"type": "string", "enum": list(STATUSES)}),
+        ("customer", "only this customer tenant id", STRING),
+        ("type", "only this alert type (case-insensitive), e.g. cryptoMining", STRING),
+        ("since", "changed since: ISO 8601, or an age such as 30m, 24h, 7d", STRING),
+        ("limit", "at most this many, newest change first (default 200)", {"type": "integer", "minimum": 1,
+                                                                           "maximum": 1000}),
+    ],
+    "list_actions": [
+        ("pending", "only actions awaiting approval", {"type": "boolean"}),
+        ("alert", "only this alert's actions (its id or source:id key)", STRING),
+    ],
+}
+
+# operation id -> (summary, success schema, request schema or None, error statuses)
+_OPERATIONS: Final[dict[str, tuple[str, str, str | None, tuple[int, ...]]]] = {
+    "list_alerts": ("List stored alerts, newest change first", "AlertList", None, (400, 500, 503)),
+    "get_alert": ("One alert with what was done about it (its actions and the investigation)",
+                  "AlertWithActions", None, (400, 404, 500, 503)),
+    "resolve_alert": ("Resolve an alert at its source (Partner Center or Graph) as fraud, legitimate or ignore",
+                      "Resolution", "ResolveRequest", (400, 404, 500, 502, 503)),
+    "list_actions": ("List action-ledger rows, oldest first", "ActionList", None, (400, 500, 503)),
+    "approve_action": ("Run an action that awaits approval now (or retry a failed one)", "ActionResult",
+                       "DecisionRequest", (400, 404, 409, 500, 502, 503)),
+    "reject_action": ("Refuse an action that awaits approval", "ActionResult", "RejectRequest",
+                      (400, 404, 409, 500, 503)),
+    "undo_action": ("Reverse a succeeded action (VMs started again, subscription reactivated, status reopened)",
+                    "ActionResult", "DecisionRequest", (400, 404, 409, 500, 502, 503)),
+    "get_tokens": ("Token health: when the refresh token was last rolled, when it expires if unused, the last "
+                   "error and the re-consent steps", "TokenStatus", None, (400, 500, 503)),
+    "get_digest": ("The daily digest: unresolved alerts, actions awaiting approval, failures, poison messages "
+                   "and token health", "Digest", None, (400, 500, 503)),
+    "list_poison": ("Messages in the poison queues", "PoisonReport", None, (400, 500, 503)),
+    "get_openapi": ("This document", "OpenApiDocument", None, ()),
+}
+
+
+def _operation(op_id: str) -> dict[str, Any]:
+    op = BY_ID[op_id]
+    summary, success, request, errors = _OPERATIONS[op_id]
+    parameters: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": STRING,
+         "description": "alert id, or source:id" if name == "alert_id" else "the action id from the action list"}
+        for name in ("alert_id", "action_id") if f"{{{name}}}" in op.route
+    ]
+    parameters += [{"name": name, "in": "query", "required": False, "description": text, "schema": schema}
+                   for name, text, schema in _PARAMS.get(op_id, [])]
+    responses: dict[str, Any] = {"200": {"description": "OK",
+                                         "content": {"application/json": {"schema": _ref(success)}}}}
+    for status in errors:
+        responses[str(status)] = {"description": _ERRORS[status],
+                                  "content": {"application/json": {"schema": _ref("Error")}}}
+    responses["401"] = {"description": _KEY_MISSING}
+    doc: dict[str, Any] = {"operationId": op_id, "summary": summary, "parameters": parameters,
+                           "responses": responses}
+    if request:
+        doc["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(request)}}}
+    return doc
+
+
+@functools.cache
+def _document() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op.id)
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "CSP fraud responder admin API",
+            "version": API_VERSION,
+            "description": ("Operators' reads and decisions: alerts, what was done about them, approvals, "
+                            "resolution, token health, the digest and poison messages. JSON in and out. "
+                            "Every route needs a function key (x-functions-key header or ?code=); the local "
+                            "dev host does not check keys, like Core Tools."),
+        },
+        "servers": [{"url": "/api"}],
+        "security": [{"functionKey": []}, {"functionKeyQuery": []}],
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+                "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
+            },
+        },
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    """The document (a copy: callers may change it)."""
+    return copy.deepcopy(_document())
+
+
+if __name__ == "__main__":
+    json.dump(openapi_document(), sys.stdout, indent=2)
+    sys.stdout.write("\n")

@@ -1,0 +1,444 @@
+"""The daily digest: what an operator must look at today, in one e-mail (or one command).
+
+Why: automatic response is only safe if people see what waits for them. The digest lists
+unresolved alerts by customer and type, actions waiting for approval (with the command that
+approves each), failures and poison messages of the last 24 hours, and token health (the SAM
+refresh token's days left, the last token error and the re-consent steps).
+
+``build_digest`` only reads (alerts, ledger and checkpoints tables, the poison queues' counts, Key
+Vault's refresh-token version time). ``send_digest`` e-mails it through Graph sendMail from
+NOTIFY_SENDER to SECURITY_CONTACTS with the app-only Graph token, the same path as the notify
+action. ``run_daily_digest`` is the timer's entry: at most one e-mail per UTC day, claimed in the
+checkpoints table, so a timer that fires twice (host restart, past-due run) does not send twice.
+``fraud-responder digest`` and GET /api/admin/digest show the same content.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from shared.logs import add_context, contextual
+from shared.names import CHECKPOINTS_TABLE, QUEUES, poison_queue
+from shared.operations import OperationError
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.response.actions.base import Clients
+    from shared.response.ledger import LedgerEntry
+    from shared.storage.tables import TableStore
+
+log = logging.getLogger(__name__)
+
+WINDOW_HOURS: Final = 24
+"""Failures and poison messages newer than this are listed."""
+MAX_ALERTS_SHOWN: Final = 10
+"""Alerts listed per customer and type in the text (the count is always exact)."""
+MAX_ROWS_SHOWN: Final = 50
+"""Pending actions, failures or poison records listed in the text."""
+DIGEST_PARTITION: Final = "digest"
+"""Checkpoints partition of the per-day claim (RowKey = the UTC date) that keeps the timer to one e-mail."""
+CLI: Final = "fraud-responder"
+
+
+class DigestNotConfigured(OperationError):
+    """NOTIFY_SENDER or SECURITY_CONTACTS is empty: there is nobody to send the digest to, or from."""
+
+    status = 409
+    code = "not_configured"
+
+
+class DigestNotSent(OperationError):
+    """Graph did not accept the e-mail; the message says why and what to do."""
+
+    status = 503
+    code = "not_sent"
+
+
+def _iso(value: Any) -> str | None:
+    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else (str(value) if value else None)
+
+
+def _when(value: Any) -> str:
+    """A time as "YYYY-MM-DD HH:MM UTC" (from a datetime or an ISO string), else "unknown"."""
+    moment = value
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if isinstance(moment, datetime):
+        return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return "unknown"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+@dataclass(frozen=True)
+class Digest:
+    """One digest, JSON-ready through ``as_dict`` and readable through ``as_text``."""
+
+    generated_at: datetime
+    since: datetime
+    unresolved: list[dict[str, Any]] = field(default_factory=list)
+    """Groups ``{customer_tenant_id, customer_name, type, category, count, alerts: [...]}``."""
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    """Ledger rows awaiting approval, each with the ``approve`` and ``reject`` commands."""
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    """Ledger rows failed (or undo-failed) in the window."""
+    sync_errors: list[dict[str, Any]] = field(default_factory=list)
+    """The latest sync run per trigger, when it failed in the window."""
+    poison: dict[str, Any] = field(default_factory=dict)
+    """``{"records": [...] (in the window), "queues": {poison queue: messages in it now}, "error"}``."""
+    tokens: dict[str, Any] = field(default_factory=dict)
+    """``shared.operations.token_status.token_status`` (state, refresh token age, warnings, next steps)."""
+
+    # --- what needs attention -------------------------------------------------------------------
+
+    @property
+    def unresolved_count(self) -> int:
+        return sum(int(g["count"]) for g in self.unresolved)
+
+    @property
+    def poison_count(self) -> int:
+        return len(self.poison.get("records", [])) + sum(int(n) for n in self.poison.get("queues", {}).values())
+
+    @property
+    def token_state(self) -> str:
+        return str(self.tokens.get("state", "unknown"))
+
+    @property
+    def tokens_need_attention(self) -> bool:
+        return self.token_state not in ("ok", "unknown") or not self.tokens.get("ok", True)
+
+    @property
+    def needs_attention(self) -> bool:
+        return bool(self.pending or self.failures or self.sync_errors or self.poison_count
+                    or self.tokens_need_attention)
+
+    def subject(self) -> str:
+        parts = [_plural(self.unresolved_count, "unresolved alert"),
+                 f"{_plural(len(self.pending), 'action')} waiting for approval"]
+        failures = len(self.failures) + len(self.sync_errors)
+        if failures:
+            parts.append(_plural(failures, "failure"))
+        if self.poison_count:
+            parts.append(_plural(self.poison_count, "poison message"))
+        if self.tokens_need_attention:
+            parts.append(f"token {self.token_state}")
+        prefix = "[Action needed] " if self.needs_attention else ""
+        return f"{prefix}Fraud responder digest {self.generated_at:%Y-%m-%d}: " + ", ".join(parts)
+
+    # --- renderings ------------------------------------------------------------------------------
+
+    def as_dict(self) -> dict[str, Any]:
+        """The stable JSON shape (CLI --json, GET /api/admin/digest): fields are only ever added."""
+        return {
+            "generated_at": _iso(self.generated_at), "since": _iso(self.since), "window_hours": WINDOW_HOURS,
+            "subject": self.subject(), "needs_attention": self.needs_attention,
+            "counts": {"unresolved_alerts": self.unresolved_count, "pending_actions": len(self.pending),
+                       "failures": len(self.failures), "sync_errors": len(self.sync_errors),
+                       "poison_messages": self.poison_count},
+            "unresolved": self.unresolved, "pending": self.pending, "failures": self.failures,
+            "sync_errors": self.sync_errors, "poison": self.poison, "tokens": self.tokens,
+        }
+
+    def as_text(self) -> str:
+        """Plain text: it survives every mail client and ticketing system it is forwarded to."""
+        lines = [f"Fraud responder digest for {_when(self.generated_at)} (failures and poison messages since "
+                 f"{_when(self.since)})", "", self._summary(), ""]
+        lines += [*self._unresolved_text(), "", *self._pending_text(), "", *self._failures_text()]
+        lines += ["", *self._poison_text(), "", *self._tokens_text()]
+        lines += ["", f"Run `{CLI} digest` for this report now, `{CLI} alerts list` and `{CLI} actions list` for "
+                      "details; docs/runbook.md says what to do in each situation."]
+        return "\n".join(lines).rstrip() + "\n"
+
+    def _summary(self) -> str:
+        customers = len({g["customer_tenant_id"] for g in self.unresolved})
+        failures = len(self.failures) + len(self.sync_errors)
+        token = "tokens ok" if not self.tokens_need_attention else f"TOKENS NEED ATTENTION ({self.token_state})"
+        return (f"Summary: {_plural(self.unresolved_count, 'unresolved alert')} at "
+                f"{_plural(customers, 'customer')}; {_plural(len(self.pending), 'action')} waiting for approval; "
+                f"{_plural(failures, 'failure')} and {_plural(self.poison_count, 'poison message')} in the last "
+                f"{WINDOW_HOURS} hours; {token}.")
+
+    def _unresolved_text(self) -> list[str]:
+        lines = [f"UNRESOLVED ALERTS BY CUSTOMER AND TYPE ({self.unresolved_count})"]
+        if not self.unresolved:
+            return [*lines, "  none"]
+        customer = None
+        for group in self.unresolved:
+            if group["customer_tenant_id"] != customer:
+                customer = group["customer_tenant_id"]
+                name = group["customer_name"]
+                lines.append(f"  {name} ({customer})" if name else f"  {customer}")
+            lines.append(f"    {group['type'] or 'unknown type'}: {_plural(group['count'], 'alert')}")
+            for alert in group["alerts"][:MAX_ALERTS_SHOWN]:
+                test = " [TEST]" if alert["is_test"] else ""
+                where = alert["subscription_name"] or alert["subscription_id"] or "no subscription"
+                lines.append(f"      - {alert['id']}{test}: {alert['severity'] or 'unknown'} severity, "
+                             f"{alert['status'] or 'unknown status'}, {where}, detected "
+                             f"{_when(alert['detected_at'])}")
+            if group["count"] > MAX_ALERTS_SHOWN:
+                lines.append(f"      ... and {group['count'] - MAX_ALERTS_SHOWN} more: `{CLI} alerts list "
+                             f"--customer {customer} --type \"{group['type']}\"`")
+        lines.append(f"  Resolve one: `{CLI} alerts resolve ID --reason fraud|legitimate|ignore`")
+        return lines
+
+    def _pending_text(self) -> list[str]:
+        lines = [f"ACTIONS WAITING FOR APPROVAL ({len(self.pending)})"]
+        if not self.pending:
+            return [*lines, "  none"]
+        for row in self.pending[:MAX_ROWS_SHOWN]:
+            lines.append(f"  - {row['id']}: {row['action']} on {row['target']} (alert {row['alert']}, "
+                         f"waiting since {_when(row['waiting_since'])})")
+            if row["reason"]:
+                lines.append(f"      why: {row['reason']}")
+            lines.append(f"      approve: {row['approve']}")
+            lines.append(f"      reject:  {row['reject']}")
+        if len(self.pending) > MAX_ROWS_SHOWN:
+            lines.append(f"  ... and {len(self.pending) - MAX_ROWS_SHOWN} more: `{CLI} actions list --pending`")
+        return lines
+
+    def _failures_text(self) -> list[str]:
+        lines = [f"FAILURES IN THE LAST {WINDOW_HOURS} HOURS ({len(self.failures) + len(self.sync_errors)})"]
+        if not self.failures and not self.sync_errors:
+            return [*lines, "  none"]
+        for row in self.failures[:MAX_ROWS_SHOWN]:
+            lines.append(f"  - {row['id']}: {row['action']} on {row['target']} (alert {row['alert']}) "
+                         f"{row['state']} at {_when(row['at'])}: {row['error'] or 'no error recorded'}")
+            lines.append(f"      retry: {CLI} actions approve {row['id']} --as <your name>" if row["state"] == "failed"
+                         else f"      retry the undo: {CLI} actions undo {row['id']} --as <your name>")
+        for sync in self.sync_errors:
+            lines.append(f"  - sync ({sync['trigger']}) at {_when(sync['at'])}: {sync['error']}")
+        return lines
+
+    def _poison_text(self) -> list[str]:
+        records = self.poison.get("records", [])
+        queues = {name: count for name, count in self.poison.get("queues", {}).items() if count}
+        lines = [f"POISON MESSAGES ({self.poison_count})"]
+        if self.poison.get("error"):
+            lines.append(f"  could not read the poison queues: {self.poison['error']}")
+        if not records and not queues:
+            return lines + (["  none"] if not self.poison.get("error") else [])
+        for name, count in queues.items():
+            lines.append(f"  - {name}: {_plural(count, 'message')} waiting in the queue now")
+        for record in records[:MAX_ROWS_SHOWN]:
+            about = f" (alert {record['alert']})" if record["alert"] else ""
+            replayed = (f" (replayed {_when(record['replayed_at'])} by {record['replayed_by'] or 'unknown'})"
+                        if record["replayed_at"] else "")
+            lines.append(f"  - {record['queue']}{about} gave up at {_when(record['at'])} after "
+                         f"{record['dequeue_count']} deliveries{replayed}: {record['error']}")
+        lines.append(f"  Inspect with `{CLI} poison list`; once the cause is fixed, replay with "
+                     f"`{CLI} poison replay QUEUE` (docs/runbook.md, \"A poison message\")")
+        return lines
+
+    def _tokens_text(self) -> list[str]:
+        tokens = self.tokens
+        lines = [f"TOKEN HEALTH: {self.token_state.upper()}"]
+        if tokens.get("error"):
+            lines.append(f"  could not be checked: {tokens['error']}")
+        age = tokens.get("refresh_token") or {}
+        if age.get("last_rolled_at"):
+            lines.append(f"  SAM refresh token last rolled {_when(age['last_rolled_at'])}; expires if unused "
+                         f"{_when(age.get('expires_if_unused_at'))} ({_plural(int(age.get('days_left') or 0), 'day')} "
+                         "left)")
+        elif age.get("error"):
+            lines.append(f"  refresh token age unknown: {age['error']}")
+        for principal in tokens.get("principals", []):
+            state = "ok" if principal.get("ok") else f"FAILING since {_when(principal.get('failed_at'))}: " \
+                                                     f"{principal.get('message', '')}"
+            lines.append(f"  - {principal.get('principal')}: {state}")
+        for warning in tokens.get("warnings", []):
+            lines.append(f"  warning: {warning}")
+        steps = tokens.get("next_steps") or []
+        if steps:
+            lines.append("  What to do:")
+            lines += [f"    {number}. {step}" for number, step in enumerate(steps, start=1)]
+        return lines
+
+
+# --- building -------------------------------------------------------------------------------------
+
+
+def _unresolved(store: TableStore) -> list[dict[str, Any]]:
+    from shared.views import alert_json, query_alerts
+
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for entity in query_alerts(store):
+        alert = alert_json(entity)
+        if alert["status"] == "resolved":
+            continue
+        key = (alert["customer_tenant_id"], alert["type"])
+        group = groups.setdefault(key, {"customer_tenant_id": alert["customer_tenant_id"],
+                                        "customer_name": alert["customer_name"], "type": alert["type"],
+                                        "category": alert["category"], "count": 0, "alerts": []})
+        group["count"] += 1
+        group["customer_name"] = group["customer_name"] or alert["customer_name"]
+        group["alerts"].append({name: alert[name] for name in (
+            "id", "key", "severity", "status", "subscription_id", "subscription_name", "detected_at", "is_test")})
+    severity = {"high": 0, "medium": 1, "low": 2}
+    for group in groups.values():
+        group["alerts"].sort(key=lambda a: (severity.get(a["severity"], 3), a["detected_at"] or "", a["id"]))
+    return sorted(groups.values(), key=lambda g: (g["customer_name"].lower() or g["customer_tenant_id"],
+                                                  g["customer_tenant_id"], g["type"].lower()))
+
+
+def _target(entry: LedgerEntry) -> str:
+    return entry.target.display or entry.target.id
+
+
+def _pending(entries: Iterable[LedgerEntry]) -> list[dict[str, Any]]:
+    rows = sorted(entries, key=lambda e: (e.created_at or datetime.min.replace(tzinfo=UTC), e.action_id))
+    return [{"id": e.action_id, "alert": e.alert_key, "customer_tenant_id": e.customer_tenant_id,
+             "action": e.action, "target": _target(e), "mode": e.mode, "reason": e.reason,
+             "waiting_since": _iso(e.created_at),
+             "approve": f"{CLI} actions approve {e.action_id} --as <your name>",
+             "reject": f"{CLI} actions reject {e.action_id} --as <your name> --reason \"<why>\""} for e in rows]
+
+
+def _failures(entries: Iterable[LedgerEntry], since: datetime) -> list[dict[str, Any]]:
+    rows = [e for e in entries if e.updated_at is not None and e.updated_at >= since]
+    rows.sort(key=lambda e: (e.updated_at or since, e.action_id), reverse=True)
+    return [{"id": e.action_id, "alert": e.alert_key, "customer_tenant_id": e.customer_tenant_id,
+             "action": e.action, "target": _target(e), "state": e.state, "error": e.error,
+             "at": _iso(e.updated_at)} for e in rows]
+
+
+def _sync_errors(store: TableStore, since: datetime) -> list[dict[str, Any]]:
+    from shared.intake.checkpoints import last_syncs
+
+    return [{"trigger": s["trigger"], "at": _iso(s["at"]), "error": s["error"]} for s in last_syncs(store)
+            if not s["ok"] and isinstance(s["at"], datetime) and s["at"] >= since]
+
+
+def _poison(settings: Settings, store: TableStore, since: datetime) -> dict[str, Any]:
+    from shared.response.jobs import poison_records
+
+    records = [{"queue": str(r.get("queue", "")), "at": _iso(r.get("at")), "alert": str(r.get("alert_key", "")),
+                "dequeue_count": int(r.get("dequeue_count", 0) or 0), "error": str(r.get("error", ""))[:300],
+                "replayed_at": _iso(r.get("replayed_at")), "replayed_by": str(r.get("replayed_by", ""))}
+               for r in poison_records(store) if isinstance(r.get("at"), datetime) and r["at"] >= since]
+    doc: dict[str, Any] = {"records": records, "queues": {}, "error": ""}
+    try:
+        from shared.storage.queues import QueueSender
+
+        sender = QueueSender(settings)
+        doc["queues"] = {poison_queue(q): sender.count(poison_queue(q)) for q in QUEUES}
+    except Exception as exc:  # the digest still goes out, saying what it could not read
+        doc["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    return doc
+
+
+def _tokens(settings: Settings, store: TableStore, now: datetime) -> dict[str, Any]:
+    from shared.operations.token_status import token_status
+
+    try:
+        return token_status(settings, store, now=now)
+    except Exception as exc:  # token trouble must not stop the digest that reports it
+        log.warning("digest: token status could not be read: %s", type(exc).__name__)
+        return {"ok": False, "state": "unknown", "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}",
+                "refresh_token": {}, "principals": [], "warnings": [], "next_steps": []}
+
+
+def build_digest(settings: Settings, store: TableStore, *, now: datetime | None = None) -> Digest:
+    """Read everything the digest shows (nothing is changed; the refresh token is not redeemed)."""
+    from shared.response.ledger import AWAITING_APPROVAL, FAILED, UNDO_FAILED, Ledger
+
+    now = now or datetime.now(UTC)
+    since = now - timedelta(hours=WINDOW_HOURS)
+    ledger = Ledger(store)
+    return Digest(
+        generated_at=now, since=since, unresolved=_unresolved(store),
+        pending=_pending(ledger.query(states=(AWAITING_APPROVAL,))),
+        failures=_failures(ledger.query(states=(FAILED, UNDO_FAILED)), since),
+        sync_errors=_sync_errors(store, since), poison=_poison(settings, store, since),
+        tokens=_tokens(settings, store, now),
+    )
+
+
+# --- sending --------------------------------------------------------------------------------------
+
+
+def recipients(settings: Settings) -> tuple[str, list[str]]:
+    """(sender, recipients), or DigestNotConfigured naming the setting to fill in."""
+    if not settings.security_contacts:
+        raise DigestNotConfigured("SECURITY_CONTACTS is empty, so the digest has nobody to go to; set it, e.g. "
+                                  "SECURITY_CONTACTS=soc@contoso.com,oncall@contoso.com")
+    if not settings.notify_sender:
+        raise DigestNotConfigured("NOTIFY_SENDER is not set, so no e-mail can be sent; set it to a mailbox (UPN) of "
+                                  "the partner tenant the Graph app may send from (Mail.Send)")
+    return settings.notify_sender, list(settings.security_contacts)
+
+
+def send_digest(settings: Settings, store: TableStore, clients: Clients | None = None, *,
+                digest: Digest | None = None) -> dict[str, Any]:
+    """E-mail the digest (built now unless given) to SECURITY_CONTACTS; returns what was sent.
+
+    Raises DigestNotConfigured (nobody to send to or from) or DigestNotSent (Graph refused or
+    failed; the message says whether to fix permissions or try again).
+    """
+    from shared.auth.errors import TokenHealthError
+    from shared.auth.secrets import SecretStoreError
+    from shared.http import BadRequest, Forbidden, MicrosoftApiError, NotFound, Unauthorized
+    from shared.response.actions.base import Clients as ActionClients
+
+    sender, to = recipients(settings)
+    digest = digest or build_digest(settings, store)
+    subject = digest.subject()
+    graph = (clients or ActionClients(settings, store)).graph_app()
+    try:
+        graph.send_mail(sender, to=to, subject=subject, body=digest.as_text())
+    except TokenHealthError as exc:
+        raise DigestNotSent(f"the Graph app could not get a token to send the digest: {exc.operator_message}") from None
+    except SecretStoreError as exc:
+        raise DigestNotSent(f"the Graph app's client secret could not be read to send the digest: {exc}") from None
+    except (BadRequest, Unauthorized, Forbidden, NotFound) as exc:
+        raise DigestNotSent(f"Graph refused to send the digest from {sender}: {exc}; check that the Graph app has "
+                            "the Mail.Send application permission and may send from NOTIFY_SENDER") from None
+    except MicrosoftApiError as exc:
+        raise DigestNotSent(f"Graph did not accept the digest for now ({exc}); try again later") from None
+    log.info("digest sent from %s to %d recipient(s): %s", sender, len(to), subject)
+    return {"sent": True, "from": sender, "to": to, "subject": subject, "generated_at": _iso(digest.generated_at),
+            "counts": digest.as_dict()["counts"]}
+
+
+@contextual(job="digest")
+def run_daily_digest(*, past_due: bool = False, settings: Settings | None = None, store: TableStore | None = None,
+                     clients: Clients | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """The timer's run: send today's digest unless it was already sent (one e-mail per UTC day).
+
+    The day is claimed in the checkpoints table before sending; a failed send releases the claim
+    (so a later run or `fraud-responder digest --send` can send it) and raises, so the invocation
+    shows as failed in Application Insights.
+    """
+    from shared.settings import get_settings
+    from shared.storage.tables import TableStore
+
+    if past_due:
+        log.warning("daily_digest is running late (past due): the host was down or the previous run overran")
+    settings = settings or get_settings()
+    store = store or TableStore(settings)
+    now = now or datetime.now(UTC)
+    day = now.strftime("%Y-%m-%d")
+    add_context(action="send_digest")
+    recipients(settings)  # not configured: fail before claiming the day
+    claim = {"PartitionKey": DIGEST_PARTITION, "RowKey": day, "state": "sending", "claimed_at": now}
+    if not store.insert_once(CHECKPOINTS_TABLE, claim):
+        log.info("the digest for %s was already sent (or is being sent); nothing to do", day)
+        return {"sent": False, "day": day, "reason": "already sent today"}
+    try:
+        result = send_digest(settings, store, clients, digest=build_digest(settings, store, now=now))
+    except BaseException:
+        store.delete(CHECKPOINTS_TABLE, DIGEST_PARTITION, day)
+        raise
+    store.upsert(CHECKPOINTS_TABLE, {"PartitionKey": DIGEST_PARTITION, "RowKey": day, "state": "sent",
+                                     "sent_at": datetime.now(UTC), "subject": result["subject"][:500],
+                                     "recipients": len(result["to"])})
+    return {**result, "day": day}
+

@@ -1,0 +1,202 @@
+"""Token status: how long the SAM refresh token has left, and the last token error, with the fix.
+
+Why: the Secure Application Model refresh token expires after 90 days unused, and an MFA or
+consent change kills it at once; either silently stops every poll (the top complaint about peer
+tools). The app redeems it on every poll and writes each rolled token back to Key Vault as a new
+secret version, so the newest version's time is when it was last rolled, and it expires if unused
+90 days later. Token failures are recorded by the sync runs (``shared.intake.checkpoints``).
+
+Used by ``fraud-responder token status``, the admin API, /api/health's tokens part and the
+token-health watch. Never reads out or returns a token value.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from shared.auth.hosts import host_of, is_microsoft_key_vault
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.auth.secrets import SecretStore
+    from shared.storage.tables import TableStore
+
+REFRESH_TOKEN_LIFETIME_DAYS: Final = 90
+"""Entra expires a refresh token that has not been redeemed for 90 days."""
+
+OK: Final = "ok"
+EXPIRING: Final = "expiring"
+EXPIRED: Final = "expired"
+FAILING: Final = "failing"
+UNKNOWN: Final = "unknown"
+
+RECONSENT_KINDS: Final = frozenset({"refresh_token_expired", "mfa_required", "consent_required"})
+"""Token-health kinds an Admin Agent fixes by consenting again (shared.auth.errors)."""
+
+
+def _iso(value: Any) -> str | None:
+    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else None
+
+
+def store_secret_command(settings: Settings, secret_name: str, file_name: str) -> str:
+    """How to add a secret version from a file: `az keyvault secret set` for a Microsoft vault."""
+    url = settings.key_vault_url
+    if is_microsoft_key_vault(url):
+        vault = host_of(url).split(".", 1)[0]
+        return f"az keyvault secret set --vault-name {vault} --name {secret_name} --file {file_name} --encoding utf-8"
+    return f"add it as a new version of secret {secret_name} in the vault at {url or 'KEY_VAULT_URL'}"
+
+
+def reconsent_steps(settings: Settings) -> list[str]:
+    """The exact steps that give the app a new refresh token, with this deployment's names filled in."""
+    tenant = settings.partner_tenant_id or "<partner tenant id>"
+    app = settings.partner_app_client_id or "<PARTNER_APP_CLIENT_ID>"
+    secret = settings.refresh_token_secret_name
+    return [
+        f"An Admin Agent of partner tenant {tenant} signs in with MFA and consents again to the Secure "
+        f"Application Model app {app}, for example in PowerShell with the PartnerCenter module: "
+        f"$token = New-PartnerAccessToken -ApplicationId {app} -Credential (Get-Credential -UserName {app} "
+        f"-Message 'client secret of the app') -Scopes 'https://api.partnercenter.microsoft.com/user_impersonation' "
+        f"-ServicePrincipal -Tenant {tenant} -UseAuthorizationCode",
+        f"Write $token.RefreshToken to a file only you can read and store it as a new version of the Key Vault "
+        f"secret: {store_secret_command(settings, secret, 'refresh-token.txt')}; then delete the file (never "
+        "paste the token into a chat, a ticket or a command line).",
+        "Check it: `fraud-responder token status --check` (days left restarts at "
+        f"{REFRESH_TOKEN_LIFETIME_DAYS}), then `fraud-responder poll --once`.",
+    ]
+
+
+def client_secret_steps(settings: Settings, secret_name: str) -> list[str]:
+    return [
+        f"Create a new client secret for the app registration and store it as a new version of the Key Vault "
+        f"secret {secret_name}: {store_secret_command(settings, secret_name, 'client-secret.txt')}; then delete "
+        "the file.",
+        "Check it: `fraud-responder token status --check`, then `fraud-responder poll --once`.",
+    ]
+
+
+def refresh_token_age(settings: Settings, *, now: datetime | None = None,
+                      secrets: SecretStore | None = None) -> dict[str, Any]:
+    """When the refresh token was last rolled, when it expires if unused, and the days left.
+
+    ``error`` is set (and the times are None) when Key Vault is not configured or cannot be read.
+    """
+    now = now or datetime.now(UTC)
+    doc: dict[str, Any] = {
+        "secret_name": settings.refresh_token_secret_name, "vault": settings.key_vault_url,
+        "last_rolled_at": None, "expires_if_unused_at": None, "days_left": None,
+        "lifetime_days": REFRESH_TOKEN_LIFETIME_DAYS, "warn_days": settings.token_warn_days, "error": "",
+    }
+    if not settings.key_vault_url:
+        doc["error"] = ("KEY_VAULT_URL is not set, so the refresh token's age is unknown; example: "
+                        "KEY_VAULT_URL=https://contoso-fraud-kv.vault.azure.net")
+        return doc
+    from shared.auth.secrets import SecretStore, SecretStoreError
+
+    store = secrets or SecretStore(settings)
+    try:
+        info = store.get_value(settings.refresh_token_secret_name).info  # the value is dropped at once
+    except SecretStoreError as exc:
+        doc["error"] = str(exc)
+        return doc
+    finally:
+        if secrets is None:
+            store.close()
+    rolled = info.updated_on or info.created_on
+    if rolled is None:
+        doc["error"] = f"Key Vault reports no time for secret {settings.refresh_token_secret_name}"
+        return doc
+    expires = rolled + timedelta(days=REFRESH_TOKEN_LIFETIME_DAYS)
+    doc.update(last_rolled_at=_iso(rolled), expires_if_unused_at=_iso(expires),
+               days_left=max(0, math.floor((expires - now).total_seconds() / 86400)))
+    return doc
+
+
+def principals(store: TableStore) -> list[dict[str, Any]]:
+    """Each token the app used (partner_center, graph_app, customer:<tenant>) with its last outcome."""
+    from shared.intake.checkpoints import token_health
+
+    rows = []
+    for row in token_health(store):
+        detail = row["detail"] or {}
+        rows.append({
+            "principal": row["principal"], "ok": row["ok"], "checked_at": _iso(row["checked_at"]),
+            "last_ok_at": _iso(row["last_ok_at"]), "failed_at": _iso(row["failed_at"]),
+            "kind": "" if row["ok"] else str(detail.get("kind", "token_error")),
+            "code": None if row["ok"] else detail.get("code"),
+            "message": "" if row["ok"] else str(detail.get("message", "token request failed")),
+        })
+    rows.sort(key=lambda r: r["principal"])
+    return rows
+
+
+def token_status(settings: Settings, store: TableStore, *, now: datetime | None = None,
+                 secrets: SecretStore | None = None) -> dict[str, Any]:
+    """The whole picture: refresh-token age, every principal's last outcome, warnings and next steps.
+
+    ``warnings`` holds one line per failing token and the expiry warning (also alone in
+    ``expiry_warning``). ``state`` is failing (a token is refused now), expired, expiring (fewer than TOKEN_WARN_DAYS
+    days left), ok, or unknown (the age cannot be read and nothing failed). ``ok`` is False only
+    for failing and expired: expiring is a warning, the app still works.
+    """
+    now = now or datetime.now(UTC)
+    age = refresh_token_age(settings, now=now, secrets=secrets)
+    used = principals(store)
+    failing = [p for p in used if not p["ok"]]
+    last_error = max(failing, key=lambda p: p["failed_at"] or "", default=None)
+    warnings: list[str] = []
+    steps: list[str] = []
+    days = age["days_left"]
+    if failing:
+        state = FAILING
+        warnings.extend(f"{p['principal']}: {p['message']}" for p in failing)
+    elif days is not None and days <= 0:
+        state = EXPIRED
+    elif days is not None and days < settings.token_warn_days:
+        state = EXPIRING
+    else:
+        state = OK if days is not None else UNKNOWN
+    expiry_warning = ""
+    if days is not None and days < settings.token_warn_days:
+        expiry_warning = (
+            f"the SAM refresh token was last rolled {age['last_rolled_at'][:10]} and expires if unused on "
+            f"{age['expires_if_unused_at'][:10]} ({days} day(s) left, warning at fewer than "
+            f"{settings.token_warn_days}): check that polling runs, or consent again now")
+        warnings.append(expiry_warning)
+    kinds = {p["kind"] for p in failing}
+    if kinds & RECONSENT_KINDS or state in (EXPIRED, EXPIRING) or any(
+            p["code"] == 900421 for p in failing):  # Partner Center's "MFA required"
+        steps = reconsent_steps(settings)
+    elif "client_secret_invalid" in kinds:
+        steps = client_secret_steps(settings, settings.partner_app_secret_name
+                                    if any(p["principal"] == "partner_center" for p in failing)
+                                    else settings.graph_app_secret_name)
+    return {
+        "ok": state not in (FAILING, EXPIRED), "state": state, "checked_at": _iso(now),
+        "refresh_token": age, "principals": used, "last_error": last_error, "warnings": warnings,
+        "expiry_warning": expiry_warning, "next_steps": steps,
+    }
+
+
+def check_now(settings: Settings, store: TableStore) -> dict[str, Any]:
+    """Redeem the refresh token for Partner Center now and record the outcome as token health.
+
+    This rolls the refresh token, exactly as a poll does. Returns ``{"ok", "message"}``.
+    """
+    from shared.auth import PARTNER_CENTER_RESOURCE
+    from shared.auth.errors import TokenHealthError
+    from shared.auth.partner_tokens import PartnerTokenProvider
+    from shared.auth.secrets import SecretStoreError
+    from shared.intake.checkpoints import record_token_health
+
+    try:
+        PartnerTokenProvider(settings).token(PARTNER_CENTER_RESOURCE)
+    except TokenHealthError as exc:
+        record_token_health(store, principal="partner_center", ok=False, detail=exc.to_health())
+        return {"ok": False, "message": exc.operator_message}
+    except (SecretStoreError, ValueError) as exc:
+        return {"ok": False, "message": str(exc)}
+    record_token_health(store, principal="partner_center", ok=True)
+    return {"ok": True, "message": "a Partner Center token was issued from the refresh token"}

@@ -1,0 +1,280 @@
+"""The admin API end to end: the real FunctionApp in the dev host (HTTP on a free loopback port),
+Azurite, and the sandbox's crypto-mining alert synced and responded to exactly as in production.
+Every answer is checked against the OpenAPI document the API itself serves."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from devhost.azurite import Azurite, connection_string
+from devhost.host import DevHost
+from sandbox import ids
+from sandbox.core import Sandbox
+from sandbox.faults import Fault
+from shared.admin.openapi import openapi_document
+from shared.admin.routes import OPERATIONS
+from shared.response.jobs import handle_respond_message
+from tests.admin.openapi_support import Contract
+from tests.conftest import REPO_ROOT, settings_env
+from tests.response.respond_support import MINING_KEY, Stage, stage, take_job
+
+MINING_TYPE = "NetworkConnectionsToCryptoMiningPools"
+PENDING_ACTIONS = {"stop_resources", "revoke_sessions", "rotate_credentials", "suspend_subscription"}
+
+
+@dataclass
+class Api:
+    """An HTTP client of the running admin API that checks every answer against the served document."""
+
+    client: httpx.Client
+    contract: Contract
+    stage: Stage
+
+    def get(self, path: str, expect: int = 200, **params: str) -> Any:
+        response = self.client.get(path, params=params)
+        body = self.contract.check(response)
+        assert response.status_code == expect, response.text
+        return body
+
+    def post(self, path: str, document: Any = None, expect: int = 200, *, raw: bytes | None = None) -> Any:
+        if raw is not None:
+            response = self.client.post(path, content=raw, headers={"content-type": "application/json"})
+        else:
+            response = self.client.post(path, json=document)
+        body = self.contract.check(response)
+        assert response.status_code == expect, response.text
+        return body
+
+
+def _start(azurite: Azurite, sandbox: Sandbox, *, respond: bool) -> Iterator[Api]:
+    st = stage(azurite, sandbox)
+    if respond:
+        _job, body = take_job(st)
+        handle_respond_message(body, responder=st.responder())
+    environ = {**st.env, "POLL_SCHEDULE": "0 0 0 1 1 *", "DIGEST_SCHEDULE": "0 0 0 1 1 *",
+               "FRAUD_RESPONDER_LOCAL_SETTINGS": str(REPO_ROOT / "does-not-exist.json")}
+    functions = [op.function_name for op in OPERATIONS]
+    # The dev host does not check function keys (nor does Core Tools); send one as Azure needs.
+    with DevHost(environ=environ, http_port=0, functions=functions) as host, \
+            httpx.Client(base_url=host.base_url, timeout=60, headers={"x-functions-key": "local"}) as client:
+        served = client.get("/api/manage/openapi.json")
+        assert served.status_code == 200, served.text
+        contract = Contract(served.json())
+        contract.check(served)  # the document validates against itself
+        yield Api(client, contract, st)
+
+
+@pytest.fixture
+def responded(azurite: Azurite, fresh_sandbox: Sandbox) -> Iterator[Api]:
+    """The mining alert synced and responded to by the default policy (actions await approval)."""
+    yield from _start(azurite, fresh_sandbox, respond=True)
+
+
+@pytest.fixture
+def synced(azurite: Azurite, fresh_sandbox: Sandbox) -> Iterator[Api]:
+    """The sandbox's alerts synced; nothing responded to yet."""
+    yield from _start(azurite, fresh_sandbox, respond=False)
+
+
+def _pc_event(sandbox: Sandbox) -> dict[str, Any]:
+    alerts = sandbox.services["partner_center"].alerts  # type: ignore[attr-defined]
+    return next(a for a in alerts if a["eventId"] == ids.MINING_ALERT_EVENT_ID)  # type: ignore[no-any-return]
+
+
+def test_operator_finds_the_mining_alert_approves_resolves_and_reads_the_digest(responded: Api,
+                                                                              fresh_sandbox: Sandbox) -> None:
+    api = responded
+    # 1. find the crypto-mining alert
+    found = api.get("/api/manage/alerts", type=MINING_TYPE.lower())
+    [mining] = [a for a in found["alerts"] if a["id"] == ids.MINING_ALERT_EVENT_ID]
+    assert mining["key"] == MINING_KEY and mining["status"] == "investigating"
+    assert mining["customer_tenant_id"] == ids.CUSTOMER_FABRIKAM and mining["subscription_id"] == ids.SUB_FABRIKAM_PROD
+    assert {r["id"] for r in mining["affected_resources"]} == {ids.MINING_VM_1, ids.MINING_VM_2}
+    assert all(a["type"] == MINING_TYPE for a in found["alerts"]) and not found["truncated"]
+    assert mining in api.get("/api/manage/alerts", status="investigating", customer=ids.CUSTOMER_FABRIKAM,
+                             since="1h")["alerts"]
+
+    # 2. see what was done: status written, investigation, e-mail; containment waits for approval
+    detail = api.get(f"/api/manage/alerts/{ids.MINING_ALERT_EVENT_ID}")
+    assert detail["alert"]["key"] == MINING_KEY and detail["alert"]["description"] is not None
+    done = {a["action"] for a in detail["actions"] if a["state"] == "succeeded"}
+    assert done == {"update_status", "investigate", "notify"}
+    waiting = [a for a in detail["actions"] if a["state"] == "awaiting-approval"]
+    assert {a["action"] for a in waiting} == PENDING_ACTIONS
+    assert ids.COMPROMISED_USER_ID in {u["id"] for u in detail["investigation"]["users"]}
+    assert api.get(f"/api/manage/alerts/{MINING_KEY}") == detail  # the source:id key works too
+
+    # 3. approve the pending actions
+    pending = api.get("/api/manage/actions", pending="true", alert=ids.MINING_ALERT_EVENT_ID)
+    assert sorted(a["id"] for a in pending["actions"]) == sorted(a["id"] for a in waiting)
+    for action in pending["actions"]:
+        approved = api.post(f"/api/manage/actions/{action['id']}/approve", {"operator": "alice"})["action"]
+        assert approved["state"] == "succeeded", approved["error"]
+        assert approved["approved_by"] == "alice" and approved["actor"] == "operator:alice"
+    assert api.get("/api/manage/actions", pending="true")["count"] == 0
+    arm = fresh_sandbox.services["arm"]
+    assert arm.power_state(ids.MINING_VM_1) == arm.power_state(ids.MINING_VM_2) == "deallocated"  # type: ignore[attr-defined]
+    subs = fresh_sandbox.services["partner_center"].subscriptions  # type: ignore[attr-defined]
+    assert subs[(ids.CUSTOMER_FABRIKAM, ids.PLAN_FABRIKAM)]["status"] == "suspended"
+
+    # 4. resolve the alert as fraud: Partner Center shows Resolved / Fraud, the alert says who
+    resolved = api.post(f"/api/manage/alerts/{ids.MINING_ALERT_EVENT_ID}/resolve",
+                        {"reason": "fraud", "operator": "alice"})
+    assert resolved["alert"]["status"] == "resolved" and resolved["alert"]["resolved_reason"] == "fraud"
+    assert resolved["alert"]["resolved_by"] == "operator:alice" and not resolved["already_done"]
+    event = _pc_event(fresh_sandbox)
+    assert (event["eventStatus"], event["resolvedReason"]) == ("Resolved", "Fraud")
+    again = api.post(f"/api/manage/alerts/{MINING_KEY}/resolve", {"reason": "fraud", "operator": "alice"})
+    assert again["already_done"]
+    assert MINING_KEY in {a["key"] for a in api.get("/api/manage/alerts", status="resolved")["alerts"]}
+    history = api.get("/api/manage/actions", alert=MINING_KEY)["actions"]
+    assert any(a["action"] == "update_status" and a["actor"] == "operator:alice" for a in history)
+
+    # 5. read the digest: nothing waits for approval any more, the mining alert is no longer open
+    digest = api.get("/api/manage/digest")
+    assert digest["counts"]["pending_actions"] == 0 and digest["pending"] == []
+    open_keys = {a["key"] for group in digest["unresolved"] for a in group["alerts"]}
+    assert MINING_KEY not in open_keys and open_keys
+    assert digest["counts"]["unresolved_alerts"] == len(open_keys)
+    assert digest["tokens"]["state"] == "ok"
+    assert "ACTIONS WAITING FOR APPROVAL (0)" in digest["text"]
+
+    # token health and poison messages read through the same API
+    tokens = api.get("/api/manage/tokens")
+    assert tokens["ok"] and tokens["refresh_token"]["days_left"] is not None
+    poison = api.get("/api/manage/poison")
+    assert {q["queue"] for q in poison["queues"]} == {"alerts-sync", "alerts-respond"}
+    # the function key in the query string (?code=) is the host's, not a filter
+    assert api.get("/api/manage/alerts", code="local", limit="1")["count"] == 1
+
+
+def test_decisions_reject_undo_and_their_errors(responded: Api, fresh_sandbox: Sandbox) -> None:
+    api = responded
+    pending = {a["action"] + " " + a["target"]["id"]: a for a in api.get("/api/manage/actions",
+                                                                         pending="true")["actions"]}
+    suspend = next(a for k, a in pending.items() if k.startswith("suspend_subscription"))
+    revoke = next(a for k, a in pending.items() if k.startswith("revoke_sessions"))
+    stops = [a for k, a in pending.items() if k.startswith("stop_resources")]
+    digest = api.get("/api/manage/digest")  # the digest lists what waits, with the command for each
+    assert {row["id"] for row in digest["pending"]} == {a["id"] for a in pending.values()}
+    assert digest["needs_attention"] and f"ACTIONS WAITING FOR APPROVAL ({len(pending)})" in digest["text"]
+
+    rejected = api.post(f"/api/manage/actions/{suspend['id']}/reject", {"operator": "bob", "reason": "a false alarm"})
+    assert rejected["action"]["state"] == "rejected"
+    assert (rejected["action"]["rejected_by"], rejected["action"]["reject_reason"]) == ("bob", "a false alarm")
+    subs = fresh_sandbox.services["partner_center"].subscriptions  # type: ignore[attr-defined]
+    assert subs[(ids.CUSTOMER_FABRIKAM, ids.PLAN_FABRIKAM)]["status"] == "active"
+    # a decision on a row that is in no state for it: 409 saying which state
+    conflict = api.post(f"/api/manage/actions/{suspend['id']}/approve", {"operator": "bob"}, expect=409)
+    assert conflict["error"] == "conflict" and "rejected" in conflict["message"]
+
+    # the action runs and Microsoft refuses it: 502 with the row, which records the failure
+    fresh_sandbox.add_fault(Fault(service="arm", kind="status", method="POST", path="deallocate", status=403,
+                                  times=None))
+    failed = api.post(f"/api/manage/actions/{stops[0]['id']}/approve", {"operator": "carol"}, expect=502)
+    assert failed["error"] == "action_failed" and failed["action"]["state"] == "failed"
+    assert failed["action"]["error"] and "approve it again" in failed["message"]
+    fresh_sandbox.clear_faults()
+    retried = api.post(f"/api/manage/actions/{stops[0]['id']}/approve", {"operator": "carol"})
+    assert retried["action"]["state"] == "succeeded"
+    arm = fresh_sandbox.services["arm"]
+    assert arm.power_state(ids.MINING_VM_1 if stops[0]["target"]["id"] == ids.MINING_VM_1  # type: ignore[attr-defined]
+                           else ids.MINING_VM_2) == "deallocated"
+
+    # undo puts the VM back; undo again is a conflict; an irreversible action says so
+    undone = api.post(f"/api/manage/actions/{stops[0]['id']}/undo", {"operator": "dave"})
+    assert undone["action"]["state"] == "undone" and undone["action"]["undone_by"] == "dave"
+    assert arm.power_state(stops[0]["target"]["id"]) == "running"  # type: ignore[attr-defined]
+    assert api.post(f"/api/manage/actions/{stops[0]['id']}/undo", {"operator": "dave"}, expect=409)["error"] == \
+        "conflict"
+    revoked = api.post(f"/api/manage/actions/{revoke['id']}/approve", {"operator": "dave"})["action"]
+    assert revoked["state"] == "succeeded"
+    not_reversible = api.post(f"/api/manage/actions/{revoke['id']}/undo", {"operator": "dave"}, expect=409)
+    assert "not reversible" in not_reversible["message"]
+
+    # who decides is required and recorded; bodies are checked
+    missing = api.post(f"/api/manage/actions/{stops[1]['id']}/approve", {}, expect=400)
+    assert "operator is required" in missing["message"]
+    assert "unknown field 'reason'" in api.post(f"/api/manage/actions/{stops[1]['id']}/approve",
+                                                {"operator": "x", "reason": "y"}, expect=400)["message"]
+    assert api.post(f"/api/manage/actions/{stops[1]['id']}/approve", raw=b"{not json", expect=400)["error"] == \
+        "bad_request"
+    assert api.post(f"/api/manage/actions/{stops[1]['id']}/approve", ["alice"], expect=400)["error"] == "bad_request"
+    assert api.post(f"/api/manage/actions/{stops[1]['id']}/reject", {"operator": "a\nb"}, expect=400)
+    unknown = api.post("/api/manage/actions/0000000000/approve", {"operator": "x"}, expect=404)
+    assert unknown["error"] == "not_found" and "GET /api/manage/actions" in unknown["message"]
+    # nothing above changed the row that was never decided
+    still = api.get("/api/manage/actions", pending="true")["actions"]
+    assert stops[1]["id"] in {a["id"] for a in still}
+
+
+def test_bad_queries_unknown_alerts_and_token_failures_are_documented_errors(synced: Api,
+                                                                            fresh_sandbox: Sandbox) -> None:
+    api = synced
+    listed = api.get("/api/manage/alerts")
+    assert listed["count"] == len(listed["alerts"]) > 1
+    times = [a["changed_at"] for a in listed["alerts"]]
+    assert times == sorted(times, reverse=True)
+    limited = api.get("/api/manage/alerts", limit="1")
+    assert limited["count"] == 1 and limited["truncated"]
+    assert api.get("/api/manage/alerts", since="2999-01-01T00:00:00Z")["alerts"] == []
+    assert api.get("/api/manage/actions")["actions"] == []  # nothing responded to yet
+
+    for params, named in (({"status": "open"}, "status"), ({"limit": "0"}, "limit"), ({"limit": "many"}, "limit"),
+                          ({"since": "yesterday"}, "since"), ({"colour": "red"}, "colour")):
+        error = api.get("/api/manage/alerts", expect=400, **params)
+        assert error["error"] == "bad_request" and named in error["message"], error
+    assert api.get("/api/manage/actions", expect=400, pending="maybe")["error"] == "bad_request"
+    assert api.get("/api/manage/alerts/no-such-alert", expect=404)["error"] == "not_found"
+    assert api.post("/api/manage/alerts/no-such-alert/resolve", {"reason": "fraud", "operator": "x"},
+                    expect=404)["error"] == "not_found"
+    bad_reason = api.post(f"/api/manage/alerts/{MINING_KEY}/resolve", {"reason": "maybe", "operator": "x"}, expect=400)
+    assert "fraud, legitimate, ignore" in bad_reason["message"]
+    assert api.post(f"/api/manage/alerts/{MINING_KEY}/resolve", {"reason": "fraud"}, expect=400)
+
+    # the refresh token dies: resolving cannot reach Partner Center; 503 says how to fix it, no secret leaks
+    entra = fresh_sandbox.services["entra"]
+    entra.set_state(refresh_token_state="expired")  # type: ignore[attr-defined]
+    response = api.client.post(f"/api/manage/alerts/{MINING_KEY}/resolve",
+                               json={"reason": "legitimate", "operator": "erin"})
+    error = api.contract.check(response)
+    assert response.status_code == 503 and response.headers["retry-after"]
+    assert error["error"] == "unavailable" and "AADSTS700082" in error["message"]
+    assert api.stage.settings.azure_client_secret not in response.text
+    assert str(_pc_event(fresh_sandbox)["eventStatus"]).lower() == "active"
+    assert api.get(f"/api/manage/alerts/{MINING_KEY}")["alert"]["status"] == "active"
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_storage_down_is_503_and_a_bad_setting_is_500_naming_it(azurite: Azurite) -> None:
+    port = _closed_port()
+    dead_storage = connection_string(port, port, port)
+    assert dead_storage != azurite.connection_string
+    environ = {**settings_env(azurite, AzureWebJobsStorage=dead_storage),
+               "FRAUD_RESPONDER_LOCAL_SETTINGS": str(REPO_ROOT / "does-not-exist.json")}
+    functions = [op.function_name for op in OPERATIONS]
+    contract = Contract(openapi_document())
+    with DevHost(environ=environ, http_port=0, functions=functions) as host:
+        response = httpx.get(f"{host.base_url}/api/manage/alerts", timeout=60)
+        error = contract.check(response)
+        assert response.status_code == 503 and response.headers["retry-after"] == "30"
+        assert error["error"] == "unavailable" and f"127.0.0.1:{port}" in error["message"]
+    with DevHost(environ={**environ, "LOG_LEVEL": "LOUD"}, http_port=0, functions=functions) as host:
+        response = httpx.get(f"{host.base_url}/api/manage/actions", timeout=60)
+        error = contract.check(response)
+        assert response.status_code == 500 and error["error"] == "misconfigured"
+        assert "LOG_LEVEL" in error["message"] and "example" in error["message"]
+        # the document needs no settings: a client can still read what the API offers
+        assert contract.check(httpx.get(f"{host.base_url}/api/manage/openapi.json", timeout=60))["paths"]
