@@ -187,9 +187,11 @@ class AlertSync:
         self._respond_queue = respond_queue
         self._clock = clock
         self._enqueue_workers = enqueue_workers
-        self._sends: list[Future[object]] = []
         self._pool: ThreadPoolExecutor | None = None
         self._in_flight = threading.BoundedSemaphore(MAX_SENDS_IN_FLIGHT)
+        self._sent = 0
+        self._send_errors: list[BaseException] = []
+        self._send_lock = threading.Lock()
 
     # --- index ---------------------------------------------------------------------------------
 
@@ -227,18 +229,18 @@ class AlertSync:
         A failed send raises after the others finish; its row stays pending, so a later sync
         sends the job again (see the module docstring).
         """
+        self._sent, self._send_errors = 0, []
+        # Leaving the block waits for every send, whatever happened. Only counts and failures are
+        # kept (not the futures), so a sync of 100k alerts does not hold 100k futures.
         with ThreadPoolExecutor(max_workers=self._enqueue_workers, thread_name_prefix="sync-enqueue") as pool:
-            self._pool, self._sends = pool, []
+            self._pool = pool
             try:
                 result = self._run(sources, scope)
             finally:
-                sends, self._sends, self._pool = self._sends, [], None
-                for future in sends:
-                    future.exception()  # wait for every send, whatever happened
-        failed = [f.exception() for f in sends if f.exception() is not None]
-        result.enqueued += len(sends) - len(failed)
-        if failed:
-            raise failed[0]  # type: ignore[misc]  # the others are sent; these stay pending
+                self._pool = None
+        result.enqueued += self._sent
+        if self._send_errors:
+            raise self._send_errors[0]  # the others are sent; these stay pending and are re-sent later
         return result
 
     def _run(self, sources: Iterable[AlertSource], scope: SyncScope) -> SyncResult:
@@ -353,9 +355,16 @@ class AlertSync:
         if self._pool is None:
             raise RuntimeError("AlertSync._enqueue outside run()")
         self._in_flight.acquire()  # bound the sends waiting in the pool (memory), not the workers
-        future = self._pool.submit(self._queue.send_json, self._respond_queue, job)
-        future.add_done_callback(lambda _: self._in_flight.release())
-        self._sends.append(future)
+        self._pool.submit(self._queue.send_json, self._respond_queue, job).add_done_callback(self._sent_one)
+
+    def _sent_one(self, future: Future[object]) -> None:
+        error = future.exception()
+        with self._send_lock:
+            if error is None:
+                self._sent += 1
+            else:
+                self._send_errors.append(error)
+        self._in_flight.release()
 
     def _redeliver(self, overdue: list[dict[str, Any]], result: SyncResult, now: datetime) -> None:
         """Re-send jobs left pending past REDELIVER_AFTER (a crash or failed put after commit).
