@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import httpx
 
@@ -235,6 +235,22 @@ def error_details(response: httpx.Response) -> tuple[str, str]:
             code = inner
         return str(code), _truncate(str(message)) or response.reason_phrase
     return "", response.reason_phrase
+
+
+class ServiceClient:
+    """What the typed service clients (Partner Center, Graph, ARM) share: their MicrosoftClient and
+    its lifetime, as a context manager."""
+
+    http: MicrosoftClient
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class MicrosoftClient:

@@ -28,6 +28,7 @@ from shared.http import (
     MicrosoftApiError,
     MicrosoftClient,
     RetryPolicy,
+    ServiceClient,
     parse_retry_after,
     verify_from_settings,
 )
@@ -222,7 +223,7 @@ def _power_from_statuses(statuses: Any) -> tuple[str, str]:
     return power, provisioning
 
 
-class ArmClient:
+class ArmClient(ServiceClient):
     """Calls ``{ARM_URL}``; ``token`` returns an ARM token for the tenant owning the subscriptions."""
 
     def __init__(
@@ -250,15 +251,6 @@ class ArmClient:
     def from_settings(cls, settings: Settings, *, token: Callable[[], str], retry: RetryPolicy | None = None,
                       sleep: Callable[[float], None] = time.sleep) -> ArmClient:
         return cls(settings.arm_url, token=token, verify=verify_from_settings(settings), retry=retry, sleep=sleep)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> ArmClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- activity log ---------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
-from shared.http import MalformedResponse, MicrosoftClient, NotFound, RetryPolicy, verify_from_settings
+from shared.http import MalformedResponse, MicrosoftClient, NotFound, RetryPolicy, ServiceClient, verify_from_settings
 from shared.settings import Settings
 
 SCOPE = "https://graph.microsoft.com/.default"
@@ -146,7 +146,7 @@ class DirectoryApp:
     password_credentials: tuple[PasswordCredential, ...]
 
 
-class GraphClient:
+class GraphClient(ServiceClient):
     """Calls ``{GRAPH_URL}`` in one tenant; ``token`` returns a Graph access token for that tenant."""
 
     def __init__(
@@ -168,15 +168,6 @@ class GraphClient:
     def from_settings(cls, settings: Settings, *, token: Callable[[], str], retry: RetryPolicy | None = None,
                       sleep: Callable[[float], None] = time.sleep) -> GraphClient:
         return cls(settings.graph_url, token=token, verify=verify_from_settings(settings), retry=retry, sleep=sleep)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> GraphClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- partner security alerts (beta, partner tenant, app-only) ------------------------------
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from shared.http import MalformedResponse, MicrosoftClient, NotFound, RetryPolicy, verify_from_settings
+from shared.http import MalformedResponse, MicrosoftClient, NotFound, RetryPolicy, ServiceClient, verify_from_settings
 from shared.settings import Settings
 
 SCOPE = "https://api.partnercenter.microsoft.com/.default"
@@ -102,7 +102,7 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
-class PartnerCenterClient:
+class PartnerCenterClient(ServiceClient):
     """Calls ``{PARTNER_CENTER_URL}``; ``token`` returns a Partner Center access token (App+User for fraud events)."""
 
     def __init__(
@@ -123,15 +123,6 @@ class PartnerCenterClient:
                       sleep: Callable[[float], None] = time.sleep) -> PartnerCenterClient:
         return cls(settings.partner_center_url, token=token, verify=verify_from_settings(settings), retry=retry,
                    sleep=sleep)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> PartnerCenterClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- fraud events ----------------------------------------------------------------------------
 

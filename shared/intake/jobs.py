@@ -151,7 +151,14 @@ def handle_sync_message(body: bytes, *, dequeue_count: int = 1, runtime: IntakeR
     if sources and sources[0] not in SOURCES:
         log.error("alerts-sync job dropped: unknown source %r", source)
         return None
-    return run_sync(runtime or default_runtime(), scope, trigger=str(job.get("trigger", "queue")), sources=sources)
+    rt = runtime or default_runtime()
+    run = run_sync(rt, scope, trigger=str(job.get("trigger", "queue")), sources=sources)
+    delivery_id = job.get("delivery_id")
+    if isinstance(delivery_id, str) and delivery_id and run.ok:
+        from shared.intake.webhook import mark_synced
+
+        mark_synced(rt.store, delivery_id)  # a redelivery of that webhook is now a plain duplicate
+    return run
 
 
 def _scope(job: dict[str, Any]) -> SyncScope:

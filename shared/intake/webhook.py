@@ -4,24 +4,27 @@ Order of work, cheapest and least trusting first: the size limit (413), the cont
 the signature headers (400), the body's shape (400), the certificate URL rules (401), the
 signing certificate and the signature (401). Only then is anything stored or enqueued.
 
-Crash safety (at-least-once): the delivery row is inserted once with state "received", the job is
-enqueued, then the row is marked "enqueued". A redelivery that finds the row still "received"
-(a crash or storage failure between the steps) enqueues again: a second sync job is harmless,
-a lost one is not. No Partner Center call is made here; the sync job does that.
+Crash safety (at-least-once), with two storage calls on the request path (the same as the bare
+work: one insert, one queue put): the delivery row is inserted once with state "received", then
+the job is enqueued. If the enqueue fails, the row is deleted again and the answer is 503, so
+Partner Center's retry enqueues it. The sync job marks the row "synced" when it has run. If the
+worker dies between insert and enqueue, a redelivery finding the row still "received" after
+REENQUEUE_AFTER enqueues again (a second sync job is harmless, a lost one is not); younger rows
+are taken to be in flight, and the poller finds the alerts within one interval regardless.
+No Partner Center call is made here; the sync job does that.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import logging
 import re
-import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
@@ -40,11 +43,15 @@ FRAUD_EVENT = "azure-fraud-event-detected"
 TEST_EVENT = "test-created"
 
 STATE_RECEIVED = "received"
-"""Verified and recorded; its sync job may not be enqueued yet."""
-STATE_ENQUEUED = "enqueued"
-"""Its alerts-sync job is on the queue."""
+"""Verified and recorded, its alerts-sync job enqueued (or, after a crash between the two, not)."""
+STATE_SYNCED = "synced"
+"""Its alerts-sync job has run (the sync job marks it)."""
 STATE_RECORDED = "recorded"
 """Recorded only (test-created and unknown events): nothing to enqueue."""
+REENQUEUE_AFTER = timedelta(minutes=10)
+"""A redelivered event whose first delivery is still not synced after this long is enqueued again:
+the worker died between recording it and enqueuing its job. Younger ones are taken to be in flight
+(and the poller finds the alerts within one interval anyway)."""
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _EVENT_STATUS = re.compile(r"[A-Za-z]{1,32}")
@@ -61,11 +68,14 @@ class DeliveryLog(Protocol):
     def insert_once(self, key: str, fields: Mapping[str, Any]) -> bool:
         """Insert the row; False when a row with this key already exists."""
 
-    def state(self, key: str) -> str | None:
-        """The row's state, or None when there is no row."""
+    def state(self, key: str) -> tuple[str, datetime | None] | None:
+        """The row's state and when it was (last) enqueued, or None when there is no row."""
 
-    def set_state(self, key: str, state: str) -> None:
-        """Record a new state (only ever received -> enqueued, so last writer wins safely)."""
+    def touch(self, key: str, when: datetime) -> None:
+        """Record that the row's job was enqueued again at ``when``."""
+
+    def delete(self, key: str) -> None:
+        """Forget a delivery whose job could not be enqueued, so the retry enqueues it."""
 
 
 class JobSender(Protocol):
@@ -202,39 +212,6 @@ class WebhookReceiver:
         self._jobs = jobs
         self._max_body_bytes = max_body_bytes
         self._clock = clock
-        # The "enqueued" marker is written after the answer is decided, off the request path: the
-        # handler then costs one insert and one queue put, like the bare storage work it needs.
-        # Losing the marker (the worker dies in those milliseconds) only means a later redelivery
-        # of the same event enqueues one more sync job, which the idempotent sync absorbs.
-        self._markers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="webhook-marker")
-        self._pending: dict[str, Future[None]] = {}
-        self._pending_lock = threading.Lock()
-
-    def flush(self) -> None:
-        """Wait until every "enqueued" marker written so far has landed."""
-        with self._pending_lock:
-            pending = list(self._pending.values())
-        for future in pending:
-            future.result()
-
-    def _mark_enqueued(self, key: str) -> None:
-        def write() -> None:
-            try:
-                self._deliveries.set_state(key, STATE_ENQUEUED)
-            except Exception:  # the job is enqueued; a lost marker costs one idempotent re-sync at most
-                logger.warning("could not mark webhook delivery %s as enqueued", key[:16], exc_info=True)
-            finally:
-                with self._pending_lock:
-                    self._pending.pop(key, None)
-
-        with self._pending_lock:
-            self._pending[key] = self._markers.submit(write)
-
-    def _wait_for_marker(self, key: str) -> None:
-        with self._pending_lock:
-            future = self._pending.get(key)
-        if future is not None:
-            future.result()
 
     def check_size(self, headers: Mapping[str, str]) -> None:
         """413 from Content-Length alone, before the body is read (when the host lets us)."""
@@ -291,17 +268,25 @@ class WebhookReceiver:
                         _safe(event.event_name), key[:16], "" if inserted else ", duplicate")
             return WebhookAnswer(200, {"status": "recorded", "delivery_id": key, "duplicate": not inserted})
         if not inserted:
-            self._wait_for_marker(key)  # a duplicate right behind the first delivery, in this worker
-            if self._deliveries.state(key) != STATE_RECEIVED:
-                logger.info("webhook %s is a duplicate (delivery %s): already enqueued", FRAUD_EVENT, key[:16])
+            state, enqueued_at = self._deliveries.state(key) or (STATE_RECEIVED, None)
+            stale = state == STATE_RECEIVED and (enqueued_at is None or now - enqueued_at > REENQUEUE_AFTER)
+            if not stale:
+                logger.info("webhook %s is a duplicate (delivery %s, %s)", FRAUD_EVENT, key[:16], state)
                 return WebhookAnswer(200, {"status": "duplicate", "delivery_id": key, "duplicate": True})
-            logger.warning("webhook delivery %s was recorded but its sync job may not have been enqueued; "
-                           "enqueuing again", key[:16])
+            logger.warning("webhook delivery %s was recorded %s ago and is still not synced: its sync job may "
+                           "never have been enqueued; enqueuing again", key[:16], now - enqueued_at if enqueued_at
+                           else "long")
+            self._deliveries.touch(key, now)
         subscription_id, event_status = scope
         add_context(subscription=subscription_id)
-        self._jobs.send_json(sync_job(subscription_id=subscription_id, event_status=event_status,
-                                      delivery_id=key, now=now))
-        self._mark_enqueued(key)
+        try:
+            self._jobs.send_json(sync_job(subscription_id=subscription_id, event_status=event_status,
+                                          delivery_id=key, now=now))
+        except Exception:
+            if inserted:  # forget it, so Partner Center's retry (we answer 503) enqueues it again
+                with contextlib.suppress(Exception):
+                    self._deliveries.delete(key)
+            raise
         logger.info("webhook %s for subscription %s: alerts-sync job enqueued (delivery %s)",
                     FRAUD_EVENT, subscription_id, key[:16])
         return WebhookAnswer(200, {"status": "enqueued", "delivery_id": key, "duplicate": not inserted})
@@ -328,13 +313,28 @@ class TableDeliveryLog:
     def insert_once(self, key: str, fields: Mapping[str, Any]) -> bool:
         return self._store.insert_once(DELIVERIES_TABLE, {"PartitionKey": key, "RowKey": DELIVERY_ROW, **fields})
 
-    def state(self, key: str) -> str | None:
-        row = self._store.get(DELIVERIES_TABLE, key, DELIVERY_ROW, select=["State"])
-        return None if row is None else str(row.get("State", ""))
+    def state(self, key: str) -> tuple[str, datetime | None] | None:
+        row = self._store.get(DELIVERIES_TABLE, key, DELIVERY_ROW, select=["State", "ReceivedAt"])
+        if row is None:
+            return None
+        try:
+            received = datetime.fromisoformat(str(row.get("ReceivedAt", "")))
+        except ValueError:
+            received = None
+        return str(row.get("State", "")), received
 
-    def set_state(self, key: str, state: str) -> None:
-        self._store.upsert(DELIVERIES_TABLE, {"PartitionKey": key, "RowKey": DELIVERY_ROW, "State": state,
-                                              "StateChangedAt": datetime.now(UTC).isoformat(timespec="seconds")})
+    def touch(self, key: str, when: datetime) -> None:
+        self._store.upsert(DELIVERIES_TABLE, {"PartitionKey": key, "RowKey": DELIVERY_ROW,
+                                              "ReceivedAt": when.isoformat(timespec="seconds")})
+
+    def delete(self, key: str) -> None:
+        self._store.delete(DELIVERIES_TABLE, key, DELIVERY_ROW)
+
+
+def mark_synced(store: TableStore, delivery_id: str) -> None:
+    """Called by the sync job when it has run: later redeliveries of this event are duplicates."""
+    store.upsert(DELIVERIES_TABLE, {"PartitionKey": delivery_id, "RowKey": DELIVERY_ROW, "State": STATE_SYNCED,
+                                    "SyncedAt": datetime.now(UTC).isoformat(timespec="seconds")})
 
 
 class QueueJobSender:

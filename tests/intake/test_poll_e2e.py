@@ -48,10 +48,16 @@ def test_poll_stores_every_sandbox_alert_once_and_enqueues_a_job_each(azurite: A
 
 def test_sync_job_for_one_subscription_syncs_only_it(azurite: Azurite, fresh_sandbox: Sandbox) -> None:
     rt = runtime(azurite, fresh_sandbox)
+    from shared.intake.webhook import TableDeliveryLog
+
+    deliveries = TableDeliveryLog(rt.store)
+    deliveries.insert_once("d" * 64, {"State": "received", "ReceivedAt": "2026-01-01T00:00:00+00:00"})
     job = {"scope": "subscription", "subscription_id": ids.SUB_FABRIKAM_PROD, "source": "partner_center",
-           "trigger": "webhook"}
+           "trigger": "webhook", "delivery_id": "d" * 64}
     run = handle_sync_message(json.dumps(job).encode(), runtime=rt)
     assert run is not None and run.ok
+    state = deliveries.state("d" * 64)
+    assert state is not None and state[0] == "synced"  # later redeliveries of that webhook are duplicates
     subs = {a["subscription_id"] for a in query_alerts(rt.store)}
     assert subs == {ids.SUB_FABRIKAM_PROD}
 
