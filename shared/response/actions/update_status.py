@@ -47,9 +47,12 @@ class UpdateStatus:
         details: dict[str, Any] = {"status": status, "reason": reason, "source": ctx.alert.source}
         if ctx.alert.source == "partner_center" and reason:
             details["sent_reason"] = PC_REASON[reason]
-        # One ledger row per status the alert is moved to: "investigating" and a later "resolved"
-        # must not share a row (the second would be taken for a repeat of the first).
-        return [Target("alert", f"{ctx.alert.key}#{status}", display=f"alert {ctx.alert.id}: status -> {shown}",
+        # One ledger row per status and alert version: "investigating" and a later "resolved" must
+        # not share a row, and an alert Microsoft reopens (a new version) is marked again. verify
+        # still skips the call when the source already shows the status.
+        version = ctx.params.get("_version")
+        suffix = f"#v{version}" if version else ""
+        return [Target("alert", f"{ctx.alert.key}#{status}{suffix}", display=f"alert {ctx.alert.id}: status -> {shown}",
                        tenant=ctx.alert.customer_tenant_id, details=details)]
 
     def verify(self, ctx: ActionContext, target: Target) -> bool:

@@ -155,3 +155,13 @@ def test_undo_goes_back_to_active_unless_the_alert_was_resolved_before(azurite: 
     with pytest.raises(NotReversible, match="was resolved"):
         ACTION.undo(ctx, target, {"previous_status": "resolved"})
     assert pc_event(fresh_sandbox, ids.MINING_ALERT_EVENT_ID)["eventStatus"] == "Active"
+
+
+def test_a_reopened_alert_gets_its_own_status_row(azurite: Azurite, fresh_sandbox: Sandbox) -> None:
+    """Each alert version answered has its own update_status row: an alert Microsoft reopens (a new
+    version) is marked Investigating again rather than skipped as done."""
+    alert = pc_alert(fresh_sandbox, ids.MINING_ALERT_EVENT_ID)
+    first = context(azurite, fresh_sandbox, alert, "update_status", actor="policy:crypto-mining-high")
+    [v1] = ACTION.plan(replace(first, params={**first.params, "_version": 1}))
+    [v2] = ACTION.plan(replace(first, params={**first.params, "_version": 2}))
+    assert v1.id != v2.id and v1.id.endswith("#investigating#v1") and v2.id.endswith("#investigating#v2")
