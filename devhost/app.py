@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from shared.admin.routes import RESERVED_ROUTE_STARTS
+
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE")
 
 
@@ -67,11 +69,19 @@ def _enum_value(value: Any) -> str:
     return str(getattr(value, "value", value))
 
 
+class ReservedRoute(ValueError):
+    """An HTTP route the Functions host would refuse to load."""
+
+
 def _trigger(name: str, binding: dict[str, Any]) -> Trigger | str:
     kind = binding.get("type")
     if kind == "httpTrigger":
         methods = tuple(_enum_value(m).upper() for m in binding.get("methods") or ()) or HTTP_METHODS
         route = str(binding.get("route") or name).strip("/")
+        # The Functions host refuses these; so does the dev host, so the mistake shows locally.
+        if route.lower().startswith(RESERVED_ROUTE_STARTS):
+            raise ReservedRoute(f"function {name}: route {route!r} conflicts with the Functions host's built-in "
+                                f"routes ({', '.join(RESERVED_ROUTE_STARTS)}); the host would refuse to load it")
         return HttpTrigger(route=route, methods=methods, auth_level=_enum_value(binding.get("authLevel", "function")))
     if kind == "timerTrigger":
         return TimerTrigger(schedule=str(binding["schedule"]), run_on_startup=bool(binding.get("runOnStartup", False)),

@@ -86,3 +86,19 @@ def test_environment_wins_over_local_settings_and_the_sandbox_wins_over_both() -
 def test_identity_based_storage_is_left_alone() -> None:
     env = app_environment({"AzureWebJobsStorage__accountName": "contoso"}, {}, azurite=None, sandbox_settings={})
     assert "AzureWebJobsStorage" not in env
+
+
+def test_a_route_the_functions_host_reserves_is_refused_as_the_host_would() -> None:
+    import azure.functions as func
+    import pytest
+
+    from devhost.app import ReservedRoute, read_functions
+
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="admin/alerts", methods=["GET"])
+    def admin_alerts(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse("never served")
+
+    with pytest.raises(ReservedRoute, match="built-in routes"):
+        read_functions(app)
