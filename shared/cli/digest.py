@@ -1,6 +1,6 @@
 """`fraud-responder digest [--send] [--json]`: today's digest, printed or e-mailed.
 
-The same content as the daily e-mail (the daily_digest timer) and GET /api/admin/digest:
+The same content as the daily e-mail (the daily_digest timer) and GET /api/manage/digest:
 unresolved alerts by customer and type, actions waiting for approval, failures and poison
 messages of the last 24 hours, token health. ``--send`` e-mails it now to SECURITY_CONTACTS
 (whether or not the timer already sent one today).

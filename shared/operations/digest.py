@@ -10,7 +10,7 @@ Vault's refresh-token version time). ``send_digest`` e-mails it through Graph se
 NOTIFY_SENDER to SECURITY_CONTACTS with the app-only Graph token, the same path as the notify
 action. ``run_daily_digest`` is the timer's entry: at most one e-mail per UTC day, claimed in the
 checkpoints table, so a timer that fires twice (host restart, past-due run) does not send twice.
-``fraud-responder digest`` and GET /api/admin/digest show the same content.
+``fraud-responder digest`` and GET /api/manage/digest show the same content.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ class Digest:
     # --- renderings ------------------------------------------------------------------------------
 
     def as_dict(self) -> dict[str, Any]:
-        """The stable JSON shape (CLI --json, GET /api/admin/digest): fields are only ever added."""
+        """The stable JSON shape (CLI --json, GET /api/manage/digest): fields are only ever added."""
         return {
             "generated_at": _iso(self.generated_at), "since": _iso(self.since), "window_hours": WINDOW_HOURS,
             "subject": self.subject(), "needs_attention": self.needs_attention,

@@ -49,7 +49,7 @@ def resolve(settings: Settings, store: TableStore, alert_id: str, reason: str, o
     entity = _unavailable_on_storage_errors(lambda: find_alert(store, alert_id))
     if entity is None:
         raise NotFound(f"no stored alert {alert_id!r}: list them with `fraud-responder alerts list` "
-                       "(or GET /api/admin/alerts)")
+                       "(or GET /api/manage/alerts)")
     alert = from_entity(entity)
     outcome = _resolve_at_source(settings, store, alert.key, reason, operator)
     action_id = _record_in_ledger(settings, store, alert, dict(entity), reason=reason, operator=operator,

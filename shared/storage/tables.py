@@ -253,7 +253,7 @@ class TableStore:
 
     def table_client(self, table: str) -> TableClient:
         """The SDK client for a logical table (created on first use), for callers that need
-        mixed-operation transactions, such as the sync's alert + outbox writes."""
+        conditional batch operations, such as the sync's create-or-update-under-ETag writes."""
         return self._client(table)
 
     def _client(self, table: str) -> TableClient:
