@@ -58,6 +58,10 @@ def local_settings_values(environ: Mapping[str, str]) -> tuple[dict[str, str], s
     return read_local_settings(sample), f"{sample.name} ({path.name} not found)"
 
 
+class StartupError(RuntimeError):
+    """The stack cannot start: a setting or the policy is invalid (the message names it)."""
+
+
 def write_cli_settings(env: Mapping[str, str], path: Path) -> Path:
     """The app's settings as a local.settings.json, so the CLI can talk to the same stack.
 
@@ -134,11 +138,22 @@ class Stack:
         env = app_environment(os.environ, local_values, azurite=self.azurite, sandbox_settings=sandbox_settings)
         self.say(f"Settings      {source}, overridden by environment variables"
                  + (" and the sandbox's endpoints" if sandbox_settings else ""))
+        # Start-up validation: a bad setting or policy stops here, named, before anything is served.
+        # (The Functions host has no start-up hook: there every handler and /api/health report it.)
         try:
-            load_settings(env, local_settings=REPO_ROOT / "does-not-exist.json")
+            settings = load_settings(env, local_settings=REPO_ROOT / "does-not-exist.json")
         except SettingsError as exc:
-            self.say(f"WARNING: {exc} (GET /api/health will report it)")
-        written = write_cli_settings(env, REPO_ROOT / ".run" / LOCAL_SETTINGS_FILE)
+            raise StartupError(f"{exc} (set it in local.settings.json or the environment)") from None
+        from shared.response.policy import PolicyError, get_policy
+
+        try:
+            policy = get_policy(settings.policy_path)
+        except PolicyError as exc:
+            raise StartupError(f"the response policy is invalid: {exc} (check it with "
+                               "`fraud-responder policy check`)") from None
+        self.say(f"Policy        {policy.summary()} ({_shown(settings.policy_path)})")
+        # Beside the stack's other local state (.run/ by default), not in the repo's root.
+        written = write_cli_settings(env, options.azurite_location.parent / LOCAL_SETTINGS_FILE)
         self.say(f"CLI           export FRAUD_RESPONDER_LOCAL_SETTINGS={_shown(written)}   "
                  "(fraud-responder then uses this stack)")
         use_func = options.host == "func" or (options.host == "auto" and shutil.which("func") is not None)

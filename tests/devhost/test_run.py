@@ -144,3 +144,21 @@ def test_sandbox_announcement_is_read_and_the_sandbox_stopped(tmp_path: Path) ->
         finally:
             sandbox.stop()
     assert sandbox.process.poll() is not None
+
+
+@pytest.mark.parametrize(("setting", "value", "named"), [
+    ("POLL_SCHEDULE", "every five minutes", "POLL_SCHEDULE="),
+    ("POLICY_PATH", "tests/devhost/no-such-policy.toml", "the response policy is invalid"),
+])
+def test_a_bad_setting_or_policy_stops_start_up_naming_it(tmp_path: Path, setting: str, value: str,
+                                                          named: str) -> None:
+    azurite_ports = [free_port() for _ in range(3)]
+    env = {**os.environ, "FRAUD_RESPONDER_LOCAL_SETTINGS": str(tmp_path / "none.json"), setting: value}
+    done = subprocess.run(
+        [sys.executable, "-m", "devhost", "run", "--no-sandbox", "--host", "devhost", "--port", str(free_port()),
+         "--azurite-ports", ",".join(map(str, azurite_ports)), "--azurite-location", str(tmp_path / "azurite")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 1
+    assert named in done.stderr and "Ready." not in done.stdout
+    assert not any(listening(port) for port in azurite_ports)  # Azurite, started first, was stopped
