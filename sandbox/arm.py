@@ -32,7 +32,6 @@ Subscriptions come from the shared ``tenants`` section (each customer's ``subscr
 
 from __future__ import annotations
 
-import base64
 import copy
 import datetime as dt
 import re
@@ -44,6 +43,7 @@ from urllib.parse import urlencode
 
 from sandbox import ids
 from sandbox.core import HttpError, Request, Response, Service, json_response, route
+from sandbox.paging import offset_token, read_offset_token
 
 ARM_AUDIENCES = ("https://management.azure.com", "https://management.azure.com/",
                  "https://management.core.windows.net/", "https://management.core.windows.net")
@@ -419,7 +419,8 @@ class ArmService(Service):
             raise HttpError(400, "BadRequest", "The time range of the query cannot exceed 90 days.")
         if start < _now() - MAX_WINDOW:
             raise HttpError(400, "BadRequest", "The start time of the query must be within the last 90 days.")
-        offset = self._skip_token(request.arg("$skipToken"))
+        offset = read_offset_token(request.arg("$skipToken"),
+                                   message="Invalid $skipToken: follow nextLink as returned.")
         select = [s.strip() for s in (request.arg("$select") or "").split(",") if s.strip()]
         sub_id = request.params["sub"].lower()
         with self.lock:
@@ -431,7 +432,7 @@ class ArmService(Service):
         body: dict[str, Any] = {"value": copy.deepcopy(page)}
         if offset + self.page_size < len(matching):
             params = [(k, v) for k, values in request.query.items() if k.lower() != "$skiptoken" for v in values]
-            params.append(("$skipToken", base64.urlsafe_b64encode(f"o:{offset + self.page_size}".encode()).decode()))
+            params.append(("$skipToken", offset_token(offset + self.page_size)))
             body["nextLink"] = f"{self.base_url}{request.path}?{urlencode(params)}"
         return self._ok(200, body, request)
 
@@ -479,17 +480,6 @@ class ArmService(Service):
                 return False
         return True
 
-    @staticmethod
-    def _skip_token(token: str | None) -> int:
-        if token is None:
-            return 0
-        try:
-            decoded = base64.urlsafe_b64decode(token.encode()).decode()
-            if not decoded.startswith("o:"):
-                raise ValueError
-            return max(0, int(decoded[2:]))
-        except ValueError:
-            raise HttpError(400, "BadRequest", "Invalid $skipToken: follow nextLink as returned.") from None
 
     # -- VMs and scale sets -------------------------------------------------------------------------
 

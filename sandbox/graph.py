@@ -34,7 +34,6 @@ Scenario section ``"graph"``::
 
 from __future__ import annotations
 
-import base64
 import copy
 import datetime as dt
 import re
@@ -48,6 +47,7 @@ from urllib.parse import urlencode
 
 from sandbox import ids
 from sandbox.core import HttpError, Request, Response, Service, json_response, route
+from sandbox.paging import offset_token, read_offset_token
 
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
@@ -607,7 +607,8 @@ class GraphService(Service):
                 raise HttpError(400, "BadRequest", f"Invalid value '{top_text}' for $top query option: "
                                 f"expected an integer from 1 to {MAX_TOP}.")
             top = int(top_text)
-        offset = self._skiptoken(request.arg("$skiptoken"))
+        offset = read_offset_token(request.arg("$skiptoken"),
+                                   message="Invalid $skiptoken: use the @odata.nextLink as returned.")
         with self.lock:
             items = list(self._alerts.values())
             if filter_text:
@@ -626,21 +627,10 @@ class GraphService(Service):
             body["value"] = [self._project(item, select) for item in page]
         if offset + page_size < len(items):
             params = [(k, v) for k, values in request.query.items() if k.lower() != "$skiptoken" for v in values]
-            params.append(("$skiptoken", base64.urlsafe_b64encode(f"o:{offset + page_size}".encode()).decode()))
+            params.append(("$skiptoken", offset_token(offset + page_size)))
             body["@odata.nextLink"] = f"{self.base_url}{request.path}?{urlencode(params)}"
         return self._ok(200, body, request)
 
-    @staticmethod
-    def _skiptoken(token: str | None) -> int:
-        if token is None:
-            return 0
-        try:
-            decoded = base64.urlsafe_b64decode(token.encode()).decode()
-            if not decoded.startswith("o:"):
-                raise ValueError
-            return max(0, int(decoded[2:]))
-        except ValueError:
-            raise HttpError(400, "BadRequest", "Invalid $skiptoken: use the @odata.nextLink as returned.") from None
 
     @staticmethod
     def _select(text: str | None, allowed: Iterable[str], type_name: str) -> list[str] | None:

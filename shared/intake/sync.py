@@ -42,12 +42,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from shared.alerts import Alert, AlertParseError, Source, material_changes, parse_alert, row_key, to_entity
+from shared.storage.tables import DEFAULT_TRANSACTION_BUDGET, MAX_TRANSACTION_ENTITIES, estimate_size
 
 log = logging.getLogger(__name__)
 
 REDELIVER_AFTER = timedelta(minutes=10)
-MAX_OPS_PER_TRANSACTION = 100
-MAX_TRANSACTION_BYTES = 3_500_000  # under the 4 MiB cap, with room for the multipart envelope
 MAX_SENDS_IN_FLIGHT = 2000
 INDEX_COLUMNS = ("PartitionKey", "RowKey", "kind", "version", "fingerprint", "status", "severity", "hit_count",
                  "affected_resources", "respond_version", "respond_state", "respond_queued_at", "respond_job")
@@ -257,7 +256,7 @@ class AlertSync:
                     result.fetched += 1
                     self._consider(source.name, record, known, scope=scope, seen=seen, buffers=buffers,
                                    result=result, now=now)
-                for partition in [p for p, ops in buffers.items() if len(ops) >= MAX_OPS_PER_TRANSACTION]:
+                for partition in [p for p, ops in buffers.items() if len(ops) >= MAX_TRANSACTION_ENTITIES]:
                     self._flush(partition, buffers, result, full_only=True)
         for partition in list(buffers):
             self._flush(partition, buffers, result, full_only=False)
@@ -300,17 +299,17 @@ class AlertSync:
                            "respond_job": json.dumps(job)})
         if old is None:
             result.new += 1
-            op = _Op("create", entity, _size(entity), job=job)
+            op = _Op("create", entity, estimate_size(entity), job=job)
         else:
             result.updated += 1
-            op = _Op("update", entity, _size(entity), etag=old.etag, job=job)
+            op = _Op("update", entity, estimate_size(entity), etag=old.etag, job=job)
         buffers[alert.customer_tenant_id].append(op)
 
     # --- writes --------------------------------------------------------------------------------
 
     def _flush(self, partition: str, buffers: dict[str, list[_Op]], result: SyncResult, *, full_only: bool) -> None:
         ops = buffers[partition]
-        while ops and (not full_only or len(ops) >= MAX_OPS_PER_TRANSACTION):
+        while ops and (not full_only or len(ops) >= MAX_TRANSACTION_ENTITIES):
             self._commit(_take_batch(ops), result)
         if not ops:
             del buffers[partition]
@@ -408,18 +407,16 @@ def _status(exc: Exception) -> int | None:
 
 
 def _take_batch(ops: list[_Op]) -> list[_Op]:
-    """Up to 100 operations and ~3.5 MB."""
+    """Up to 100 operations and the store's byte budget per transaction (under the 4 MiB cap)."""
     batch: list[_Op] = []
     size = 0
-    while ops and len(batch) < MAX_OPS_PER_TRANSACTION and (not batch or size + ops[0].size <= MAX_TRANSACTION_BYTES):
+    while ops and len(batch) < MAX_TRANSACTION_ENTITIES and (
+        not batch or size + ops[0].size <= DEFAULT_TRANSACTION_BUDGET
+    ):
         op = ops.pop(0)
         batch.append(op)
         size += op.size
     return batch
-
-
-def _size(entity: dict[str, Any]) -> int:
-    return len(json.dumps(entity, default=str)) + 512
 
 
 def _as_alert_view(known: _Known, new: Alert) -> Alert:
