@@ -5,13 +5,24 @@ through GDAP, customer tenants (ARM, Graph). Each redemption may return a new re
 it is written back as a new secret version (only when it changed), so the next run, on any
 instance, redeems the newest one. Access tokens are cached per (tenant, resource) until five
 minutes before they expire.
+
+The write-back can fail (Key Vault throttled or down, the identity lacks the write role). Entra
+may already have retired the token the vault holds, so dropping the rolled one would lose the only
+working refresh token. Instead the write is retried a few times; if it still fails, the rolled
+token is kept in this process's memory (shared by every provider in the process) and redeemed
+next, the access token is used, and token health says "not persisted" until a later write
+succeeds (``shared.operations.token_status``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
-from typing import Any
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
 
 from shared.auth.errors import (
     ClientSecretInvalid,
@@ -22,7 +33,7 @@ from shared.auth.errors import (
     error_from_result,
 )
 from shared.auth.msal_client import confidential_client
-from shared.auth.secrets import SecretStore
+from shared.auth.secrets import SecretStore, SecretStoreError
 from shared.auth.token_cache import TokenCache
 from shared.settings import Settings
 
@@ -35,11 +46,59 @@ __all__ = [
     "TokenHealthError",
 ]
 
+log = logging.getLogger(__name__)
+
+WRITE_BACK_DELAYS: Final = (0.5, 2.0)
+"""Pauses between write-back attempts (three attempts in all): bounded, so a poll is not held up."""
+
+WriteHealth = Callable[[Settings, bool, str], None]
+"""Records the write-back outcome: (settings, ok, operator message). Must not raise."""
+
+
+@dataclass
+class _Unsaved:
+    """A rolled refresh token Key Vault did not accept: the newest one this process holds."""
+
+    value: str = ""
+    failure_recorded: bool = False
+
+    def __repr__(self) -> str:  # never the value
+        return "_Unsaved(...)"
+
+
+_unsaved: dict[tuple[str, str], _Unsaved] = {}
+_locks: dict[tuple[str, str], threading.Lock] = {}
+_process_lock = threading.Lock()
+
+
+def _shared(key: tuple[str, str]) -> tuple[threading.Lock, _Unsaved]:
+    """The process-wide redemption lock and unsaved-token slot for one vault secret."""
+    with _process_lock:
+        return _locks.setdefault(key, threading.Lock()), _unsaved.setdefault(key, _Unsaved())
+
+
+def forget_unsaved_refresh_tokens() -> None:
+    """Drop every rolled token held in memory, as a process restart would (tests)."""
+    with _process_lock:
+        for slot in _unsaved.values():
+            slot.value, slot.failure_recorded = "", False
+
+
+def _record_write_health(settings: Settings, ok: bool, message: str) -> None:
+    try:
+        from shared.operations.token_status import record_refresh_token_write
+
+        record_refresh_token_write(settings, ok=ok, message=message)
+    except Exception as exc:  # health is a report; it must never cost the token
+        log.warning("could not record the refresh token write-back outcome (%s)", type(exc).__name__)
+
 
 class PartnerTokenProvider:
     """App+User access tokens for any tenant and resource, from the SAM refresh token."""
 
-    def __init__(self, settings: Settings, secrets: SecretStore | None = None, *, cache: TokenCache | None = None):
+    def __init__(self, settings: Settings, secrets: SecretStore | None = None, *, cache: TokenCache | None = None,
+                 write_health: WriteHealth | None = _record_write_health,
+                 sleep: Callable[[float], None] = time.sleep):
         if not settings.partner_tenant_id or not settings.partner_app_client_id:
             raise ValueError(
                 "PARTNER_TENANT_ID and PARTNER_APP_CLIENT_ID must be set to use Partner Center App+User tokens; "
@@ -48,7 +107,10 @@ class PartnerTokenProvider:
         self._settings = settings
         self._secrets = secrets or SecretStore(settings)
         self._cache = cache or TokenCache()
-        self._redeem_lock = threading.Lock()
+        # One redemption at a time in the process: each one rolls the shared refresh token.
+        self._redeem_lock, self._unsaved = _shared((settings.key_vault_url, settings.refresh_token_secret_name))
+        self._write_health = write_health
+        self._sleep = sleep
         self._apps: dict[str, Any] = {}
         self._client_secret: str | None = None
 
@@ -67,7 +129,7 @@ class PartnerTokenProvider:
         cached = self._cache.get(tenant_id, resource_id)
         if cached is not None:
             return cached.token
-        with self._redeem_lock:  # one redemption at a time: each one rolls the shared refresh token
+        with self._redeem_lock:
             cached = self._cache.get(tenant_id, resource_id)
             if cached is not None:
                 return cached.token
@@ -85,19 +147,66 @@ class PartnerTokenProvider:
 
     def _redeem(self, tenant: str, resource: str) -> str:
         secret_name = self._settings.refresh_token_secret_name
-        refresh_token = self._secrets.get(secret_name)  # always the newest: another instance may have rolled it
-        result = self._app(tenant).acquire_token_by_refresh_token(refresh_token, scopes=[f"{resource}/.default"])
+        held = self._unsaved.value
+        try:
+            # A rolled token the vault refused is newer than the vault's; otherwise always read the
+            # vault: another instance may have rolled it.
+            refresh_token = held or self._secrets.get(secret_name)
+            result = self._acquire(tenant, resource, refresh_token)
+        except RefreshTokenExpired:
+            if not held:
+                raise
+            # Another instance re-consented or rolled past it: the vault's version is the one to use.
+            self._unsaved.value = ""
+            refresh_token = self._secrets.get(secret_name)
+            result = self._acquire(tenant, resource, refresh_token)
+        rolled = result.get("refresh_token")
+        if rolled and rolled != refresh_token:
+            self._write_back(secret_name, str(rolled))
+        elif held and refresh_token == held:
+            self._write_back(secret_name, held)  # not rolled this time: still try to save the held one
+        return self._cache.put(tenant, resource, result["access_token"], float(result.get("expires_in", 3599))).token
+
+    def _acquire(self, tenant: str, resource: str, refresh_token: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._app(tenant).acquire_token_by_refresh_token(
+            refresh_token, scopes=[f"{resource}/.default"])
         if "access_token" not in result:
-            error = error_from_result(result, tenant=tenant, resource=resource, secret_name=secret_name,
+            error = error_from_result(result, tenant=tenant, resource=resource,
+                                      secret_name=self._settings.refresh_token_secret_name,
                                       client_secret_name=self._settings.partner_app_secret_name)
             if isinstance(error, ClientSecretInvalid):
                 self._client_secret = None  # read it again next time: the operator may have rotated it
                 self._apps.clear()
             raise error
-        rolled = result.get("refresh_token")
-        if rolled and rolled != refresh_token:
-            self._secrets.set(secret_name, rolled)
-        return self._cache.put(tenant, resource, result["access_token"], float(result.get("expires_in", 3599))).token
+        return result
+
+    def _write_back(self, secret_name: str, rolled: str) -> None:
+        """Store ``rolled`` as the secret's new version, retrying; on failure keep it in memory."""
+        failure: SecretStoreError | None = None
+        for attempt in range(len(WRITE_BACK_DELAYS) + 1):
+            if attempt:
+                self._sleep(WRITE_BACK_DELAYS[attempt - 1])
+            try:
+                self._secrets.set(secret_name, rolled)
+            except SecretStoreError as exc:
+                failure = exc
+                continue
+            self._unsaved.value = ""
+            if self._unsaved.failure_recorded and self._write_health is not None:
+                # Other instances' later writes clear it too: token status compares the vault's newest
+                # version with the failure, so a success costs no storage call here.
+                self._write_health(self._settings, True, "")
+            self._unsaved.failure_recorded = False
+            return
+        self._unsaved.value = rolled
+        message = (f"the rolled SAM refresh token was not written back to Key Vault secret {secret_name} after "
+                   f"{len(WRITE_BACK_DELAYS) + 1} attempts ({failure}); this process keeps it in memory and goes "
+                   "on working, but if it restarts before a write succeeds the token is lost and an Admin Agent "
+                   "must consent again")
+        log.error("%s", message)
+        if self._write_health is not None:
+            self._write_health(self._settings, False, message)
+            self._unsaved.failure_recorded = True
 
     def refresh_token_last_rolled(self) -> dt.datetime | None:
         """When the refresh token secret last got a new version (token-health reporting)."""

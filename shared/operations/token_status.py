@@ -12,6 +12,7 @@ token-health watch. Never reads out or returns a token value.
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -30,7 +31,13 @@ OK: Final = "ok"
 EXPIRING: Final = "expiring"
 EXPIRED: Final = "expired"
 FAILING: Final = "failing"
+NOT_PERSISTED: Final = "not_persisted"
+"""A rolled refresh token lives only in a process's memory: Key Vault refused the write-back."""
 UNKNOWN: Final = "unknown"
+
+WRITE_PRINCIPAL: Final = "refresh_token_write"
+"""The token-health row for the refresh token's write-back to Key Vault (not a token of its own)."""
+NOT_PERSISTED_KIND: Final = "refresh_token_not_persisted"
 
 RECONSENT_KINDS: Final = frozenset({"refresh_token_expired", "mfa_required", "consent_required"})
 """Token-health kinds an Admin Agent fixes by consenting again (shared.auth.errors)."""
@@ -75,6 +82,41 @@ def client_secret_steps(settings: Settings, secret_name: str) -> list[str]:
         "the file.",
         "Check it: `fraud-responder token status --check`, then `fraud-responder poll --once`.",
     ]
+
+
+def key_vault_write_steps(settings: Settings) -> list[str]:
+    """What to do when the rolled refresh token could not be stored."""
+    secret = settings.refresh_token_secret_name
+    return [
+        f"Let the app write secret {secret}: grant its identity the 'Key Vault Secrets Officer' role on the vault "
+        f"{settings.key_vault_url or 'KEY_VAULT_URL'} (read-only 'Key Vault Secrets User' is not enough), and "
+        "check that the vault is reachable and not throttling.",
+        "Do not restart or redeploy the app until then: the only working refresh token may be in its memory. The "
+        "next token redemption (every poll) writes it and clears this warning.",
+        "If the app restarted meanwhile and tokens are refused, an Admin Agent must consent again (`fraud-responder "
+        "token status` prints the steps).",
+    ]
+
+
+def record_refresh_token_write(settings: Settings, *, ok: bool, message: str = "") -> None:
+    """Record the write-back outcome (``shared.auth.partner_tokens``): a failure raises token health,
+    a later success clears it. ``message`` is log-safe (no token)."""
+    from shared.intake.checkpoints import TOKEN_PARTITION, record_token_health
+    from shared.names import CHECKPOINTS_TABLE
+
+    store = _store(settings)
+    if ok:
+        store.delete(CHECKPOINTS_TABLE, TOKEN_PARTITION, WRITE_PRINCIPAL)
+    else:
+        record_token_health(store, principal=WRITE_PRINCIPAL, ok=False,
+                            detail={"kind": NOT_PERSISTED_KIND, "code": None, "message": message})
+
+
+@functools.lru_cache(maxsize=4)
+def _store(settings: Settings) -> TableStore:
+    from shared.storage.tables import TableStore
+
+    return TableStore(settings)
 
 
 def refresh_token_age(settings: Settings, *, now: datetime | None = None,
@@ -137,23 +179,30 @@ def token_status(settings: Settings, store: TableStore, *, now: datetime | None 
     """The whole picture: refresh-token age, every principal's last outcome, warnings and next steps.
 
     ``warnings`` holds one line per failing token and the expiry warning (also alone in
-    ``expiry_warning``). ``state`` is failing (a token is refused now), expired, expiring (fewer than TOKEN_WARN_DAYS
-    days left), ok, or unknown (the age cannot be read and nothing failed). ``ok`` is False only
-    for failing and expired: expiring is a warning, the app still works.
+    ``expiry_warning``). ``state`` is failing (a token is refused now), expired, not_persisted (a rolled refresh token
+    could not be written back to Key Vault and lives only in a process's memory), expiring (fewer
+    than TOKEN_WARN_DAYS days left), ok, or unknown (the age cannot be read and nothing failed).
+    ``ok`` is False for failing, expired and not_persisted: expiring is a warning, the app still works.
     """
     now = now or datetime.now(UTC)
     age = refresh_token_age(settings, now=now, secrets=secrets)
-    used = principals(store)
-    failing = [p for p in used if not p["ok"]]
-    last_error = max(failing, key=lambda p: p["failed_at"] or "", default=None)
+    rolled = age["last_rolled_at"]
+    # A write-back failure is over once the vault holds a newer version (any instance wrote it).
+    used = [p for p in principals(store) if p["principal"] != WRITE_PRINCIPAL or not rolled
+            or p["ok"] or (p["failed_at"] or "") > rolled]
+    unsaved = [p for p in used if p["kind"] == NOT_PERSISTED_KIND]
+    failing = [p for p in used if not p["ok"] and p["kind"] != NOT_PERSISTED_KIND]
+    last_error = max(failing + unsaved, key=lambda p: p["failed_at"] or "", default=None)
     warnings: list[str] = []
     steps: list[str] = []
     days = age["days_left"]
+    warnings.extend(f"{p['principal']}: {p['message']}" for p in failing + unsaved)
     if failing:
         state = FAILING
-        warnings.extend(f"{p['principal']}: {p['message']}" for p in failing)
     elif days is not None and days <= 0:
         state = EXPIRED
+    elif unsaved:
+        state = NOT_PERSISTED
     elif days is not None and days < settings.token_warn_days:
         state = EXPIRING
     else:
@@ -173,8 +222,10 @@ def token_status(settings: Settings, store: TableStore, *, now: datetime | None 
         steps = client_secret_steps(settings, settings.partner_app_secret_name
                                     if any(p["principal"] == "partner_center" for p in failing)
                                     else settings.graph_app_secret_name)
+    elif state == NOT_PERSISTED:
+        steps = key_vault_write_steps(settings)
     return {
-        "ok": state not in (FAILING, EXPIRED), "state": state, "checked_at": _iso(now),
+        "ok": state not in (FAILING, EXPIRED, NOT_PERSISTED), "state": state, "checked_at": _iso(now),
         "refresh_token": age, "principals": used, "last_error": last_error, "warnings": warnings,
         "expiry_warning": expiry_warning, "next_steps": steps,
     }

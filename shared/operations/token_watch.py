@@ -3,10 +3,11 @@
 Why: a dead refresh token silently stops polling and every customer-tenant action; the fix
 (an Admin Agent consenting again with MFA) needs a human, so the humans must hear about it
 early: when fewer than TOKEN_WARN_DAYS days are left, and at once when a token is refused (MFA,
-consent, expiry). Run after every poll (functions/poll.py), it sends at most one e-mail per UTC
-day and kind (``expiring``, ``failing``): a failure on a day that already had an expiry warning is
-still announced. The day is claimed in the checkpoints table before sending (one sender across
-instances) and released if the send fails, so the next poll tries again.
+consent, expiry) or a rolled refresh token could not be saved to Key Vault. Run after every poll
+(functions/poll.py), it sends at most one e-mail per UTC day and kind (``expiring``, ``failing``,
+``not_persisted``): a failure on a day that already had an expiry warning is still announced.
+The day is claimed in the checkpoints table before sending (one sender across instances) and
+released if the send fails, so the next poll tries again.
 
 Mail goes through Graph sendMail with the app-only Graph app (not the SAM token, which may be the
 thing that is broken), from NOTIFY_SENDER to SECURITY_CONTACTS.
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from shared.names import CHECKPOINTS_TABLE
-from shared.operations.token_status import EXPIRED, EXPIRING, FAILING, token_status
+from shared.operations.token_status import EXPIRED, EXPIRING, FAILING, NOT_PERSISTED, token_status
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WATCH_PARTITION: Final = "token_watch"
-_KIND: Final = {FAILING: "failing", EXPIRED: "failing", EXPIRING: "expiring"}
+_KIND: Final = {FAILING: "failing", EXPIRED: "failing", NOT_PERSISTED: "not_persisted", EXPIRING: "expiring"}
 
 
 def compose(status: dict[str, Any]) -> tuple[str, str]:
@@ -39,6 +40,11 @@ def compose(status: dict[str, Any]) -> tuple[str, str]:
         subject = "[fraud responder] ACTION NEEDED: the Partner Center token is refused, alerts are not being polled"
         opening = ("The fraud responder cannot get tokens from the Secure Application Model refresh token, so it "
                    "no longer polls Partner Center for fraud alerts and cannot act in customer tenants.")
+    elif _KIND[status["state"]] == "not_persisted":
+        subject = ("[fraud responder] ACTION NEEDED: the rolled Partner Center refresh token could not be saved to "
+                   "Key Vault")
+        opening = ("Key Vault refused to store the newest Secure Application Model refresh token. The app keeps it in "
+                   "memory and still polls, but a restart before the vault accepts it loses the token.")
     else:
         subject = (f"[fraud responder] WARNING: the Partner Center refresh token expires in {age['days_left']} "
                    "day(s) if unused")

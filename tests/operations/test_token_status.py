@@ -191,3 +191,54 @@ def test_the_poll_timer_runs_the_watch(azurite: Azurite, fresh_sandbox: Sandbox)
     [notice] = mail(fresh_sandbox)
     assert "ACTION NEEDED" in notice["message"]["subject"]
     assert "AADSTS50076" in notice["message"]["body"]["content"]
+
+
+def test_a_rolled_refresh_token_that_cannot_be_written_back_is_kept_used_and_flagged(
+        config: Settings, fresh_sandbox: Sandbox) -> None:
+    """Issue 10 item 8: Key Vault refuses the write-back; nothing is lost and the operator is told."""
+    from sandbox.faults import Fault
+    from shared.auth import PARTNER_CENTER_RESOURCE
+    from shared.auth.partner_tokens import PartnerTokenProvider
+    from shared.operations.token_status import NOT_PERSISTED
+
+    entra: Any = fresh_sandbox.services["entra"]
+    vault: Any = fresh_sandbox.services["key_vault"]
+    entra.set_state(refresh_token_grace_seconds=0)  # the vault's (old) refresh token dies when it rolls
+    secret = config.refresh_token_secret_name
+    write = Fault("key_vault", "status", method="PUT", path=f"/secrets/{secret}$", status=403, times=None)
+    fresh_sandbox.add_fault(write)
+    runtime = IntakeRuntime.from_settings(config)
+
+    run = run_sync(runtime, SyncScope(), trigger="test", sources=("partner_center",))
+
+    assert run.ok and run.results["partner_center"].fetched > 0  # the access token was used
+    writes = [r for r in fresh_sandbox.requests("key_vault") if r.method == "PUT" and secret in r.path]
+    assert 2 <= len(writes) <= 5  # retried, bounded
+    assert len(vault.secrets[secret]) == 1  # nothing reached the vault
+    status = token_status(config, runtime.store)
+    assert (status["state"], status["ok"]) == (NOT_PERSISTED, False)
+    assert any("not written back" in w and secret in w for w in status["warnings"])
+    assert any("Key Vault Secrets Officer" in step for step in status["next_steps"])
+    part = check_tokens(config)
+    assert not part.ok and "not written back" in part.detail
+    [notice] = [m["message"] for m in mail(fresh_sandbox)] if watch_tokens(config, runtime.store)["notified"] else [{}]
+    assert "could not be saved" in notice["subject"] and "Key Vault Secrets Officer" in notice["body"]["content"]
+    live = [t for t, g in entra.refresh_tokens.items() if g.superseded_at is None]  # the rolled, unsaved one
+    assert live and not any(t in repr(status) or t in part.detail or t in notice["body"]["content"] for t in live)
+
+    # The next redemption in this process uses the rolled token kept in memory (the vault's is dead).
+    PartnerTokenProvider(config).token(PARTNER_CENTER_RESOURCE)
+    assert token_status(config, runtime.store)["state"] == NOT_PERSISTED
+
+    # Once the vault accepts writes again, the next roll is stored and the flag clears.
+    fresh_sandbox.clear_faults()
+    PartnerTokenProvider(config).token(PARTNER_CENTER_RESOURCE)
+    assert len(vault.secrets[secret]) == 2
+    healed = token_status(config, runtime.store)
+    assert (healed["state"], healed["ok"]) == (OK, True)
+    assert check_tokens(config).ok
+    # ... and a fresh process (no memory) redeems the stored version.
+    from shared.auth import partner_tokens
+
+    partner_tokens.forget_unsaved_refresh_tokens()
+    PartnerTokenProvider(config).token(PARTNER_CENTER_RESOURCE)
