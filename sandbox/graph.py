@@ -16,6 +16,13 @@ Also a Teams/Slack-style incoming-webhook sink (not Graph, no auth, like the rea
 ``POST /_sandbox/hooks/{name}`` keeps the JSON posted, listed at ``GET /_sandbox/hooks`` and by
 :meth:`GraphService.hook_posts`.
 
+Run-time switch ``alerts_require_mfa`` (scenario key ``"alertsRequireMfa"``; ``POST
+/_sandbox/graph/state`` or :meth:`GraphService.set_state`): the security-alert routes then refuse
+any token without ``mfa`` in its ``amr`` claim, so every app-only token, with 403 and the body
+reported for app-only calls (microsoftgraph/msgraph-beta-sdk-dotnet issue 1083, January 2026:
+``{"Error": {"Code": "Unauthorized_MissingMFA", ...}}``, PascalCase as reported; undocumented).
+A delegated SAM token signed in with MFA still reads them.
+
 Departure from the real service (documented in sandbox/README.md): an object that exists only in
 another tenant's directory answers 403 ``Authorization_RequestDenied`` naming both tenants, where
 the real Graph answers 404 (it only looks in the token's own directory). It makes "wrong tenant"
@@ -127,6 +134,14 @@ def parse_datetime(text: str) -> dt.datetime:
     moment = dt.datetime.fromisoformat(base + (f".{fraction[:6]}" if fraction else "") + (
         "+00:00" if zone in (None, "Z") else zone))
     return moment.astimezone(dt.UTC)
+
+
+class _MissingMfa(HttpError):
+    """Graph's refusal of a token without MFA claims on partner security alerts."""
+
+    def __init__(self) -> None:
+        super().__init__(403, "Unauthorized_MissingMFA", "MFA is required for this request. The provided "
+                         "authentication token does not have MFA claims.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,6 +384,7 @@ class GraphService(Service):
     audiences: ClassVar[tuple[str, ...]] = (GRAPH_AUDIENCE, GRAPH_APP_ID, GRAPH_AUDIENCE + "/")
 
     page_size: int
+    alerts_require_mfa: bool
     _alerts: dict[str, dict[str, Any]]
     _users: dict[str, dict[str, dict[str, Any]]]
     _apps: dict[str, dict[str, dict[str, Any]]]
@@ -383,6 +399,7 @@ class GraphService(Service):
         section = copy.deepcopy(self.section)
         with self.lock:
             self.page_size = int(section.get("pageSize", 100))
+            self.alerts_require_mfa = bool(section.get("alertsRequireMfa", False))
             self._alerts = {}
             for raw in section.get("securityAlerts", []):
                 alert = {name: raw.get(name) for name in ALERT_PROPERTIES}
@@ -432,6 +449,19 @@ class GraphService(Service):
 
     # -- Python API for tests and the dev stack -----------------------------------------------
 
+    def set_state(self, **changes: Any) -> None:
+        """Change run-time switches: ``alerts_require_mfa``."""
+        unknown = set(changes) - {"alerts_require_mfa"}
+        if unknown:
+            raise HttpError(400, "BadRequest", f"unknown switch {sorted(unknown)[0]!r}; known: alerts_require_mfa")
+        with self.lock:
+            if "alerts_require_mfa" in changes:
+                self.alerts_require_mfa = bool(changes["alerts_require_mfa"])
+
+    def state(self) -> dict[str, Any]:
+        with self.lock:
+            return {"alerts_require_mfa": self.alerts_require_mfa}
+
     def sent_mail(self) -> list[dict[str, Any]]:
         """Every message accepted by sendMail, oldest first."""
         with self.lock:
@@ -474,6 +504,9 @@ class GraphService(Service):
 
     def error(self, err: HttpError) -> Response:
         request_id = str(uuid.uuid4())
+        if isinstance(err, _MissingMfa):  # the body as reported, not Graph's usual error shape
+            return json_response(403, {"Error": {"Code": "Unauthorized_MissingMFA", "Message": err.message}},
+                                 {"request-id": request_id, "client-request-id": request_id})
         body = {"error": {"code": err.code, "message": err.message, "innerError": {
             "date": _now().strftime("%Y-%m-%dT%H:%M:%S"), "request-id": request_id, "client-request-id": request_id,
         }}}
@@ -531,6 +564,10 @@ class GraphService(Service):
         if tenant != self._partner_tenant():
             raise HttpError(403, "Forbidden", f"Partner security alerts are readable only with a token issued in the "
                             f"partner tenant; this token is for tenant {tenant}.")
+        with self.lock:
+            require_mfa = self.alerts_require_mfa
+        if require_mfa and "mfa" not in (claims.get("amr") or []):
+            raise _MissingMfa()
         return claims
 
     def _tenant(self, request: Request) -> str:
@@ -825,6 +862,18 @@ class GraphService(Service):
                 "saveToSentItems": bool(save), "sentDateTime": _iso(_now()),
             })
         return self._empty(202, request)
+
+    @route("GET", r"/_sandbox/graph/state", auth=False)
+    def get_state(self, request: Request) -> Response:
+        return json_response(200, self.state())
+
+    @route("POST", r"/_sandbox/graph/state", auth=False)
+    def post_state(self, request: Request) -> Response:
+        body = request.json()
+        if not isinstance(body, dict):
+            raise HttpError(400, "BadRequest", "Send a JSON object of switches, e.g. {\"alerts_require_mfa\": true}.")
+        self.set_state(**body)
+        return json_response(200, self.state())
 
     @route("GET", r"/_sandbox/graph/mail", auth=False)
     def list_mail(self, request: Request) -> Response:

@@ -227,8 +227,11 @@ def error_details(response: httpx.Response) -> tuple[str, str]:
         return "", _truncate(response.text) or response.reason_phrase
     if isinstance(body, dict):
         inner = body.get("error")
+        if inner is None:  # Graph's MFA refusal on partner security alerts was reported as {"Error": {"Code": ...}}
+            inner = next((v for k, v in body.items() if k.lower() == "error"), None)
         if isinstance(inner, dict):  # Graph, ARM, Key Vault
-            return str(inner.get("code", "")), _truncate(str(inner.get("message", "")))
+            lowered = {str(k).lower(): v for k, v in inner.items()}
+            return str(lowered.get("code", "")), _truncate(str(lowered.get("message", "")))
         code = body.get("code", body.get("errorCode", ""))
         message = body.get("description") or body.get("message") or body.get("error_description") or ""
         if isinstance(inner, str) and not code:

@@ -293,3 +293,37 @@ def test_mail_to_an_invalid_address_is_refused(settings: Settings, partner_token
         with pytest.raises(ValueError, match="recipient"):
             partner.send_mail(ids.NOTIFY_SENDER, to=[], subject="x", body="y")
     assert graph_state.sent_mail() == []
+
+
+# -- MFA on partner security alerts (msgraph-beta-sdk-dotnet issue 1083) ---------------------------
+
+
+def test_alerts_requiring_mfa_refuse_app_only_tokens_with_unauthorized_missing_mfa(
+        settings: Settings, alerts: GraphClient, graph_state: GraphService, fresh_sandbox: Sandbox) -> None:
+    graph_state.set_state(alerts_require_mfa=True)
+    with pytest.raises(Forbidden) as refused:
+        list(alerts.security_alerts())
+    assert refused.value.code == "Unauthorized_MissingMFA"
+    [answer] = [r for r in fresh_sandbox.requests("graph") if r.path.endswith("/securityAlerts")]
+    assert answer.status == 403
+    # The delegated SAM token (App+User, signed in with MFA) still reads them ...
+    delegated = PartnerTokenProvider(settings)
+    with GraphClient.from_settings(settings, token=lambda: delegated.token(GRAPH_RESOURCE)) as client:
+        assert len(list(client.security_alerts())) == ALERT_COUNT
+    # ... but not one without MFA in its amr claim.
+    fresh_sandbox.services["entra"].set_state(mfa=False)  # type: ignore[attr-defined]
+    without_mfa = PartnerTokenProvider(settings)
+    with GraphClient.from_settings(settings, token=lambda: without_mfa.token(GRAPH_RESOURCE)) as client, \
+            pytest.raises(Forbidden):
+        list(client.security_alerts())
+
+
+def test_the_alerts_mfa_switch_is_a_control_endpoint(fresh_sandbox: Sandbox, graph_state: GraphService) -> None:
+    with httpx.Client(base_url=fresh_sandbox.url("graph"),
+                      verify=ssl.create_default_context(cafile=fresh_sandbox.ca_cert_path)) as http:
+        assert http.post("/_sandbox/graph/state", json={"alerts_require_mfa": True}).json() == {
+            "alerts_require_mfa": True}
+        assert graph_state.state() == {"alerts_require_mfa": True}
+        assert http.post("/_sandbox/graph/state", json={"nope": 1}).status_code == 400
+    fresh_sandbox.reset()
+    assert graph_state.state() == {"alerts_require_mfa": False}
