@@ -22,13 +22,24 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
-from shared.http import MalformedResponse, MicrosoftClient, NotFound, RetryPolicy, ServiceClient, verify_from_settings
+from shared.http import (
+    Forbidden,
+    MalformedResponse,
+    MicrosoftClient,
+    NotFound,
+    RetryPolicy,
+    ServiceClient,
+    verify_from_settings,
+)
 from shared.settings import Settings
 
 SCOPE = "https://graph.microsoft.com/.default"
 """The scope Graph tokens are requested with (app-only and delegated alike)."""
 SECURITY_ALERTS_PATH = "/beta/security/partner/securityAlerts"
 GLOBAL_ADMIN_ROLE_TEMPLATE_ID = "62e90394-69f5-4237-9190-012177145e10"
+MISSING_MFA_CODE = "Unauthorized_MissingMFA"
+"""Graph's 403 code for a token without MFA claims; reported for app-only partner-alert calls
+(microsoftgraph/msgraph-beta-sdk-dotnet issue 1083, January 2026), not documented."""
 
 ALERT_STATUSES = ("active", "investigating", "resolved")
 RESOLVED_REASONS = ("legitimate", "ignore", "fraud")
@@ -62,6 +73,11 @@ def _graph_time(moment: dt.datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("use a timezone-aware datetime (UTC)")
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def is_missing_mfa(exc: BaseException) -> bool:
+    """True when Graph refused the call because the token has no MFA claims (app-only tokens never do)."""
+    return isinstance(exc, Forbidden) and exc.code.lower() == MISSING_MFA_CODE.lower()
 
 
 def _segment(value: str) -> str:

@@ -42,7 +42,7 @@ class IntakeRuntime:
         return cls(settings, TableStore(settings), QueueSender(settings))
 
     def source(self, name: str) -> AlertSource:
-        from shared.auth import GRAPH_RESOURCE, PARTNER_CENTER_RESOURCE
+        from shared.auth import PARTNER_CENTER_RESOURCE
 
         if name == "partner_center":
             from shared.auth.partner_tokens import PartnerTokenProvider
@@ -55,14 +55,9 @@ class IntakeRuntime:
                                                        token=lambda: tokens.token(PARTNER_CENTER_RESOURCE))
             return PartnerCenterSource(client)
         if name == "graph":
-            from shared.auth.app_tokens import GraphAppTokenProvider
-            from shared.clients.graph import GraphClient
+            from .sources import graph_source
 
-            from .sources import GraphSource
-
-            app_tokens = self._providers.setdefault(name, GraphAppTokenProvider(self.settings))
-            graph = GraphClient.from_settings(self.settings, token=lambda: app_tokens.token(GRAPH_RESOURCE))
-            return GraphSource(graph)
+            return graph_source(self.settings, self.store, self._providers)
         raise ValueError(f"unknown alert source {name!r}; choose from {', '.join(SOURCES)}")
 
 

@@ -119,6 +119,32 @@ def _store(settings: Settings) -> TableStore:
     return TableStore(settings)
 
 
+GRAPH_MODE_PARTITION: Final = "graph_alerts"
+GRAPH_MODE_ROW: Final = "token"
+
+
+def record_graph_alerts_mode(store: TableStore, *, mode: str, reason: str = "") -> None:
+    """Which token read Graph partner alerts in the last run: ``app_only``, or ``delegated`` (the SAM
+    token, after Graph refused the app-only one with Unauthorized_MissingMFA). ``since`` is when the
+    mode last changed."""
+    from shared.names import CHECKPOINTS_TABLE
+
+    now = datetime.now(UTC)
+    current = store.get(CHECKPOINTS_TABLE, GRAPH_MODE_PARTITION, GRAPH_MODE_ROW) or {}
+    since = current.get("since") if current.get("mode") == mode else now
+    store.upsert(CHECKPOINTS_TABLE, {"PartitionKey": GRAPH_MODE_PARTITION, "RowKey": GRAPH_MODE_ROW, "mode": mode,
+                                     "reason": reason[:1000], "since": since, "checked_at": now}, mode="replace")
+
+
+def graph_alerts_mode(store: TableStore) -> dict[str, Any]:
+    """``{"mode": app_only | delegated | unknown, "reason", "since", "checked_at"}``."""
+    from shared.names import CHECKPOINTS_TABLE
+
+    row = store.get(CHECKPOINTS_TABLE, GRAPH_MODE_PARTITION, GRAPH_MODE_ROW) or {}
+    return {"mode": str(row.get("mode") or "unknown"), "reason": str(row.get("reason") or ""),
+            "since": _iso(row.get("since")), "checked_at": _iso(row.get("checked_at"))}
+
+
 def refresh_token_age(settings: Settings, *, now: datetime | None = None,
                       secrets: SecretStore | None = None) -> dict[str, Any]:
     """When the refresh token was last rolled, when it expires if unused, and the days left.
@@ -208,6 +234,12 @@ def token_status(settings: Settings, store: TableStore, *, now: datetime | None 
     else:
         state = OK if days is not None else UNKNOWN
     expiry_warning = ""
+    graph_mode = graph_alerts_mode(store)
+    if graph_mode["mode"] == "delegated":
+        warnings.append(
+            f"graph alerts: read with the delegated SAM token since {(graph_mode['since'] or '')[:19]} because Graph "
+            f"answered the app-only token 403 Unauthorized_MissingMFA; they now depend on the refresh token (keep it "
+            "alive, consent with MFA) until Graph accepts app-only again")
     if days is not None and days < settings.token_warn_days:
         expiry_warning = (
             f"the SAM refresh token was last rolled {age['last_rolled_at'][:10]} and expires if unused on "
@@ -227,7 +259,7 @@ def token_status(settings: Settings, store: TableStore, *, now: datetime | None 
     return {
         "ok": state not in (FAILING, EXPIRED, NOT_PERSISTED), "state": state, "checked_at": _iso(now),
         "refresh_token": age, "principals": used, "last_error": last_error, "warnings": warnings,
-        "expiry_warning": expiry_warning, "next_steps": steps,
+        "expiry_warning": expiry_warning, "next_steps": steps, "graph_alerts": graph_mode,
     }
 
 
