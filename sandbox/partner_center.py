@@ -15,8 +15,16 @@ Scenario section ``partner_center``::
       "alerts": [ {...fraud event as served...} ],   # "_legacy": bool overrides legacy visibility
       "subscriptions": [ {"customerId": "...", ...PC subscription resource...} ],
       "entitlements": [ {"customerId": "...", "subscriptionId": "<plan>", "id": "<azure sub>", ...} ],
-      "generate": {"alerts": 10000, "customers": 200}   # benchmark data, made on demand per page
+      "generate": {"alerts": 10000, "customers": 200},  # benchmark data, made on demand per page
+      "mfa_adoption": [ {"loginDate": "2026-03-02", "applicationId": "...", "mfaCompliantRequestCount": 5,
+                         "totalRequestCount": 9} ]      # history for GET /v1/applicationmfaadoptionstatus
     }
+
+``GET /v1/applicationmfaadoptionstatus[?startDate=&endDate=]`` (App+User; Microsoft Learn, "Get MFA
+adoption status" and the REST reference "Security - Get application MFA adoption status") answers
+a bare JSON array of ``{loginDate, mfaCompliantRequestCount, totalRequestCount, applicationId,
+applicationName}``: the scenario's history plus every App+User request this stand-in has received,
+per UTC day and application, compliant when the token's ``amr`` carries ``mfa``.
 
 The webhook management API (/webhooks/v1/...) is served on this port too (same base URL as at
 Microsoft); it lives in sandbox/webhooks.py.
@@ -240,7 +248,23 @@ class PartnerCenterService(WebhookRoutes, Service):
                 "method": "GET", "headers": []}})
             entitlement.setdefault("attributes", {"objectType": "AzureEntitlement"})
             self.entitlements[(customer.lower(), plan.lower(), str(entitlement["id"]).lower())] = entitlement
+        self.mfa_adoption: dict[tuple[str, str], list[int]] = {}
+        for raw in section.get("mfa_adoption", []):
+            self.seed_mfa_adoption(str(raw["loginDate"]), str(raw["applicationId"]),
+                                   compliant=int(raw.get("mfaCompliantRequestCount", 0)),
+                                   total=int(raw.get("totalRequestCount", 0)))
         self.reset_webhooks()
+
+    @staticmethod
+    def today() -> str:
+        return dt.datetime.now(dt.UTC).date().isoformat()
+
+    def seed_mfa_adoption(self, login_date: str, application_id: str, *, compliant: int, total: int) -> None:
+        """Add App+User request counts for one day and application (tests and scenarios)."""
+        with self.lock:
+            counts = self.mfa_adoption.setdefault((login_date, application_id.lower()), [0, 0])
+            counts[0] += compliant
+            counts[1] += total
 
     # -- errors and auth -----------------------------------------------------------------------
 
@@ -261,11 +285,37 @@ class PartnerCenterService(WebhookRoutes, Service):
             raise HttpError(401, "401", "The token was issued for another tenant; Partner Center APIs take a token "
                             "from the partner's own tenant.")
         delegated = "scp" in claims
+        if delegated:  # App+User: counted for the MFA adoption status, refused or not
+            compliant = "mfa" in (claims.get("amr") or [])
+            self.seed_mfa_adoption(self.today(), str(claims.get("appid", "")), compliant=int(compliant), total=1)
         if delegated and self.require_mfa and "mfa" not in (claims.get("amr") or []):
             raise HttpError(401, "900421", "Multi-factor authentication is required for App+User calls: the access "
                             "token has no 'mfa' in its amr claim. Sign in again with MFA.")
         if request.path.lower().startswith("/v1/fraudevents") and not delegated:
             raise HttpError(403, "403", "This API supports App+User credentials only; an App-only token was sent.")
+
+    # -- MFA adoption status ---------------------------------------------------------------------
+
+    @route("GET", r"/v1/applicationmfaadoptionstatus")
+    def mfa_adoption_status(self, request: Request) -> Response:
+        if "scp" not in (request.claims or {}):
+            raise HttpError(403, "403", "This API supports App+User credentials only; an App-only token was sent.")
+        bounds = []
+        for name in ("startDate", "endDate"):
+            text = request.arg(name)
+            if text:
+                try:
+                    bounds.append(dt.date.fromisoformat(text[:10]).isoformat())
+                except ValueError:
+                    raise HttpError(400, "400", f"{name} {text!r} is not a valid date; use YYYY-MM-DD.") from None
+            else:
+                bounds.append("0000-01-01" if name == "startDate" else "9999-12-31")
+        with self.lock:
+            rows = [{"loginDate": day, "mfaCompliantRequestCount": counts[0], "totalRequestCount": counts[1],
+                     "applicationId": app, "applicationName": ""}
+                    for (day, app), counts in sorted(self.mfa_adoption.items(), reverse=True)
+                    if bounds[0] <= day <= bounds[1]]
+        return json_response(200, rows)
 
     # -- fraud events --------------------------------------------------------------------------
 

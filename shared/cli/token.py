@@ -1,5 +1,9 @@
 """`fraud-responder token status`: the SAM refresh token's age, the last token error, and the fix.
 
+Also Partner Center MFA readiness (GET /v1/applicationmfaadoptionstatus, read by ``--check`` and
+once a day by the poll) and which token reads Graph partner alerts (app-only, or the delegated
+SAM token after Graph answered Unauthorized_MissingMFA).
+
 Exit 0 when the app can work (a near expiry is a WARNING line, still 0); 1 when a token is
 refused now or the refresh token has expired, with the re-consent steps.
 """
@@ -51,6 +55,20 @@ def show_status(args: argparse.Namespace) -> int:
         print(f"{'last rolled':>22}: {age['last_rolled_at']}")
         print(f"{'expires if unused':>22}: {age['expires_if_unused_at']}")
         print(f"{'days left':>22}: {age['days_left']} (warning under {age['warn_days']})")
+    readiness = doc["mfa_readiness"]
+    mine = readiness["this_app"]
+    if readiness["ready"] is None:
+        mfa = "unknown (" + (readiness["error"][:160] if readiness["error"] else
+                             "not read yet: `token status --check`, or the next poll") + ")"
+    else:
+        mfa = (f"{'ready' if readiness['ready'] else 'NOT READY'}: {mine['mfa_compliant_requests']} of "
+               f"{mine['total_requests']} App+User request(s) in {readiness['window_days']} days carried MFA "
+               f"(read {(readiness['read_at'] or '')[:19]})")
+    print(f"{'MFA readiness':>22}: {mfa}")
+    graph = doc["graph_alerts"]
+    if graph["mode"] != "unknown":
+        how = "app-only" if graph["mode"] == "app_only" else "DELEGATED SAM token (app-only refused: MFA)"
+        print(f"{'graph alerts read with':>22}: {how} since {(graph['since'] or '')[:19]}")
     error = doc["last_error"]
     print(f"{'last error':>22}: " + (f"{error['failed_at']} {error['principal']}: {error['message']}" if error
                                     else "none"))

@@ -60,6 +60,25 @@ class AzureEntitlement:
 
 
 @dataclass(frozen=True)
+class MfaAdoption:
+    """One day's App+User requests of one application, and how many carried MFA
+    (GET /v1/applicationmfaadoptionstatus; App+User calls without MFA are refused with 900421)."""
+
+    login_date: str
+    application_id: str
+    application_name: str
+    mfa_compliant_requests: int
+    total_requests: int
+
+
+def _count(value: Any) -> int:
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+@dataclass(frozen=True)
 class WebhookRegistration:
     subscriber_id: str
     webhook_url: str
@@ -202,6 +221,26 @@ class PartnerCenterClient(ServiceClient):
             raise MalformedResponse("expected a JSON array of fraud events", status=200, service="Partner Center",
                                     method=method, path=path)
         return data
+
+    # -- MFA readiness ---------------------------------------------------------------------------
+
+    def application_mfa_adoption_status(self, *, start_date: str | None = None,
+                                        end_date: str | None = None) -> list[MfaAdoption]:
+        """Per day and application, App+User requests with and without MFA (dates YYYY-MM-DD)."""
+        params = {k: v for k, v in (("startDate", start_date), ("endDate", end_date)) if v}
+        path = "/v1/applicationmfaadoptionstatus"
+        data = self.http.request_json("GET", path, params=params or None)
+        if isinstance(data, dict):  # tolerate a {"items": [...]} collection wrapper
+            data = next((v for k, v in data.items() if k.lower() == "items"), None)
+        if not isinstance(data, list):
+            raise MalformedResponse("expected a JSON array of MFA adoption records", status=200,
+                                    service="Partner Center", method="GET", path=path)
+        return [MfaAdoption(login_date=str(_field(row, "loginDate"))[:10],
+                            application_id=str(_field(row, "applicationId")).lower(),
+                            application_name=str(_field(row, "applicationName") or ""),
+                            mfa_compliant_requests=_count(_field(row, "mfaCompliantRequestCount")),
+                            total_requests=_count(_field(row, "totalRequestCount")))
+                for row in data if isinstance(row, dict)]
 
     # -- subscriptions ---------------------------------------------------------------------------
 

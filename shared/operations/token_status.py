@@ -13,6 +13,7 @@ token-health watch. Never reads out or returns a token value.
 from __future__ import annotations
 
 import functools
+import json
 import math
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -22,6 +23,7 @@ from shared.settings import Settings
 
 if TYPE_CHECKING:
     from shared.auth.secrets import SecretStore
+    from shared.clients.partner_center import PartnerCenterClient
     from shared.storage.tables import TableStore
 
 REFRESH_TOKEN_LIFETIME_DAYS: Final = 90
@@ -234,6 +236,14 @@ def token_status(settings: Settings, store: TableStore, *, now: datetime | None 
     else:
         state = OK if days is not None else UNKNOWN
     expiry_warning = ""
+    readiness = mfa_readiness(settings, store)
+    if readiness["ready"] is False:
+        mine = readiness["this_app"]
+        missing = mine["total_requests"] - mine["mfa_compliant_requests"]
+        warnings.append(
+            f"partner center MFA: {missing} of {mine['total_requests']} App+User request(s) of app "
+            f"{mine['application_id']} in the last {readiness['window_days']} days carried no MFA claim; Partner "
+            "Center refuses those (900421): have an Admin Agent consent again, signing in with MFA")
     graph_mode = graph_alerts_mode(store)
     if graph_mode["mode"] == "delegated":
         warnings.append(
@@ -260,11 +270,13 @@ def token_status(settings: Settings, store: TableStore, *, now: datetime | None 
         "ok": state not in (FAILING, EXPIRED, NOT_PERSISTED), "state": state, "checked_at": _iso(now),
         "refresh_token": age, "principals": used, "last_error": last_error, "warnings": warnings,
         "expiry_warning": expiry_warning, "next_steps": steps, "graph_alerts": graph_mode,
+        "mfa_readiness": readiness,
     }
 
 
 def check_now(settings: Settings, store: TableStore) -> dict[str, Any]:
-    """Redeem the refresh token for Partner Center now and record the outcome as token health.
+    """Redeem the refresh token for Partner Center now, call Partner Center with it (the MFA
+    adoption status, which is also stored), and record the outcome as token health.
 
     This rolls the refresh token, exactly as a poll does. Returns ``{"ok", "message"}``.
     """
@@ -272,14 +284,105 @@ def check_now(settings: Settings, store: TableStore) -> dict[str, Any]:
     from shared.auth.errors import TokenHealthError
     from shared.auth.partner_tokens import PartnerTokenProvider
     from shared.auth.secrets import SecretStoreError
+    from shared.clients.partner_center import PartnerCenterClient
+    from shared.http import PartnerCenterMfaRequired
     from shared.intake.checkpoints import record_token_health
 
     try:
-        PartnerTokenProvider(settings).token(PARTNER_CENTER_RESOURCE)
+        tokens = PartnerTokenProvider(settings)
+        tokens.token(PARTNER_CENTER_RESOURCE)
     except TokenHealthError as exc:
         record_token_health(store, principal="partner_center", ok=False, detail=exc.to_health())
         return {"ok": False, "message": exc.operator_message}
     except (SecretStoreError, ValueError) as exc:
         return {"ok": False, "message": str(exc)}
+    with PartnerCenterClient.from_settings(settings, token=lambda: tokens.token(PARTNER_CENTER_RESOURCE)) as client:
+        refused = refresh_mfa_readiness(settings, store, client)
+    if isinstance(refused, PartnerCenterMfaRequired):
+        message = (f"Partner Center refused the App+User token without MFA (900421): {refused.message}. "
+                   "Re-consent with an MFA sign-in and store the new refresh token in Key Vault.")
+        record_token_health(store, principal="partner_center", ok=False,
+                            detail={"kind": "mfa_required", "code": 900421, "message": message})
+        return {"ok": False, "message": message}
     record_token_health(store, principal="partner_center", ok=True)
     return {"ok": True, "message": "a Partner Center token was issued from the refresh token"}
+
+
+# --- MFA readiness (Partner Center's App+User MFA enforcement) -------------------------------------
+
+MFA_PARTITION: Final = "mfa_readiness"
+MFA_ROW: Final = "partner_center"
+MFA_WINDOW_DAYS: Final = 7
+MFA_REFRESH: Final = timedelta(days=1)
+MFA_RETRY: Final = timedelta(hours=1)
+"""After a failed read, the poll tries again this much later."""
+
+
+def refresh_mfa_readiness(settings: Settings, store: TableStore, client: PartnerCenterClient) -> Exception | None:
+    """Read GET /v1/applicationmfaadoptionstatus for the last MFA_WINDOW_DAYS days and store it.
+
+    Why: since 1 April 2026 Partner Center refuses App+User calls whose token has no MFA claim
+    (900421); the adoption status shows, per application, how many recent calls carried MFA.
+    On failure the error is stored beside the last good figures and returned (never raised).
+    """
+    from shared.names import CHECKPOINTS_TABLE
+
+    now = datetime.now(UTC)
+    row: dict[str, Any] = {"PartitionKey": MFA_PARTITION, "RowKey": MFA_ROW, "checked_at": now}
+    failure: Exception | None = None
+    try:
+        start = (now - timedelta(days=MFA_WINDOW_DAYS - 1)).date().isoformat()
+        records = client.application_mfa_adoption_status(start_date=start, end_date=now.date().isoformat())
+    except Exception as exc:
+        failure = exc
+        row["error"] = " ".join(str(exc).split())[:1000]
+    else:
+        totals: dict[str, list[Any]] = {}
+        for record in records:
+            entry = totals.setdefault(record.application_id, [record.application_name, 0, 0])
+            entry[1] += record.mfa_compliant_requests
+            entry[2] += record.total_requests
+        apps = [{"application_id": app, "application_name": name, "mfa_compliant_requests": ok, "total_requests": n}
+                for app, (name, ok, n) in sorted(totals.items())]
+        row.update(error="", read_at=now, applications=json.dumps(apps))
+    store.upsert(CHECKPOINTS_TABLE, row, mode="merge")
+    return failure
+
+
+def mfa_readiness(settings: Settings, store: TableStore) -> dict[str, Any]:
+    """The stored MFA adoption status: this app's App+User calls in the window and whether all had MFA.
+
+    ``ready`` is None when never read (or this app made no App+User call in the window), True when
+    every call carried MFA, False otherwise. ``error`` is the last read's failure, if it failed.
+    """
+    from shared.names import CHECKPOINTS_TABLE
+
+    row = store.get(CHECKPOINTS_TABLE, MFA_PARTITION, MFA_ROW) or {}
+    apps = json.loads(row.get("applications") or "[]")
+    app_id = settings.partner_app_client_id.lower()
+    mine: dict[str, Any] = next((a for a in apps if a["application_id"] == app_id), {
+        "application_id": app_id, "application_name": "", "mfa_compliant_requests": 0, "total_requests": 0})
+    total, compliant = int(mine["total_requests"]), int(mine["mfa_compliant_requests"])
+    return {
+        "checked_at": _iso(row.get("checked_at")), "read_at": _iso(row.get("read_at")),
+        "window_days": MFA_WINDOW_DAYS, "ready": None if not total else compliant >= total,
+        "this_app": mine, "applications": apps, "error": str(row.get("error") or ""),
+        "source": "GET /v1/applicationmfaadoptionstatus",
+    }
+
+
+def refresh_mfa_readiness_if_due(settings: Settings, store: TableStore, *, now: datetime | None = None) -> bool:
+    """Refresh the stored readiness when it is older than a day (the poll calls this); True if read."""
+    from shared.auth import PARTNER_CENTER_RESOURCE
+    from shared.auth.partner_tokens import PartnerTokenProvider
+    from shared.clients.partner_center import PartnerCenterClient
+
+    now = now or datetime.now(UTC)
+    stored = mfa_readiness(settings, store)
+    every = MFA_RETRY if stored["error"] else MFA_REFRESH
+    if stored["checked_at"] and now - datetime.fromisoformat(stored["checked_at"]) < every:
+        return False
+    tokens = PartnerTokenProvider(settings)
+    with PartnerCenterClient.from_settings(settings, token=lambda: tokens.token(PARTNER_CENTER_RESOURCE)) as client:
+        refresh_mfa_readiness(settings, store, client)
+    return True

@@ -20,7 +20,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from shared.names import CHECKPOINTS_TABLE
-from shared.operations.token_status import EXPIRED, EXPIRING, FAILING, NOT_PERSISTED, token_status
+from shared.operations.token_status import (
+    EXPIRED,
+    EXPIRING,
+    FAILING,
+    NOT_PERSISTED,
+    refresh_mfa_readiness_if_due,
+    token_status,
+)
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -107,10 +114,17 @@ def watch_after_poll(settings: Settings | None = None) -> None:
             from shared.intake.jobs import default_runtime
 
             runtime = default_runtime()  # the poll's own settings and table clients
-            watch_tokens(runtime.settings, runtime.store)
+            settings, store = runtime.settings, runtime.store
         else:
             from shared.storage.tables import TableStore
 
-            watch_tokens(settings, TableStore(settings))
+            store = TableStore(settings)
+        watch_tokens(settings, store)
     except Exception:
         log.exception("token watch failed; the poll itself is unaffected")
+        return
+    if settings.partner_app_client_id and settings.partner_tenant_id and settings.key_vault_url:
+        try:
+            refresh_mfa_readiness_if_due(settings, store)
+        except Exception as exc:
+            log.warning("MFA readiness could not be refreshed (%s); the poll itself is unaffected", type(exc).__name__)

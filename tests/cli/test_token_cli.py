@@ -33,6 +33,7 @@ def test_healthy_token_shows_its_age_and_no_warning(env: dict[str, str]) -> None
     assert field(out.stdout, "state") == "ok"
     assert field(out.stdout, "days left").startswith(("89 ", "90 "))
     assert field(out.stdout, "last error") == "none"
+    assert field(out.stdout, "MFA readiness").startswith("ready: 1 of 1 App+User request(s) in 7 days carried MFA")
     assert field(out.stdout, "last rolled") and field(out.stdout, "expires if unused")
     assert "WARNING" not in out.stdout and "what to do" not in out.stdout
 

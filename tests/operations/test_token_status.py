@@ -242,3 +242,43 @@ def test_a_rolled_refresh_token_that_cannot_be_written_back_is_kept_used_and_fla
 
     partner_tokens.forget_unsaved_refresh_tokens()
     PartnerTokenProvider(config).token(PARTNER_CENTER_RESOURCE)
+
+
+def test_token_status_shows_partner_center_mfa_readiness(config: Settings, fresh_sandbox: Sandbox) -> None:
+    """Issue 10 item 13: readiness from GET /v1/applicationmfaadoptionstatus, refreshed by the check."""
+    from shared.operations.token_status import check_now
+
+    store = TableStore(config)
+    assert token_status(config, store)["mfa_readiness"]["ready"] is None  # never checked
+    pc: Any = fresh_sandbox.services["partner_center"]
+    pc.seed_mfa_adoption(pc.today(), config.partner_app_client_id, compliant=3, total=5)
+
+    assert check_now(config, store)["ok"]
+
+    status = token_status(config, store)
+    readiness = status["mfa_readiness"]
+    assert readiness["ready"] is False and readiness["checked_at"] and readiness["error"] == ""
+    mine = readiness["this_app"]
+    assert (mine["application_id"], mine["mfa_compliant_requests"], mine["total_requests"]) == (
+        config.partner_app_client_id, 4, 6)  # the seeded day plus the check's own status call
+    assert status["ok"] and status["state"] == OK  # a warning: the refused calls are failures of their own
+    [warning] = [w for w in status["warnings"] if "MFA" in w]
+    assert "2 of 6" in warning and "900421" in warning
+
+    # Readiness that cannot be read is said so, without failing token status.
+    fresh_sandbox.services["entra"].set_state(mfa=False)  # type: ignore[attr-defined]
+    assert not check_now(config, store)["ok"]
+    again = token_status(config, store)["mfa_readiness"]
+    assert "900421" in again["error"] and again["this_app"]["total_requests"] == 6  # last good figures kept
+
+
+def test_the_poll_refreshes_mfa_readiness_once_a_day(azurite: Azurite, fresh_sandbox: Sandbox) -> None:
+    from shared.operations.token_watch import watch_after_poll
+
+    config = sandbox_settings(azurite, fresh_sandbox)
+    watch_after_poll(config)
+    first = token_status(config, TableStore(config))["mfa_readiness"]
+    assert first["ready"] is True and first["checked_at"]
+    calls = len([r for r in fresh_sandbox.requests("partner_center") if "mfaadoption" in r.path.lower()])
+    watch_after_poll(config)
+    assert len([r for r in fresh_sandbox.requests("partner_center") if "mfaadoption" in r.path.lower()]) == calls == 1

@@ -7,6 +7,7 @@ Application Model does), so audience, tenant, scp and amr are what the app will 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -232,3 +233,42 @@ def test_generated_alerts_are_served_page_by_page_and_deterministically(clock: F
         refreshed = next(e for e in client.fraud_events(subscription_id=one["subscriptionId"])
                          if e["eventId"] == one["eventId"])
         assert refreshed["eventStatus"] == "Resolved"
+
+
+# -- MFA adoption status (GET /v1/applicationmfaadoptionstatus) -----------------------------------
+
+
+def test_mfa_adoption_status_counts_app_user_calls_per_day_and_application(
+    sandbox: Sandbox, clock: FakeClock, pc_token: str,
+) -> None:
+    no_mfa = sandbox.tokens.issue(tenant=ids.PARTNER_TENANT_ID, audience=PC_AUDIENCE,
+                                  client_id=ids.PARTNER_APP_CLIENT_ID, scp=["user_impersonation"], amr=["pwd"])
+    app_only = sandbox.tokens.issue(tenant=ids.PARTNER_TENANT_ID, audience=PC_AUDIENCE,
+                                    client_id=ids.PARTNER_APP_CLIENT_ID, roles=["Partner.Read"])
+    with make_client(sandbox, no_mfa, clock) as client, pytest.raises(PartnerCenterMfaRequired):
+        list(client.fraud_events())
+    with make_client(sandbox, app_only, clock) as client:  # App-only calls are not App+User: not counted
+        client.get_subscription(ids.CUSTOMER_FABRIKAM, ids.PLAN_FABRIKAM)
+    with make_client(sandbox, pc_token, clock) as client:
+        list(client.fraud_events())
+        raw = client.http.request_json("GET", "/v1/applicationmfaadoptionstatus")
+        typed = client.application_mfa_adoption_status()
+    assert isinstance(raw, list)
+    assert {key for row in raw for key in row} == {
+        "loginDate", "mfaCompliantRequestCount", "totalRequestCount", "applicationId", "applicationName"}
+    [row] = [r for r in typed if r.application_id == ids.PARTNER_APP_CLIENT_ID]
+    # the refused call (no MFA), the fraud events call and both status calls
+    assert (row.total_requests, row.mfa_compliant_requests) == (4, 3)
+    assert row.login_date == sandbox.services["partner_center"].today()  # type: ignore[attr-defined]
+    with make_client(sandbox, no_mfa, clock) as client, pytest.raises(PartnerCenterMfaRequired):
+        client.application_mfa_adoption_status()  # App+User only, and MFA-enforced like every App+User call
+
+
+def test_mfa_adoption_status_filters_by_date(sandbox: Sandbox, clock: FakeClock, pc_token: str) -> None:
+    service: Any = sandbox.services["partner_center"]
+    service.seed_mfa_adoption("2026-03-02", ids.PARTNER_APP_CLIENT_ID, compliant=5, total=9)
+    with make_client(sandbox, pc_token, clock) as client:
+        rows = client.application_mfa_adoption_status(start_date="2026-03-01", end_date="2026-03-03")
+        assert [(r.login_date, r.mfa_compliant_requests, r.total_requests) for r in rows] == [("2026-03-02", 5, 9)]
+        with pytest.raises(BadRequest):
+            client.application_mfa_adoption_status(start_date="yesterday")
