@@ -103,7 +103,7 @@ def _resolution_schema() -> dict[str, Any]:
 
 
 def _token_status_schema() -> dict[str, Any]:
-    from shared.operations.token_status import EXPIRED, EXPIRING, FAILING, OK, UNKNOWN
+    from shared.operations.token_status import EXPIRED, EXPIRING, FAILING, NOT_PERSISTED, OK, UNKNOWN
 
     text = dict(STRING)
     days = {"type": ["integer", "null"]}
@@ -113,14 +113,29 @@ def _token_status_schema() -> dict[str, Any]:
     refresh = _object({"secret_name": text, "vault": text, "last_rolled_at": TIME, "expires_if_unused_at": TIME,
                        "days_left": days, "lifetime_days": {"type": "integer"}, "warn_days": {"type": "integer"},
                        "error": text})
+    count = {"type": "integer", "minimum": 0}
+    app = _object({"application_id": text, "application_name": text, "mfa_compliant_requests": count,
+                   "total_requests": count})
+    readiness = _object({
+        "checked_at": TIME, "read_at": TIME, "window_days": {"type": "integer"},
+        "ready": {"type": ["boolean", "null"], "description": "every App+User call of this app in the window "
+                                                              "carried MFA; null when unknown"},
+        "this_app": app, "applications": {"type": "array", "items": app}, "error": text, "source": text,
+    }, description="Partner Center's GET /v1/applicationmfaadoptionstatus, as last read")
+    graph = _object({"mode": {"type": "string", "enum": ["app_only", "delegated", "unknown"]}, "reason": text,
+                     "since": TIME, "checked_at": TIME},
+                    description="which token read Graph partner alerts in the last run (delegated after a 403 "
+                                "Unauthorized_MissingMFA to the app-only token)")
     return _object({
-        "ok": {"type": "boolean", "description": "false when a token is refused now or the refresh token expired"},
-        "state": {"type": "string", "enum": [OK, EXPIRING, EXPIRED, FAILING, UNKNOWN]},
+        "ok": {"type": "boolean", "description": "false when a token is refused now, the refresh token expired, or "
+                                                 "a rolled refresh token could not be written back to Key Vault"},
+        "state": {"type": "string", "enum": [OK, EXPIRING, NOT_PERSISTED, EXPIRED, FAILING, UNKNOWN]},
         "checked_at": TIME, "refresh_token": refresh,
         "principals": {"type": "array", "items": principal},
         "last_error": {"oneOf": [{"type": "null"}, principal]},
         "warnings": {"type": "array", "items": text},
         "next_steps": {"type": "array", "items": text, "description": "the exact re-consent (or secret) steps"},
+        "expiry_warning": text, "graph_alerts": graph, "mfa_readiness": readiness,
     }, description="Same shape as `fraud-responder token status --json`; never contains a token.")
 
 

@@ -54,6 +54,9 @@ def test_graph_source_falls_back_to_the_delegated_sam_token_and_records_it(azuri
     mode = status["graph_alerts"]
     assert mode["mode"] == "delegated" and "Unauthorized_MissingMFA" in mode["reason"] and mode["since"]
     assert status["ok"]  # alerts still flow: a warning, not a failure
+    from tests.operations.test_token_status import assert_published_shape
+
+    assert_published_shape(status)
     assert any("delegated" in w and "Unauthorized_MissingMFA" in w for w in status["warnings"])
 
     # The same process asks app-only first again on the next run (Graph may have been fixed) ...

@@ -39,6 +39,14 @@ def age_refresh_token(sandbox: Sandbox, settings: Settings, days: float) -> date
     return datetime.fromtimestamp(latest.updated, UTC)
 
 
+def assert_published_shape(status: dict[str, Any]) -> None:
+    """The admin API serves token status as is: it must match the OpenAPI document's TokenStatus."""
+    from shared.admin.openapi import openapi_document
+    from tests.admin.openapi_support import Contract
+
+    Contract(openapi_document()).schema_validator("TokenStatus").validate(status)
+
+
 def mail(sandbox: Sandbox) -> list[dict[str, Any]]:
     return sandbox.services["graph"].sent_mail()  # type: ignore[attr-defined,no-any-return]
 
@@ -217,6 +225,7 @@ def test_a_rolled_refresh_token_that_cannot_be_written_back_is_kept_used_and_fla
     assert len(vault.secrets[secret]) == 1  # nothing reached the vault
     status = token_status(config, runtime.store)
     assert (status["state"], status["ok"]) == (NOT_PERSISTED, False)
+    assert_published_shape(status)
     assert any("not written back" in w and secret in w for w in status["warnings"])
     assert any("Key Vault Secrets Officer" in step for step in status["next_steps"])
     part = check_tokens(config)
@@ -264,6 +273,7 @@ def test_token_status_shows_partner_center_mfa_readiness(config: Settings, fresh
     assert status["ok"] and status["state"] == OK  # a warning: the refused calls are failures of their own
     [warning] = [w for w in status["warnings"] if "MFA" in w]
     assert "2 of 6" in warning and "900421" in warning
+    assert_published_shape(status)
 
     # Readiness that cannot be read is said so, without failing token status.
     fresh_sandbox.services["entra"].set_state(mfa=False)  # type: ignore[attr-defined]
