@@ -230,6 +230,11 @@ def test_a_rolled_refresh_token_that_cannot_be_written_back_is_kept_used_and_fla
     assert any("Key Vault Secrets Officer" in step for step in status["next_steps"])
     part = check_tokens(config)
     assert not part.ok and "not written back" in part.detail
+    from shared.operations.digest import build_digest
+
+    digest = build_digest(config, runtime.store)
+    assert digest.tokens_need_attention and "token not_persisted" in digest.subject()
+    assert "TOKEN HEALTH: NOT_PERSISTED" in digest.as_text() and "Key Vault Secrets Officer" in digest.as_text()
     [notice] = [m["message"] for m in mail(fresh_sandbox)] if watch_tokens(config, runtime.store)["notified"] else [{}]
     assert "could not be saved" in notice["subject"] and "Key Vault Secrets Officer" in notice["body"]["content"]
     live = [t for t, g in entra.refresh_tokens.items() if g.superseded_at is None]  # the rolled, unsaved one
