@@ -187,8 +187,10 @@ def store_status(store: TableStore, alert: Alert, status: str, reason: str, acto
     if store.get(ALERTS_TABLE, alert.customer_tenant_id, row, select=["RowKey"]) is None:
         return
     now = datetime.now(UTC)
+    # The fingerprint is cleared: it describes the source's record as last synced, which no longer matches
+    # this row, so the next sync compares the fields and sees the source reopening the alert (a new version).
     entity: dict[str, Any] = {"PartitionKey": alert.customer_tenant_id, "RowKey": row, "status": status,
-                              "status_updated_by": actor, "status_updated_at": now}
+                              "status_updated_by": actor, "status_updated_at": now, "fingerprint": ""}
     if status == "resolved":
         entity.update(resolved_reason=reason, resolved_by=actor, resolved_at=now)
     else:
