@@ -111,6 +111,13 @@ def _entry_context(entry: LedgerEntry) -> None:
 class RetryLater(Exception):
     """Some actions met transient errors: the job must be delivered again (the queue does it)."""
 
+    def __init__(self, message: str, *, held_until: datetime | None = None,
+                 result: RespondResult | None = None) -> None:
+        super().__init__(message)
+        self.held_until = held_until
+        """Some rows are held by another invocation's lease until then (None: only transient errors)."""
+        self.result = result
+
 
 class OperatorError(Exception):
     """An approve / reject / undo cannot be done; the message says why and what to do instead."""
@@ -165,6 +172,8 @@ class _Job:
     result: RespondResult
     investigation: dict[str, Any] | None = None
     deferred_actions: set[str] = field(default_factory=set)
+    held_until: datetime | None = None
+    """The latest lease of another invocation that kept this run off a row."""
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     @property
@@ -246,7 +255,7 @@ class Responder:
         if result.deferred:
             log.warning("respond %s v%d: will retry: %s", alert.key, version, "; ".join(result.deferred))
             raise RetryLater(f"respond {alert.key} v{version}: {len(result.deferred)} action(s) left for a retry: "
-                             + "; ".join(result.deferred))
+                             + "; ".join(result.deferred), held_until=run.held_until, result=result)
         self.mark_job(partition, row, version, sync.HANDLED)
         log.info("respond %s v%d done (rule %s): %s", alert.key, version, decision.rule, result.states())
         return result
@@ -337,6 +346,8 @@ class Responder:
             # Only an expired lease is taken over: a redelivery cannot tell a dead holder from a live copy
             # of the same job, so the holder's lease (the function timeout) is what says it is gone.
             if not entry.lease_free(self._clock()):
+                if entry.lease_until is not None and (run.held_until is None or entry.lease_until > run.held_until):
+                    run.held_until = entry.lease_until
                 raise _Deferred(entry, RetryLater(f"held by {entry.lease_owner or 'another worker'} until "
                                                   f"{entry.lease_until}"))
             try:

@@ -6,6 +6,7 @@ did not do."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,7 +19,7 @@ from sandbox.core import Sandbox
 from shared.response import registry
 from shared.response.actions.base import ActionContext, Outcome, Target
 from shared.response.engine import DEFAULT_LEASE_SECONDS, OperatorError, Responder, RetryLater
-from shared.response.jobs import handle_respond_message
+from shared.response.jobs import handle_respond_message, max_dequeue_count, poison_records
 from shared.response.ledger import AWAITING_APPROVAL, REJECTED, RUNNING, SUCCEEDED, UNDONE, LedgerEntry, now_utc
 from tests.response.respond_support import MINING_KEY, Stage, by_action, policy, stage, take_job, writes
 
@@ -143,6 +144,31 @@ def test_a_redelivery_waits_for_the_crashed_lease_then_finishes_without_a_second
     row = _row(st.responder(), "stop_resources", vm)
     assert row.state == SUCCEEDED and row.already_done and row.found_state == ""  # ours: undo may reverse it
     assert st.job_state(job) == "handled"
+
+
+def test_the_last_delivery_of_a_job_held_by_a_live_lease_is_sent_again_not_poisoned(
+        azurite: Azurite, fresh_sandbox: Sandbox, tmp_path: Path) -> None:
+    st = stage(azurite, fresh_sandbox, policy=policy(("stop_resources", "enforce", "")), tmp_path=tmp_path)
+    job, body = take_job(st)
+
+    def crash(target: Target) -> None:
+        raise Crash
+
+    with pytest.raises(Crash):  # a worker with a short lease dies after its first deallocate
+        handle_respond_message(body, responder=st.responder(actions={"stop_resources": Wrapped(after=crash)},
+                                                            lease_seconds=3))
+
+    result = handle_respond_message(body, dequeue_count=max_dequeue_count(), responder=st.responder())
+
+    assert result is not None and any("held by" in d for d in result.deferred)
+    assert poison_records(st.store) == [] and st.job_state(job) == "pending"  # not given up
+    time.sleep(4)  # the re-sent copy becomes visible once the dead worker's lease has ended
+    again, again_body = take_job(st)
+    assert again == job
+    done = handle_respond_message(again_body, responder=st.responder())
+    assert done is not None and not done.deferred and st.job_state(job) == "handled"
+    for vm in (ids.MINING_VM_1, ids.MINING_VM_2):
+        assert _deallocations(fresh_sandbox, vm) == 1, vm
 
 
 # --- item 6: operators retake a row left running by a crash ------------------------------------------
