@@ -243,6 +243,10 @@ class Responder:
             alert, tags=customer_tags(self.store, alert.customer_tenant_id),
             allow_automatic_cancellation=self.settings.allow_automatic_cancellation)
         result.alert_key, result.rule = alert.key, decision.rule
+        if alert.status == "resolved" and alert.resolved_reason in NOT_FRAUD:
+            # Resolved as not fraud at the source (by someone else, or Microsoft): its containment must not run.
+            self.expire_pending(alert.key, f"{alert.source} (at the source)",
+                                f"the alert was resolved as {alert.resolved_reason} at the source")
         run = _Job(alert=alert, partition=partition, row=row, version=version, dequeue_count=dequeue_count,
                    decision=decision, result=result, investigation=self._investigation(alert))
         ordered = sorted(decision.actions, key=run_order)

@@ -125,6 +125,23 @@ def test_resolving_as_legitimate_expires_pending_containment_until_the_alert_com
     assert done.state == SUCCEEDED, done.error
 
 
+def test_an_alert_resolved_as_ignore_at_the_source_expires_its_pending_containment(azurite: Azurite,
+                                                                                 fresh_sandbox: Sandbox) -> None:
+    st = _responded(azurite, fresh_sandbox)
+    containment = {r.action_id for r in st.responder().list_actions(pending_only=True) if r.action in CONTAINMENT}
+    _event(fresh_sandbox).update(eventStatus="Resolved", resolvedReason="Ignore")  # someone else, in Partner Center
+    assert run_sync(st.runtime, SyncScope(), trigger="test", sources=("partner_center",)).ok
+    _job, body = take_job(st)
+
+    handle_respond_message(body, responder=st.responder())
+
+    rows = {r.action_id: r for r in st.responder().list_actions(alert=MINING_KEY)}
+    assert containment and all(rows[i].state == EXPIRED and "ignore" in rows[i].expired_reason for i in containment)
+    assert not {p["id"] for p in build_digest(st.settings, st.store).pending} & containment
+    with pytest.raises(OperatorError, match="expired"):
+        st.responder().approve(next(iter(containment)), "bob")
+
+
 def test_fraud_keeps_containment_waiting(azurite: Azurite, fresh_sandbox: Sandbox) -> None:
     st = _responded(azurite, fresh_sandbox)
     before = {r.action_id for r in st.responder().list_actions(pending_only=True)}
