@@ -17,7 +17,9 @@ DELIVERIES_TABLE: Final = "deliveries"
 LEDGER_TABLE: Final = "ledger"
 CHECKPOINTS_TABLE: Final = "checkpoints"
 CONTACTS_TABLE: Final = "contacts"
-TABLES: Final = (ALERTS_TABLE, DELIVERIES_TABLE, LEDGER_TABLE, CHECKPOINTS_TABLE, CONTACTS_TABLE)
+DECISIONS_TABLE: Final = "decisions"
+"""Operators' decisions, insert-only: one record per resolve, approve, reject, undo or expiry."""
+TABLES: Final = (ALERTS_TABLE, DELIVERIES_TABLE, LEDGER_TABLE, CHECKPOINTS_TABLE, CONTACTS_TABLE, DECISIONS_TABLE)
 
 STORAGE_CONNECTION: Final = "AzureWebJobsStorage"
 """The connection setting every queue trigger names (the host's own storage account)."""

@@ -81,6 +81,9 @@ def _action_schema() -> dict[str, Any]:
         "already_done": {"type": "boolean"}, "data": FREE_OBJECT, "error": text, "approved_by": text,
         "rejected_by": text, "reject_reason": text, "undone_by": text, "undo_summary": text,
         "undo_data": FREE_OBJECT, "created_at": TIME, "updated_at": TIME,
+        "found_state": {"type": "string", "description": "not empty when the target was already in the wanted "
+                                                         "state and nothing was done: undo refuses it"},
+        "expired_by": text, "expired_reason": text,
     }
     return _object(properties, description="One action-ledger row (alert x action x target), the same shape as "
                                            "`fraud-responder actions list --json`; fields are only ever added.")
@@ -97,8 +100,10 @@ def _resolution_schema() -> dict[str, Any]:
         "sent_reason": {"type": "string", "description": "the reason written (Partner Center takes Fraud or "
                                                          "Ignore: legitimate is sent as Ignore)"},
         "note": text,
-        "action_id": {"type": "string", "description": "the ledger row recording it (undo reopens the alert); "
-                                                       "empty when it could not be written"},
+        "action_id": {"type": "string", "description": "the ledger row recording this resolution (undo "
+                                                       "reopens the alert)"},
+        "expired": {"type": "array", "items": dict(STRING),
+                    "description": "ids of the containment actions this resolution expired (legitimate, ignore)"},
     }, description="Same shape as `fraud-responder alerts resolve --json`.")
 
 

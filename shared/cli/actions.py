@@ -70,9 +70,23 @@ def list_actions(args: argparse.Namespace) -> int:
         return EXIT_OK
     print_table(["id", "alert", "action", "target", "mode", "state", "by", "result"],
                 [[r.action_id, r.alert_key, r.action, _target(r), r.mode, r.state,
-                  r.undone_by or r.rejected_by or r.approved_by or r.actor,
-                  (r.error or r.undo_summary or r.summary)[:80]] for r in rows])
+                  r.expired_by or r.undone_by or r.rejected_by or r.approved_by or r.actor,
+                  (r.error or r.expired_reason or r.undo_summary or r.summary)[:80]] for r in rows])
+    if args.alert:
+        _print_decisions({r.alert_key for r in rows})
     return EXIT_OK
+
+
+def _print_decisions(alert_keys: set[str]) -> None:
+    """Below one alert's rows: the decisions taken on it, each its own record (a row shows only the latest)."""
+    from shared.cli.alerts import print_decisions
+    from shared.cli.context import store
+    from shared.response import decisions
+
+    for key in sorted(alert_keys):
+        print()
+        print(f"decisions on {key}:")
+        print_decisions([d.as_json() for d in decisions.for_alert(store(), key)])
 
 
 def decide(args: argparse.Namespace) -> int:

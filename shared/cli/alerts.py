@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
     lst.add_argument("--json", action="store_true", help="print JSON (the documented, stable shape)")
     lst.set_defaults(handler=list_alerts)
 
-    show = sub.add_parser("show", help="one alert in full")
+    show = sub.add_parser("show", help="one alert in full, with every decision taken on it")
     show.add_argument("alert_id", metavar="ID", help="alert id, or source:id")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=show_alert)
@@ -76,12 +76,14 @@ def list_alerts(args: argparse.Namespace) -> int:
 
 
 def show_alert(args: argparse.Namespace) -> int:
+    from shared.response import decisions
     from shared.views import alert_json, find_alert
 
     entity = find_alert(store(), args.alert_id)
     if entity is None:
         raise CommandFailed(f"no alert {args.alert_id!r}: list them with `fraud-responder alerts list`")
     doc = alert_json(entity, detail=True)
+    doc["decisions"] = [d.as_json() for d in decisions.for_alert(store(), doc["key"])]
     if args.json:
         print_json(doc)
         return EXIT_OK
@@ -98,7 +100,18 @@ def show_alert(args: argparse.Namespace) -> int:
         print(f"{'resolved':>18}: {doc['resolved_reason']} by {doc['resolved_by']} at {doc['resolved_at']}")
     if doc["description"]:
         print(f"{'description':>18}: {doc['description']}")
+    print_decisions(doc["decisions"])
     return EXIT_OK
+
+
+def print_decisions(records: list[dict[str, Any]]) -> None:
+    """Every decision on an alert, oldest first, one line each (who, when, what, why)."""
+    print(f"{'decisions':>18}:" + ("" if records else " none"))
+    for d in records:
+        on = f" {d['action']} {d['action_id']}" if d["action_id"] else ""
+        why = f" ({d['reason']})" if d["reason"] else ""
+        result = f": {d['outcome']}" if d["outcome"] else ""
+        print(f"{'':>18}  {(d['at'] or '')[:19]} {d['decision']}{on} by {d['operator']}{why}{result}")
 
 
 def resolve_alert(args: argparse.Namespace) -> int:

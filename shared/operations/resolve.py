@@ -2,10 +2,15 @@
 
 Why: Microsoft asks partners to report every alert back as Fraud, Legitimate or Ignore. The write
 goes through update_status's ``resolve_alert`` (Partner Center takes only Fraud or Ignore, so
-Legitimate is sent as Ignore and the substitution is noted). Who did it is recorded twice: on the
-alert row (``resolved_by`` = ``operator:<name>``) and as a succeeded ``update_status`` row in the
-action ledger, so ``actions list --alert ID`` shows it and ``actions undo`` can reopen the alert
-if the resolution was a mistake.
+Legitimate is sent as Ignore and the substitution is noted). Who did it is recorded three times:
+on the alert row (``resolved_by`` = ``operator:<name>``, the latest), as a succeeded
+``update_status`` row of its own in the action ledger (so ``actions list --alert ID`` shows every
+resolution and ``actions undo`` can reopen the alert), and as an insert-only record in the
+decisions table: resolving twice (legitimate, then fraud) keeps both.
+
+Resolving as legitimate or ignore expires the alert's containment that waits for approval (stop,
+revoke, rotate, suspend, cancel): a resolved alert's containment cannot run. Each expiry is
+recorded with who and why; a new version of the alert asks for approval afresh.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ def resolve(settings: Settings, store: TableStore, alert_id: str, reason: str, o
     """Resolve ``alert_id`` (an id or ``source:id``) with ``reason`` as ``operator``.
 
     Returns ``{"alert": <alert JSON after>, "operator", "reason", "summary", "already_done",
-    "sent_status", "sent_reason", "note", "action_id"}``. Idempotent: resolving again with the same
+    "sent_status", "sent_reason", "note", "action_id", "expired"}`` (``expired``: ids of the
+    containment rows this resolution expired). Idempotent: resolving again with the same
     reason changes nothing at the source. Raises InvalidRequest, NotFound, SourceRefused (the
     source refused for good) or Unavailable (token, throttling, network, storage: try later).
     """
@@ -52,8 +58,10 @@ def resolve(settings: Settings, store: TableStore, alert_id: str, reason: str, o
                        "(or GET /api/manage/alerts)")
     alert = from_entity(entity)
     outcome = _resolve_at_source(settings, store, alert.key, reason, operator)
-    action_id = _record_in_ledger(settings, store, alert, dict(entity), reason=reason, operator=operator,
-                                  outcome=outcome)
+    action_id = _unavailable_on_storage_errors(lambda: _record_in_ledger(
+        settings, store, alert, dict(entity), reason=reason, operator=operator, outcome=outcome))
+    expired = _unavailable_on_storage_errors(lambda: _expire_containment(settings, store, alert.key, reason,
+                                                                         operator))
     after = _unavailable_on_storage_errors(
         lambda: store.get(ALERTS_TABLE, str(entity["PartitionKey"]), str(entity["RowKey"]))) or entity
     log.info("alert %s resolved as %s by %s: %s", alert.key, reason, operator, outcome.summary)
@@ -62,17 +70,18 @@ def resolve(settings: Settings, store: TableStore, alert_id: str, reason: str, o
         "summary": outcome.summary, "already_done": outcome.already_done,
         "sent_status": str(outcome.data.get("sent_status", "")),
         "sent_reason": str(outcome.data.get("sent_reason", "")),
-        "note": str(outcome.data.get("note", "")), "action_id": action_id,
+        "note": str(outcome.data.get("note", "")), "action_id": action_id, "expired": expired,
     }
 
 
 def _unavailable_on_storage_errors(call: Any) -> Any:
+    from shared.response.ledger import LedgerConflict
     from shared.storage.errors import StorageError
 
     try:
         return call()
-    except StorageError as exc:
-        raise Unavailable(f"{exc}; try again when storage answers") from None
+    except (StorageError, LedgerConflict) as exc:
+        raise Unavailable(f"{exc}; try again when storage answers (resolving again is safe)") from None
 
 
 def _resolve_at_source(settings: Settings, store: TableStore, key: str, reason: str, operator: str) -> Outcome:
@@ -100,35 +109,53 @@ def _resolve_at_source(settings: Settings, store: TableStore, key: str, reason: 
 
 def _record_in_ledger(settings: Settings, store: TableStore, alert: Alert, entity: dict[str, Any], *, reason: str,
                       operator: str, outcome: Outcome) -> str:
-    """A succeeded update_status row for this resolution (the audit trail; undo reopens the alert).
+    """This resolution's own succeeded update_status row, and its decision record; returns the action id.
 
-    Best effort: the source is already updated and the alert row names the operator, so a ledger
-    failure is logged, not raised. Returns the action id ("" when it could not be written).
+    Each resolution gets a row of its own (the target id carries a fresh suffix), so a second
+    resolution never overwrites the first: both are listed, and each can be undone. The source is
+    already updated; storage errors propagate (the caller answers "try again", which is safe).
     """
+    import uuid
+    from dataclasses import replace
+
+    from shared.response import decisions
     from shared.response.actions.base import ActionContext, Clients
     from shared.response.actions.update_status import ACTION
-    from shared.response.ledger import SUCCEEDED, Ledger, LedgerConflict, NewRow, now_utc, one_line
-    from shared.storage.errors import StorageError
+    from shared.response.ledger import SUCCEEDED, Ledger, NewRow, now_utc, one_line
 
     actor = f"operator:{operator}"
     ctx = ActionContext(settings=settings, alert=alert, params={"status": "resolved", "reason": reason},
                         clients=Clients(settings, store), actor=actor)
-    [target] = ACTION.plan(ctx)
+    [planned] = ACTION.plan(ctx)
+    target = replace(planned, id=f"{planned.id}~{uuid.uuid4().hex[:12]}")
     ledger = Ledger(store)
-    done = {"state": SUCCEEDED, "actor": actor, "approved_by": operator, "approved_at": now_utc(),
-            "summary": one_line(outcome.summary, 1000), "data": outcome.data, "already_done": outcome.already_done,
-            "error": "", "params": {"status": "resolved", "reason": reason}, "target_details": target.details,
-            "target_display": target.display, "reason": f"resolved by operator {operator}"}
-    try:
-        created, entry = ledger.claim(NewRow(
-            alert=alert, alert_partition=str(entity["PartitionKey"]), alert_row=str(entity["RowKey"]),
-            action="update_status", target=target, mode="enforce", state=SUCCEEDED, actor=actor,
-            rule=OPERATOR_RULE, reason=f"resolved by operator {operator}", version=int(entity.get("version", 0)),
-            params={"status": "resolved", "reason": reason}))
-        if created or not (outcome.already_done and entry.state == SUCCEEDED):
-            entry = ledger.transition(entry, done)  # else: keep what the first resolution recorded (for undo)
-    except (StorageError, LedgerConflict) as exc:
-        log.warning("alert %s was resolved by %s but the ledger row could not be written: %s", alert.key, operator,
-                    exc)
-        return ""
+    why = f"resolved as {reason} by operator {operator}"
+    _created, entry = ledger.claim(NewRow(
+        alert=alert, alert_partition=str(entity["PartitionKey"]), alert_row=str(entity["RowKey"]),
+        action="update_status", target=target, mode="enforce", state=SUCCEEDED, actor=actor,
+        rule=OPERATOR_RULE, reason=why, version=int(entity.get("version", 0)),
+        params={"status": "resolved", "reason": reason}))
+    found = str(outcome.data.get("found_status", "")) if outcome.already_done else ""
+    entry = ledger.transition(entry, {
+        "approved_by": operator, "approved_at": now_utc(), "summary": one_line(outcome.summary, 1000),
+        "data": outcome.data, "already_done": outcome.already_done,
+        "found_state": f"already {found}" if found else ""})
+    decisions.record(store, alert_key=alert.key, kind="resolve", operator=operator, reason=reason,
+                     action_id=entry.action_id, action="update_status", target=target.display,
+                     outcome=one_line(outcome.summary, 300))
     return entry.action_id
+
+
+def _expire_containment(settings: Settings, store: TableStore, alert_key: str, reason: str,
+                        operator: str) -> list[str]:
+    """Resolved as not fraud: expire the containment rows that wait for approval; their ids."""
+    from shared.response.engine import NOT_FRAUD, Responder
+
+    if reason not in NOT_FRAUD:
+        return []
+    expired = Responder(settings, store).expire_pending(alert_key, operator,
+                                                        f"the alert was resolved as {reason} by {operator}")
+    for entry in expired:
+        log.info("action %s (%s on %s) expired: alert %s resolved as %s by %s", entry.action_id, entry.action,
+                 entry.target.id, alert_key, reason, operator)
+    return [e.action_id for e in expired]

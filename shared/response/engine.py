@@ -9,9 +9,12 @@ exactly-once per action and target by the ledger:
 3. a running row is checked first (``verify``: is the target already in the wanted state?) and
    executed only if not, then recorded ``succeeded`` or ``failed``.
 
-A redelivered job finds its rows and repeats nothing. A crash after the external call and before
-the ledger write leaves the row ``running``; the next delivery of the same job takes it over and
-``verify`` sees the effect, so nothing is called twice. Transient errors (throttling, 5xx,
+A redelivered job finds its rows and repeats nothing. Each invocation holds the rows it runs with
+a lease of its own (a unique owner token per run), so two live copies of the same job never both
+act: the second one leaves a held row alone and asks for a retry. A crash after the external call
+and before the ledger write leaves the row ``running``; once its lease has expired the next
+delivery (or an operator's approve, reject or undo) takes it over and ``verify`` sees the effect,
+so nothing is called twice. Transient errors (throttling, 5xx,
 timeouts, token trouble, storage) leave the row ``running`` with its lease released, let the other
 independent actions run, and raise at the end of the job so the queue redelivers it.
 
@@ -27,6 +30,7 @@ each recorded with the operator's name.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,6 +45,7 @@ from shared.response.contacts import customer_tags
 from shared.response.ledger import (
     AWAITING_APPROVAL,
     DRY_RUN,
+    EXPIRED,
     FAILED,
     PLANNED,
     REJECTED,
@@ -71,6 +76,10 @@ PLAN_TARGET: Final = "plan"
 
 _MODE_STATE: Final = {"enforce": RUNNING, "dry-run": DRY_RUN, "approve": AWAITING_APPROVAL}
 _NEEDS_INVESTIGATION: Final = ("revoke_sessions", "rotate_credentials")
+CONTAINMENT: Final = ("stop_resources", "revoke_sessions", "rotate_credentials", "suspend_subscription",
+                      "cancel_azure_subscription")
+"""Actions that contain an alert: they must not run once it is resolved as legitimate or ignore."""
+NOT_FRAUD: Final = ("legitimate", "ignore")
 _ORDER: Final = ("investigate", "stop_resources", "revoke_sessions", "rotate_credentials", "suspend_subscription",
                  "cancel_azure_subscription")
 
@@ -101,6 +110,13 @@ def _entry_context(entry: LedgerEntry) -> None:
 
 class RetryLater(Exception):
     """Some actions met transient errors: the job must be delivered again (the queue does it)."""
+
+    def __init__(self, message: str, *, held_until: datetime | None = None,
+                 result: RespondResult | None = None) -> None:
+        super().__init__(message)
+        self.held_until = held_until
+        """Some rows are held by another invocation's lease until then (None: only transient errors)."""
+        self.result = result
 
 
 class OperatorError(Exception):
@@ -156,10 +172,14 @@ class _Job:
     result: RespondResult
     investigation: dict[str, Any] | None = None
     deferred_actions: set[str] = field(default_factory=set)
+    held_until: datetime | None = None
+    """The latest lease of another invocation that kept this run off a row."""
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     @property
     def owner(self) -> str:
-        return f"job:{self.alert.key}#v{self.version}"
+        """This invocation's lease owner: unique per run, so another copy of the job never passes for it."""
+        return f"job:{self.alert.key}#v{self.version}:{self.run_id}"
 
     @property
     def actor(self) -> str:
@@ -223,6 +243,10 @@ class Responder:
             alert, tags=customer_tags(self.store, alert.customer_tenant_id),
             allow_automatic_cancellation=self.settings.allow_automatic_cancellation)
         result.alert_key, result.rule = alert.key, decision.rule
+        if alert.status == "resolved" and alert.resolved_reason in NOT_FRAUD:
+            # Resolved as not fraud at the source (by someone else, or Microsoft): its containment must not run.
+            self.expire_pending(alert.key, f"{alert.source} (at the source)",
+                                f"the alert was resolved as {alert.resolved_reason} at the source")
         run = _Job(alert=alert, partition=partition, row=row, version=version, dequeue_count=dequeue_count,
                    decision=decision, result=result, investigation=self._investigation(alert))
         ordered = sorted(decision.actions, key=run_order)
@@ -235,7 +259,7 @@ class Responder:
         if result.deferred:
             log.warning("respond %s v%d: will retry: %s", alert.key, version, "; ".join(result.deferred))
             raise RetryLater(f"respond {alert.key} v{version}: {len(result.deferred)} action(s) left for a retry: "
-                             + "; ".join(result.deferred))
+                             + "; ".join(result.deferred), held_until=run.held_until, result=result)
         self.mark_job(partition, row, version, sync.HANDLED)
         log.info("respond %s v%d done (rule %s): %s", alert.key, version, decision.rule, result.states())
         return result
@@ -323,9 +347,11 @@ class Responder:
     def _take_over(self, run: _Job, planned: PlannedAction, entry: LedgerEntry) -> LedgerEntry | None:
         """The row was claimed before: the entry to run now, or None to leave it as it is."""
         if entry.state in (RUNNING, PLANNED):
-            now = self._clock()
-            ours = run.dequeue_count > 1 and entry.lease_owner == run.owner  # the queue ended our last attempt
-            if not (entry.lease_free(now) or ours):
+            # Only an expired lease is taken over: a redelivery cannot tell a dead holder from a live copy
+            # of the same job, so the holder's lease (the function timeout) is what says it is gone.
+            if not entry.lease_free(self._clock()):
+                if entry.lease_until is not None and (run.held_until is None or entry.lease_until > run.held_until):
+                    run.held_until = entry.lease_until
                 raise _Deferred(entry, RetryLater(f"held by {entry.lease_owner or 'another worker'} until "
                                                   f"{entry.lease_until}"))
             try:
@@ -333,12 +359,16 @@ class Responder:
                                                       **self.ledger.lease(run.owner, self._lease_seconds)})
             except LedgerConflict as exc:
                 raise _Deferred(entry, exc) from None
-        if entry.state == DRY_RUN and planned.mode != "dry-run" and run.version > entry.version:
-            # The policy moved on from dry-run and the alert changed since: act on this version.
+        fresh = (entry.state == DRY_RUN and planned.mode != "dry-run") or entry.state == EXPIRED
+        if fresh and run.version > entry.version:
+            # The policy moved on from dry-run, or an alert resolved as not fraud came back, and the alert
+            # changed since: act on (or ask approval for) this version afresh.
             state = _MODE_STATE[planned.mode]
             changes: dict[str, Any] = {"state": state, "mode": planned.mode, "version": run.version,
                                        "actor": run.actor, "rule": run.decision.rule or "",
-                                       "reason": one_line(planned.reason, 1000), "params": dict(planned.params)}
+                                       "reason": one_line(planned.reason, 1000), "params": dict(planned.params),
+                                       "approved_by": "", "expired_by": "", "expired_reason": "",
+                                       "found_state": "", "error": ""}
             if state == RUNNING:
                 changes.update(attempts=entry.attempts + 1, **self.ledger.lease(run.owner, self._lease_seconds))
             return self.ledger.transition(entry, changes)
@@ -352,12 +382,26 @@ class Responder:
         retryable = retryable_errors()
         from shared.http import MicrosoftApiError
 
+        found = ""
         try:
             if action.verify(ctx, entry.target):
-                outcome = Outcome(summary=f"{entry.action}: {entry.target.display or entry.target.id} was already "
-                                          "in the wanted state; nothing was called", already_done=True)
+                if entry.called_at is None:  # nobody here ever called: the state was someone else's doing
+                    found = "already in the wanted state when the responder looked; nothing done"
+                    outcome = Outcome(summary=f"{entry.action}: {entry.target.display or entry.target.id} was "
+                                              f"{found}", already_done=True)
+                else:  # an earlier attempt called, then crashed before recording: its effect, found by looking
+                    outcome = Outcome(summary=f"{entry.action}: {entry.target.display or entry.target.id} is in the "
+                                              "wanted state (an interrupted earlier attempt did it); nothing was "
+                                              "called again", already_done=True)
             else:
+                # Conditional on the ETag: a worker that lost the row (lease expired and taken over) stops here,
+                # before the external call.
+                entry = self.ledger.transition(entry, {"called_at": self._clock()})
                 outcome = action.execute(ctx, entry.target)
+                if outcome.already_done:  # the action found the target so between verify and its own read
+                    found = one_line(outcome.summary, 300)
+        except LedgerConflict as exc:  # someone else holds the row now: leave it to them
+            raise _Deferred(entry, exc) from None
         except ActionFailed as exc:
             log.error("%s on %s %s failed: %s", entry.action, entry.target.kind, entry.target.id, exc)
             return self.ledger.transition(entry, {"state": FAILED, "error": str(exc), **self.ledger.released()})
@@ -373,9 +417,12 @@ class Responder:
             return self.ledger.transition(entry, {"state": FAILED,
                                                   "error": f"unexpected {type(exc).__name__}: {exc}",
                                                   **self.ledger.released()})
-        return self.ledger.transition(entry, {
-            "state": SUCCEEDED, "summary": one_line(outcome.summary, 1000), "data": outcome.data,
-            "already_done": outcome.already_done, "error": "", **self.ledger.released()})
+        try:
+            return self.ledger.transition(entry, {
+                "state": SUCCEEDED, "summary": one_line(outcome.summary, 1000), "data": outcome.data,
+                "already_done": outcome.already_done, "found_state": found, "error": "", **self.ledger.released()})
+        except LedgerConflict as exc:  # taken over meanwhile: the new holder's verify sees the effect
+            raise _Deferred(entry, exc) from None
 
     # --- investigation and summary -----------------------------------------------------------------
 
@@ -452,25 +499,91 @@ class Responder:
         except ActionFailed as exc:
             raise OperatorError(str(exc)) from None
 
+    def _decided(self, entry: LedgerEntry, kind: str, operator: str, *, reason: str = "",
+                 outcome: str = "") -> None:
+        """Append the operator's decision on ``entry`` to the decisions table (its own record, never updated)."""
+        from shared.response import decisions
+
+        decisions.record(self.store, alert_key=entry.alert_key, kind=kind, operator=operator, reason=reason,
+                         action_id=entry.action_id, action=entry.action,
+                         target=entry.target.display or entry.target.id, outcome=outcome or entry.state,
+                         clock=self._clock)
+
+    def _refuse_held(self, entry: LedgerEntry) -> None:
+        """OperatorError when a live worker (or operator) holds the row: never take a live lease."""
+        if entry.state in (RUNNING, PLANNED, UNDOING) and not entry.lease_free(self._clock()):
+            raise OperatorError(f"action {entry.action_id} is {entry.state}, held by {entry.lease_owner or 'a worker'}"
+                                f" until {entry.lease_until}; try again after that")
+
+    def _refuse_resolved(self, entry: LedgerEntry, alert: Alert) -> None:
+        """A resolved alert's containment cannot run: refuse approving it when the alert is not fraud."""
+        if entry.action in CONTAINMENT and alert.status == "resolved" and alert.resolved_reason in NOT_FRAUD:
+            raise OperatorError(f"action {entry.action_id} ({entry.action}) cannot run: alert {alert.key} is resolved "
+                                f"as {alert.resolved_reason}; containment runs only if the alert is active again "
+                                "(it then gets fresh approval rows)")
+
+    def _settle(self, entry: LedgerEntry, action: Action, operator: str) -> LedgerEntry:
+        """A row left running by a crash (lease expired): record whether its effect took place.
+
+        Taken over under the operator's lease; when an external call may have been made, ``verify``
+        looks: the effect is recorded as succeeded (so undo can reverse it), otherwise the row goes
+        back to waiting for approval (mode approve) or failed, as if the attempt never happened.
+        """
+        actor = f"operator:{operator}"
+        try:
+            entry = self.ledger.transition(entry, self.ledger.lease(actor, self._lease_seconds))
+        except LedgerConflict as exc:
+            raise OperatorError(str(exc)) from None
+        took_effect = False
+        if entry.called_at is not None:
+            alert = self._alert_of(entry)
+            ctx = self._context(alert, {**entry.params, "_version": entry.version}, actor,
+                                investigation=self._investigation(alert))
+            try:
+                took_effect = action.verify(ctx, entry.target)
+            except Exception as exc:
+                self.ledger.transition(entry, self.ledger.released())
+                raise OperatorError(f"action {entry.action_id} was interrupted and its target could not be checked "
+                                    f"({one_line(str(exc))}); try again later") from None
+        if took_effect:
+            changes: dict[str, Any] = {
+                "state": SUCCEEDED, "already_done": True, "error": "",
+                "summary": f"{entry.action}: {entry.target.display or entry.target.id} is in the wanted state (an "
+                           "interrupted attempt did it; found when it was settled)"}
+        else:
+            changes = {"state": AWAITING_APPROVAL if entry.mode == "approve" else FAILED,
+                       "error": "an interrupted attempt never took effect; approve to run it"}
+        return self.ledger.transition(entry, {**changes, **self.ledger.released()})
+
     @contextual(job="operator")
     def approve(self, action_id: str, operator: str) -> LedgerEntry:
         """Run an action that waits for approval (or retry a failed one) now, as ``operator``.
 
-        Returns the row as recorded: ``succeeded`` or ``failed`` (with the error). Raises
-        OperatorError when the row is in no state to run, or when a transient error means the
-        approval should be tried again later (the row then waits for approval again).
+        A row left running by a crashed attempt (its lease expired) is taken over: ``verify`` first,
+        so an effect that already happened is not repeated. Returns the row as recorded:
+        ``succeeded`` or ``failed`` (with the error). Raises OperatorError when the row is in no
+        state to run (expired rows of a resolved alert included), or when a transient error means
+        the approval should be tried again later (the row then waits for approval again).
         """
         entry = self._find(action_id)
         _entry_context(entry)
         if entry.target.kind == PLAN_TARGET:
             raise OperatorError(f"action {entry.action_id} records that {entry.action} could not be planned "
                                 f"({entry.error}); it is planned again when the alert changes")
-        if entry.state not in (AWAITING_APPROVAL, FAILED):
+        if entry.state == EXPIRED:
+            why = entry.expired_reason or "the alert was resolved"
+            raise OperatorError(f"action {entry.action_id} ({entry.action}) expired: {why}; a resolved alert's "
+                                "containment does not run (if the alert becomes active "
+                                "again, it gets a fresh approval row)")
+        self._refuse_held(entry)
+        interrupted = entry.state in (RUNNING, PLANNED)
+        if entry.state not in (AWAITING_APPROVAL, FAILED) and not interrupted:
             raise OperatorError(f"action {entry.action_id} is {entry.state}; only actions awaiting approval (or "
                                 "failed ones, to retry) can be approved")
         action = self._operator_action(entry)
         alert = self._alert_of(entry)
-        previous = entry.state
+        self._refuse_resolved(entry, alert)
+        previous = AWAITING_APPROVAL if interrupted and entry.mode == "approve" else entry.state
         actor = f"operator:{operator}"
         try:
             entry = self.ledger.transition(entry, {
@@ -478,11 +591,14 @@ class Responder:
                 "attempts": entry.attempts + 1, "error": "", **self.ledger.lease(actor, self._lease_seconds)})
         except LedgerConflict as exc:
             raise OperatorError(str(exc)) from None
+        self._decided(entry, "approve", operator, outcome="running")
         ctx = self._context(alert, {**entry.params, "_version": entry.version}, actor,
                             investigation=self._investigation(alert))
         try:
             done = self._execute(action, ctx, entry)
         except _Deferred as deferred:
+            if isinstance(deferred.error, LedgerConflict):
+                raise OperatorError(str(deferred.error)) from None
             self.ledger.transition(deferred.entry, {"state": previous, "error": f"approval by {operator} met a "
                                                     f"transient error: {deferred.error}"})
             raise OperatorError(f"action {entry.action_id} met a transient error ({one_line(str(deferred.error))}); "
@@ -493,33 +609,60 @@ class Responder:
 
     @contextual(job="operator")
     def reject(self, action_id: str, operator: str, reason: str = "") -> LedgerEntry:
-        """Refuse an action that waits for approval; it will not run."""
+        """Refuse an action that waits for approval; it will not run.
+
+        A row left running by a crashed approval (lease expired) is settled first: if its effect took
+        place it is recorded as succeeded and the operator is told to undo it instead.
+        """
         entry = self._find(action_id)
         _entry_context(entry)
-        if entry.state != AWAITING_APPROVAL:
-            raise OperatorError(f"action {entry.action_id} is {entry.state}; only actions awaiting approval can be "
-                                "rejected")
+        self._refuse_held(entry)
+        if entry.state in (RUNNING, PLANNED):
+            entry = self._settle(entry, self._operator_action(entry), operator)
+            if entry.state == SUCCEEDED:
+                raise OperatorError(f"action {entry.action_id} took effect before its worker was interrupted; it is "
+                                    f"recorded as succeeded: undo it with `fraud-responder actions undo "
+                                    f"{entry.action_id}` if it should not stand")
+        if entry.state not in (AWAITING_APPROVAL, FAILED) or entry.target.kind == PLAN_TARGET:
+            raise OperatorError(f"action {entry.action_id} is {entry.state}; only actions awaiting approval (or "
+                                "failed ones) can be rejected")
         try:
             done = self.ledger.transition(entry, {"state": REJECTED, "rejected_by": operator,
                                                   "rejected_at": self._clock(), "actor": f"operator:{operator}",
                                                   "reject_reason": one_line(reason, 1000)})
         except LedgerConflict as exc:
             raise OperatorError(str(exc)) from None
+        self._decided(done, "reject", operator, reason=reason)
         log.info("action %s (%s on %s) rejected by %s", done.action_id, done.action, done.target.id, operator)
         return done
 
     @contextual(job="operator")
     def undo(self, action_id: str, operator: str) -> LedgerEntry:
-        """Reverse a succeeded action from what it recorded; returns the row (``undone`` or ``undo-failed``)."""
+        """Reverse a succeeded action from what it recorded; returns the row (``undone`` or ``undo-failed``).
+
+        Refused when the responder did nothing (``found_state``: the target was already in the wanted
+        state), so undo never reverses what someone else did. A row left running or undoing by a crash
+        (lease expired) is taken over.
+        """
         entry = self._find(action_id)
         _entry_context(entry)
         action = self._operator_action(entry)
         if not action.reversible:
             raise OperatorError(f"{entry.action} cannot be undone (it is not reversible); action {entry.action_id} "
                                 "stays as it is")
-        retake = entry.state == UNDOING and entry.lease_free(self._clock())
+        self._refuse_held(entry)
+        if entry.state in (RUNNING, PLANNED):
+            entry = self._settle(entry, action, operator)
+            if entry.state != SUCCEEDED:
+                raise OperatorError(f"action {entry.action_id} never took effect (its worker was interrupted "
+                                    f"first), so there is nothing to undo; it is now {entry.state}")
+        retake = entry.state == UNDOING
         if entry.state not in (SUCCEEDED, UNDO_FAILED) and not retake:
             raise OperatorError(f"action {entry.action_id} is {entry.state}; only succeeded actions can be undone")
+        if entry.found_state:
+            raise OperatorError(f"action {entry.action_id} did nothing: {entry.target.display or entry.target.id} "
+                                f"was {entry.found_state} ({one_line(entry.summary, 200)}); undo would reverse what "
+                                "the responder did not do. Change it at the source if that is wanted")
         previous = SUCCEEDED if retake else entry.state
         alert = self._alert_of(entry)
         actor = f"operator:{operator}"
@@ -544,11 +687,41 @@ class Responder:
         except Exception as exc:  # ActionFailed, refused calls, defects: recorded, the operator decides
             log.error("undo of %s (%s on %s) failed: %s", entry.action_id, entry.action, entry.target.id, exc)
             message = str(exc) if isinstance(exc, ActionFailed) else f"{type(exc).__name__}: {exc}"
-            return self.ledger.transition(entry, {"state": UNDO_FAILED, "error": message, "undone_by": operator,
-                                                  **self.ledger.released()})
+            failed = self.ledger.transition(entry, {"state": UNDO_FAILED, "error": message, "undone_by": operator,
+                                                    **self.ledger.released()})
+            self._decided(failed, "undo", operator, outcome=f"{UNDO_FAILED}: {one_line(message, 300)}")
+            return failed
         done = self.ledger.transition(entry, {
             "state": UNDONE, "undone_by": operator, "undone_at": self._clock(), "actor": actor,
             "undo_summary": one_line(outcome.summary, 1000), "undo_data": outcome.data, "error": "",
             **self.ledger.released()})
+        self._decided(done, "undo", operator, outcome=f"{UNDONE}: {one_line(outcome.summary, 300)}")
         log.info("action %s (%s on %s) undone by %s", done.action_id, done.action, done.target.id, operator)
         return done
+
+    def expire_pending(self, alert_key: str, operator: str, why: str) -> list[LedgerEntry]:
+        """Expire the alert's containment rows that wait for approval (the alert was resolved as not fraud).
+
+        Each expiry is recorded on the row (who, why) and as a decision of its own. Returns the rows
+        expired; a row that changed meanwhile is read again and expired if it still waits.
+        """
+        expired: list[LedgerEntry] = []
+        for row in self.ledger.for_alert(alert_key):
+            entry = row
+            for _attempt in range(3):
+                if entry.state != AWAITING_APPROVAL or entry.action not in CONTAINMENT:
+                    break
+                try:
+                    done = self.ledger.transition(entry, {"state": EXPIRED, "expired_by": operator,
+                                                          "expired_at": self._clock(),
+                                                          "expired_reason": one_line(why, 1000)})
+                except LedgerConflict:
+                    fresh = self.ledger.get(entry.partition, entry.row)
+                    if fresh is None:
+                        break
+                    entry = fresh
+                    continue
+                self._decided(done, "expire", operator, reason=why)
+                expired.append(done)
+                break
+        return expired

@@ -4,6 +4,10 @@ A malformed job can never succeed: it is logged and dropped. Any other failure r
 queue delivers the job again (host.json ``maxDequeueCount`` times); on the last delivery the job
 is first recorded in the checkpoints table (partition ``poison``, with the error) so operators see
 it even before they look at the ``alerts-respond-poison`` queue.
+
+One exception: a job kept off rows by another invocation's live lease (a second copy of the job,
+or a crashed worker whose lease has not expired) is not poison. On its last delivery it is sent
+again, invisible until the lease ends, so a crashed row is always retaken by a delivery.
 """
 
 from __future__ import annotations
@@ -107,11 +111,34 @@ def handle_respond_message(body: bytes, *, dequeue_count: int = 1,
     try:
         return runner.respond(job["partition"], job["row"], job["version"], job=job, dequeue_count=dequeue_count)
     except Exception as exc:
+        if dequeue_count >= max_dequeue_count() and _resent_after_lease(runner, job, exc):
+            return getattr(exc, "result", None)
         if dequeue_count >= max_dequeue_count():
             record_poison(runner.store, queue=RESPOND_QUEUE, body=body, error=exc, dequeue_count=dequeue_count,
                           job=job)
             _mark_poisoned(runner, job)
         raise
+
+
+def _resent_after_lease(runner: Responder, job: dict[str, Any], exc: Exception) -> bool:
+    """A job held off by another invocation's lease: send it again, visible once the lease ends; True if sent."""
+    import math
+
+    from shared.response.engine import RetryLater
+    from shared.storage.queues import QueueSender
+
+    held_until = exc.held_until if isinstance(exc, RetryLater) else None
+    if held_until is None:
+        return False
+    delay = max(1, min(math.ceil((held_until - datetime.now(UTC)).total_seconds()) + 1, 6 * 24 * 3600))
+    try:
+        QueueSender(runner.settings).send_json(RESPOND_QUEUE, job, visibility_timeout=delay)
+    except Exception:  # cannot re-send: the poison path records it
+        log.exception("could not re-send the held job of %s v%s", job["alert_key"], job["version"])
+        return False
+    log.warning("respond %s v%s: rows held by another invocation until %s; the job is sent again for then",
+                job["alert_key"], job["version"], held_until)
+    return True
 
 
 def _mark_poisoned(runner: Responder, job: dict[str, Any]) -> None:

@@ -21,6 +21,18 @@ States::
     undoing            an operator's undo is in progress
     undone             reversed by an operator (``undo_summary``, ``undo_data``)
     undo-failed        the undo failed (``error``); `actions undo ID` tries again
+    expired            waited for approval, but the alert was resolved as legitimate or ignore
+                       (``expired_by``, ``expired_reason``): approve refuses it; a new version of
+                       the alert asks again
+
+``called_at`` is written (conditionally, under the row's lease) just before the external call, so a
+row retaken after a crash tells "we may have called" from "we never called". ``found_state`` says
+the target was already in the wanted state when the responder looked and it did nothing: undo
+refuses such a row (it would reverse what the responder did not do).
+
+Operators' decisions (resolve, approve, reject, undo, expire) are also appended, one record each,
+to the decisions table (``shared.response.decisions``): a row holds the latest state, the
+decisions table its history.
 
 Rows never hold secrets: ``error`` is one line from our own typed errors, ``data`` is what the
 action returned for undo (ids, never secret values).
@@ -50,8 +62,9 @@ REJECTED: Final = "rejected"
 UNDOING: Final = "undoing"
 UNDONE: Final = "undone"
 UNDO_FAILED: Final = "undo-failed"
+EXPIRED: Final = "expired"
 STATES: Final = (PLANNED, AWAITING_APPROVAL, RUNNING, SUCCEEDED, FAILED, DRY_RUN, REJECTED, UNDOING, UNDONE,
-                 UNDO_FAILED)
+                 UNDO_FAILED, EXPIRED)
 
 _MAX_ERROR = 500
 _MAX_JSON = 30_000  # Table Storage caps a string property at 32K UTF-16 characters
@@ -134,6 +147,10 @@ class LedgerEntry:
     undo_data: dict[str, Any] = field(default_factory=dict)
     lease_owner: str = ""
     lease_until: datetime | None = None
+    called_at: datetime | None = None
+    found_state: str = ""
+    expired_by: str = ""
+    expired_reason: str = ""
     etag: str = ""
 
     @classmethod
@@ -162,7 +179,10 @@ class LedgerEntry:
             approved_by=str(entity.get("approved_by", "")), rejected_by=str(entity.get("rejected_by", "")),
             reject_reason=str(entity.get("reject_reason", "")), undone_by=str(entity.get("undone_by", "")),
             undo_summary=str(entity.get("undo_summary", "")), undo_data=_loads(entity.get("undo_data")),
-            lease_owner=str(entity.get("lease_owner", "")), lease_until=entity.get("lease_until"), etag=etag,
+            lease_owner=str(entity.get("lease_owner", "")), lease_until=entity.get("lease_until"),
+            called_at=entity.get("called_at") or None, found_state=str(entity.get("found_state", "") or ""),
+            expired_by=str(entity.get("expired_by", "") or ""),
+            expired_reason=str(entity.get("expired_reason", "") or ""), etag=etag,
         )
 
     def lease_free(self, now: datetime) -> bool:
@@ -184,6 +204,7 @@ class LedgerEntry:
             "approved_by": self.approved_by, "rejected_by": self.rejected_by, "reject_reason": self.reject_reason,
             "undone_by": self.undone_by, "undo_summary": self.undo_summary, "undo_data": self.undo_data,
             "created_at": iso(self.created_at), "updated_at": iso(self.updated_at),
+            "found_state": self.found_state, "expired_by": self.expired_by, "expired_reason": self.expired_reason,
         }
 
 

@@ -4,6 +4,7 @@ unbuilt actions, poison messages and malformed jobs."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,9 +16,9 @@ from sandbox.core import Sandbox
 from sandbox.faults import Fault
 from shared.response import contacts, registry
 from shared.response.actions.base import ActionContext, Outcome, Target
-from shared.response.engine import RetryLater
+from shared.response.engine import DEFAULT_LEASE_SECONDS, RetryLater
 from shared.response.jobs import handle_respond_message, poison_records
-from shared.response.ledger import DRY_RUN, FAILED, RUNNING, SUCCEEDED
+from shared.response.ledger import DRY_RUN, FAILED, RUNNING, SUCCEEDED, now_utc
 from shared.response.policy import PolicyError
 from tests.response.respond_support import MINING_KEY, by_action, policy, stage, take_job, writes
 
@@ -108,8 +109,10 @@ def test_a_crash_after_the_external_call_is_resolved_by_verify_without_a_second_
     assert _deallocations(fresh_sandbox, first_vm) == 1
     mark = len(fresh_sandbox.requests())
 
-    # the queue redelivers the crashed job: verify sees the VM deallocated; nothing is called twice
-    result = handle_respond_message(body, dequeue_count=2, responder=st.responder())
+    # the queue redelivers the crashed job once the dead worker's lease has expired: verify sees the VM
+    # deallocated; nothing is called twice
+    later = now_utc() + timedelta(seconds=DEFAULT_LEASE_SECONDS + 60)
+    result = handle_respond_message(body, dequeue_count=2, responder=st.responder(clock=lambda: later))
 
     assert result is not None and not result.deferred
     assert _deallocations(fresh_sandbox, first_vm) == 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Final
 
 from shared.response.actions._errors import permanent_errors
-from shared.response.actions.base import ActionContext, ActionFailed, Outcome, Target
+from shared.response.actions.base import ActionContext, ActionFailed, NotReversible, Outcome, Target
 from shared.response.actions.suspend_subscription import azure_entitlement
 
 CANCELLED: Final = ("inactive", "cancelled", "canceled", "disabled")
@@ -47,8 +47,9 @@ class CancelAzureSubscription:
         with permanent_errors(f"cancelling Azure subscription {target.id}"):
             before = client.get_azure_entitlement(customer, plan, target.id)
             if before.status.lower() in CANCELLED:
-                return Outcome(f"Azure subscription {target.id} is already {before.status}",
-                               {"status": before.status, "plan_subscription_id": plan}, already_done=True)
+                return Outcome(f"Azure subscription {target.id} was already {before.status}, nothing done",
+                               {"previous_status": before.status, "status": before.status,
+                                "found_status": before.status, "plan_subscription_id": plan}, already_done=True)
             after = client.cancel_azure_entitlement(customer, plan, target.id)
         status = after.status if after is not None else "cancellation accepted"
         return Outcome(f"Azure subscription {target.id} cancelled with reason compromise ({status}; Partner Center "
@@ -57,6 +58,9 @@ class CancelAzureSubscription:
                         "reason": "compromise"})
 
     def undo(self, ctx: ActionContext, target: Target, recorded: dict[str, Any]) -> Outcome:
+        if recorded.get("found_status"):  # cancelled by the customer or someone else: not ours to reverse
+            raise NotReversible(f"Azure subscription {target.id} was already {recorded['found_status']} when the "
+                                "responder looked; it did not cancel it, so undo leaves it")
         client = ctx.clients.partner_center()
         customer = _customer(ctx, target)
         plan = str(recorded.get("plan_subscription_id") or _plan(ctx, target))

@@ -4,7 +4,9 @@ Partner Center suspends the Azure plan (the subscription that holds the customer
 subscriptions), not a single Azure subscription: it is found by listing the customer's
 subscriptions and picking the Azure plan whose azureEntitlements hold the alert's Azure
 subscription. Suspending is ``PATCH`` of the full subscription resource with status "suspended";
-undo PATCHes it back to the status recorded before (active).
+undo PATCHes it back to the status recorded before (active). A plan found already suspended (by
+Microsoft, billing or someone else) is recorded as such (``found_status``) and undo leaves it:
+undo never reverses what the responder did not do.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ class SuspendSubscription:
         with permanent_errors(f"suspending Partner Center subscription {target.id}"):
             before = client.get_subscription(customer, target.id)
             if before.suspended:
-                return Outcome(f"Azure plan {target.id} is already suspended",
-                               {"previous_status": "", "status": before.status}, already_done=True)
+                return Outcome(f"Azure plan {target.id} was already {before.status}, nothing done",
+                               {"previous_status": before.status, "status": before.status,
+                                "found_status": before.status}, already_done=True)
             after = client.suspend_subscription(customer, target.id)
         if not after.suspended:
             raise ActionFailed(f"Partner Center answered the suspension of {target.id} with status {after.status!r}; "
@@ -51,6 +54,9 @@ class SuspendSubscription:
                         "azure_subscription_id": target.details.get("azure_subscription_id", "")})
 
     def undo(self, ctx: ActionContext, target: Target, recorded: dict[str, Any]) -> Outcome:
+        if recorded.get("found_status"):
+            raise NotReversible(f"the Azure plan was already {recorded['found_status']} when the responder looked; it "
+                                "did not suspend it, so undo leaves it (reactivate it in Partner Center if wanted)")
         previous = str(recorded.get("previous_status") or "").lower()
         if previous and previous != "active":
             raise NotReversible(f"the Azure plan was {previous} before it was suspended; reactivate it in Partner "

@@ -12,7 +12,8 @@ stored alert row keeps "legitimate". The stored row's status is updated at once,
 
 Undo sets the status recorded before (Active when none was recorded, e.g. after a crash), resolved
 alerts included: reopening a wrongly resolved alert is exactly what an operator needs undo for. An
-alert that was already resolved before cannot be "undone" to anything.
+alert that already showed the status (resolved by someone else) is recorded as found
+(``found_status``) and undo refuses it: undo never reverses what the responder did not do.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ class UpdateStatus:
                                 "previous_reason": before.resolved_reason if before else ""}
         if before is not None and _matches(before, ctx.alert.source, status, reason):
             store_status(ctx.clients.store, ctx.alert, status, reason, ctx.actor)
-            return Outcome(f"the alert already shows {_shown(status, reason)} at the source", data,
+            data["found_status"] = _shown(before.status, before.resolved_reason)
+            return Outcome(f"the alert already showed {_shown(status, reason)} at the source, nothing done", data,
                            already_done=True)
         data.update(write_source(ctx.clients, ctx.alert, status, reason))
         store_status(ctx.clients.store, ctx.alert, status, reason, ctx.actor)
@@ -76,6 +78,9 @@ class UpdateStatus:
         return Outcome(f"status set to {_shown(status, reason)} at {_source_name(ctx.alert)}{note}", data)
 
     def undo(self, ctx: ActionContext, target: Target, recorded: dict[str, Any]) -> Outcome:
+        if recorded.get("found_status"):
+            raise NotReversible(f"the alert already showed {recorded['found_status']} when this was recorded; the "
+                                "responder did not set it, so undo leaves it")
         previous = str(recorded.get("previous_status") or "active").lower()  # not recorded: it was active
         if previous not in ("active", "investigating"):
             raise NotReversible(f"the status before was {previous}, so there is nothing to go back to; set the "
@@ -182,8 +187,10 @@ def store_status(store: TableStore, alert: Alert, status: str, reason: str, acto
     if store.get(ALERTS_TABLE, alert.customer_tenant_id, row, select=["RowKey"]) is None:
         return
     now = datetime.now(UTC)
+    # The fingerprint is cleared: it describes the source's record as last synced, which no longer matches
+    # this row, so the next sync compares the fields and sees the source reopening the alert (a new version).
     entity: dict[str, Any] = {"PartitionKey": alert.customer_tenant_id, "RowKey": row, "status": status,
-                              "status_updated_by": actor, "status_updated_at": now}
+                              "status_updated_by": actor, "status_updated_at": now, "fingerprint": ""}
     if status == "resolved":
         entity.update(resolved_reason=reason, resolved_by=actor, resolved_at=now)
     else:
