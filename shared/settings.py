@@ -205,6 +205,10 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("GRAPH_APP_SECRET_NAME", "graph_app_secret_name",
                 "Key Vault secret holding the Graph alerts app's client secret.",
                 "graph-app-client-secret", "graph-app-client-secret", _secret_name),
+    SettingSpec("ADMIN_API_CLIENT_ID", "admin_api_client_id",
+                "Client id of the app registration whose access tokens (with the app roles FraudResponder.Read / "
+                "FraudResponder.Decide) open the admin API; empty = the admin API refuses every call.",
+                "", "5a1f0c9e-2b7d-4e8a-9c3f-1d2e3f4a5b6c", _guid_or_empty),
     SettingSpec("AZURE_TENANT_ID", "azure_tenant_id",
                 "Tenant of the app's own local identity (with AZURE_CLIENT_ID and AZURE_CLIENT_SECRET); "
                 "empty = DefaultAzureCredential (managed identity in Azure).",
@@ -310,6 +314,7 @@ class Settings:
     refresh_token_secret_name: str
     graph_app_client_id: str
     graph_app_secret_name: str
+    admin_api_client_id: str
     azure_tenant_id: str
     azure_client_id: str
     azure_client_secret: str = field(repr=False)
