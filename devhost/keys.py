@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,3 +86,20 @@ def presented_key(headers: Mapping[str, str], query: Iterable[tuple[str, str]]) 
     if header:
         return header.strip()
     return next((v for k, v in query if k == KEY_QUERY and v), None)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m devhost.keys FILE FUNCTION``: print FUNCTION's default key from a running stack's key file."""
+    if len(argv) != 3:
+        print("usage: python -m devhost.keys .run/function-keys.json receive_webhook", file=sys.stderr)
+        return 2
+    path = Path(argv[1])
+    if not path.is_file():
+        print(f"{path} not found: `make run` writes it when the dev host starts", file=sys.stderr)
+        return 1
+    print(FunctionKeys.load(path).function_key(argv[2]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlparse
 
 APP_ROOT = Path(__file__).resolve().parent.parent
@@ -270,6 +270,12 @@ SPECS: tuple[SettingSpec, ...] = (
 )
 
 
+DEVELOPMENT_ACCOUNT: Final = "devstoreaccount1"
+DEVELOPMENT_ACCOUNT_KEY: Final = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
+                                  "K1SZFPTOtr/KBHBeksoGMGw==")
+"""Azurite's documented, public account and key (not a secret)."""
+
+
 @dataclass(frozen=True)
 class StorageConnection:
     """How to reach Storage: a connection string, or identity-based service URIs.
@@ -289,6 +295,14 @@ class StorageConnection:
     @property
     def uses_identity(self) -> bool:
         return not self.connection_string
+
+    @property
+    def is_development_storage(self) -> bool:
+        """Azurite (or the old emulator): its well-known account, whose key everyone knows."""
+        if "UseDevelopmentStorage=true" in self.connection_string:
+            return True
+        parts = dict(p.split("=", 1) for p in self.connection_string.split(";") if "=" in p)
+        return parts.get("AccountName") == DEVELOPMENT_ACCOUNT and parts.get("AccountKey") == DEVELOPMENT_ACCOUNT_KEY
 
     def describe(self) -> str:
         """A log-safe description: never the account key."""

@@ -98,7 +98,6 @@ def test_missing_key_vault_and_bad_policy_are_named(azurite: Azurite, tmp_path: 
 
 
 def test_health_function_answers_503_with_json_when_a_part_fails(monkeypatch: object) -> None:
-    import pytest
 
     mp: pytest.MonkeyPatch = monkeypatch  # type: ignore[assignment]
     from shared.settings import reset_settings_cache

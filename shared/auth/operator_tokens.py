@@ -78,6 +78,17 @@ def identity_of(claims: Mapping[str, Any]) -> tuple[str, str]:
     return f"oid:{claims.get('oid', '')}", "user"
 
 
+def unverified_claims(token: str) -> dict[str, Any]:
+    """The claims of a token this process obtained itself from Entra over TLS (to learn who it acts as).
+
+    Never for a token a caller presents: those go through ``OperatorTokens.validate``.
+    """
+    import jwt
+
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    return claims
+
+
 def bearer_token(headers: Mapping[str, str]) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` header (any header-name case), or None."""
     value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")

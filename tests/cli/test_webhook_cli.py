@@ -62,7 +62,7 @@ def test_register_then_test_reports_the_accepted_delivery(env: dict[str, str], r
     registered = cli(env, "webhook", "register", "--url", receiver, "--json")
     assert registered.returncode == 0, registered.stderr
     doc = json.loads(registered.stdout)
-    assert doc["action"] == "created" and doc["webhook_url"] == receiver.split("?")[0] + "?code=***"
+    assert doc["action"] == "created" and doc["webhook_url"] == receiver.split("?", maxsplit=1)[0] + "?code=***"
     assert set(doc["webhook_events"]) == {"azure-fraud-event-detected", "test-created"}
     assert partner_center(fresh_sandbox).registration.webhook_url == receiver
 
