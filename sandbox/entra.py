@@ -38,6 +38,7 @@ PARTNER_CENTER = "https://api.partnercenter.microsoft.com"
 GRAPH = "https://graph.microsoft.com"
 ARM = "https://management.azure.com"
 KEY_VAULT_PUBLIC = "https://vault.azure.net"
+STORAGE = "https://storage.azure.com"
 RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 STATES = ("valid", "expired", "mfa_required", "mfa_expired", "consent_required")
 
@@ -354,7 +355,8 @@ class EntraService(Service):
             key_vaults.add(self.sandbox.url("key_vault"))
         if self.api_app(resource) is not None:
             return True
-        return resource in (PARTNER_CENTER, GRAPH, ARM, "https://management.core.windows.net") or resource in key_vaults
+        return resource in (PARTNER_CENTER, GRAPH, ARM, STORAGE, "https://management.core.windows.net") or \
+            resource in key_vaults
 
     def _scope(self, form: dict[str, str], *, v1: bool) -> tuple[str, list[str]]:
         """(resource, requested permissions) from the v2 scope or the v1 resource parameter."""

@@ -51,9 +51,13 @@ def entra_identity(config: Settings) -> str:
     from azure.core.exceptions import ClientAuthenticationError
     from azure.identity import CredentialUnavailableError, DefaultAzureCredential
 
+    from shared.auth.hosts import is_microsoft_authority
     from shared.auth.operator_tokens import identity_of, unverified_claims
 
-    credential = DefaultAzureCredential(authority=config.entra_authority_host)
+    local: dict[str, object] = {}
+    if not is_microsoft_authority(config.entra_authority_host):  # the sandbox's Entra, trusted via its CA
+        local = {"disable_instance_discovery": True, "connection_verify": config.tls_verify()}
+    credential = DefaultAzureCredential(authority=config.entra_authority_host, **local)
     try:
         token = credential.get_token(STORAGE_SCOPE).token
     except (CredentialUnavailableError, ClientAuthenticationError) as exc:
