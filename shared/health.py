@@ -199,5 +199,7 @@ def answer(headers: Mapping[str, str]) -> HealthAnswer:
         authenticate(settings, headers, READ)
     except ApiError as exc:
         return HealthAnswer(exc.status, {"error": exc.error, "message": exc.message}, dict(exc.headers))
+    except SettingsError as exc:  # e.g. ADMIN_API_CLIENT_ID unset: no token can be checked
+        return HealthAnswer(500, {"error": "misconfigured", "message": str(exc)})
     report = build_report(settings)
     return HealthAnswer(200 if report.ok else 503, report.as_dict(), {"Cache-Control": "no-store"})

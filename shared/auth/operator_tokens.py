@@ -145,7 +145,11 @@ class OperatorTokens:
         with self._lock:
             age = self._clock() - self._fetched_at
             if age > KEYS_MAX_AGE_SECONDS or (kid not in self._keys and age > KEYS_MIN_REFRESH_SECONDS):
-                self._refresh()
+                try:
+                    self._refresh()
+                except KeysUnavailable:
+                    if kid not in self._keys:  # keys already held stay good while Entra is unreachable
+                        raise
             key = self._keys.get(kid)
         if key is None:
             raise TokenInvalid("the token is not signed by a key the tenant publishes")

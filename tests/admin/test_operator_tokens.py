@@ -129,3 +129,26 @@ def test_unreachable_keys_are_unavailable_not_a_pass() -> None:
     token = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsifQ.eyJhdWQiOiJ4In0.c2ln"
     with pytest.raises(KeysUnavailable):
         tokens.validate(token)
+
+
+def test_keys_already_held_stay_good_while_entra_is_unreachable(fresh_sandbox: Sandbox) -> None:
+    now = [1_000_000.0]
+    fetched: list[str] = []
+    down = [False]
+    inner = validator(fresh_sandbox, fetched, clock=lambda: now[0])
+    real_fetch = inner._fetch_json
+
+    def flaky(url: str) -> Any:
+        if down[0]:
+            raise KeysUnavailable(f"cannot read {url}")
+        return real_fetch(url)
+
+    inner._fetch_json = flaky
+    good = user_token(fresh_sandbox, ALICE)
+    inner.validate(good)
+    down[0] = True
+    now[0] += 2 * 24 * 3600  # past the keys' refresh age, and Entra cannot be reached
+    assert inner.validate(good).identity == ALICE
+    rolled = fresh_sandbox.tokens.sign({"aud": ids.ADMIN_API_CLIENT_ID}, header={"kid": "next-key"})
+    with pytest.raises(KeysUnavailable):  # a key it never saw cannot be checked: 503, not a pass
+        inner.validate(rolled)
