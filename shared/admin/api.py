@@ -385,13 +385,14 @@ def challenge(settings: Settings | None, error: str, description: str) -> dict[s
     parts = ['Bearer realm="fraud-responder"']
     if scope:
         parts.append(f'scope="{scope}"')
-    parts += [f'error="{error}"', f'error_description="{quoted}"']
+    if error:  # RFC 6750 3.1: a request that sent no token gets the bare challenge
+        parts += [f'error="{error}"', f'error_description="{quoted}"']
     return {"WWW-Authenticate": ", ".join(parts)}
 
 
 def authenticate(settings: Settings, headers: Mapping[str, str], role: str) -> Caller:
     """The caller proven by the request's access token; ApiError 401 / 403 / 503 when there is none."""
-    from shared.auth.operator_tokens import KeysUnavailable, TokenForbidden, TokenInvalid
+    from shared.auth.operator_tokens import KeysUnavailable, TokenForbidden, TokenInvalid, bearer_token
     from shared.auth.operator_tokens import authenticate as validate
 
     try:
@@ -399,7 +400,8 @@ def authenticate(settings: Settings, headers: Mapping[str, str], role: str) -> C
     except TokenInvalid as exc:
         raise ApiError(401, "unauthorized", f"{exc}; ask Microsoft Entra ID for a token with the scope "
                        f"api://{settings.admin_api_client_id}/.default",
-                       headers=challenge(settings, "invalid_token", str(exc))) from None
+                       headers=challenge(settings, "invalid_token" if bearer_token(headers) else "", str(exc))
+                       ) from None
     except TokenForbidden as exc:
         raise ApiError(403, "forbidden", str(exc),
                        headers=challenge(settings, "insufficient_scope", f"needs the app role {role}")) from None
