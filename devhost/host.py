@@ -24,6 +24,7 @@ from devhost.hostjson import HostConfig
 from devhost.http_server import AdminError, HttpFrontEnd
 from devhost.invocations import InvocationLog
 from devhost.invoker import EventLoopThread, Invoker
+from devhost.keys import FunctionKeys
 from devhost.queues import QueueListener, storage_connection
 from devhost.timers import TimerRunner, resolve_schedule
 
@@ -44,12 +45,15 @@ class DevHost:
 
     ``environ`` is applied to ``os.environ`` while the host runs (the app reads its settings from
     the environment, as under the Functions host) and restored on ``stop``. ``functions`` limits
-    the host to those names, like ``func start --functions``.
+    the host to those names, like ``func start --functions``. ``keys`` are the function keys HTTP
+    calls must present (random ones when not given; each function gets a default key): see
+    ``devhost.keys``.
     """
 
     def __init__(self, app: Any | None = None, *, environ: Mapping[str, str] | None = None,
                  host_json: Mapping[str, Any] | Path | None = None, http_port: int = 7071,
-                 functions: Collection[str] | None = None, app_root: Path = REPO_ROOT) -> None:
+                 functions: Collection[str] | None = None, app_root: Path = REPO_ROOT,
+                 keys: FunctionKeys | None = None) -> None:
         self._app = app
         self._environ = dict(environ or {})
         if isinstance(host_json, Mapping):
@@ -59,6 +63,7 @@ class DevHost:
         self._http_port = http_port
         self._only = set(functions) if functions is not None else None
         self._app_root = app_root
+        self.keys = keys or FunctionKeys()
         self.invocations = InvocationLog()
         self.functions: list[AppFunction] = []
         self.skipped: list[SkippedFunction] = []
@@ -214,8 +219,9 @@ class DevHost:
             elif isinstance(trigger, QueueTrigger):
                 connection = storage_connection(trigger.connection, environ)
                 self._queues[function.name] = QueueListener(function, connection, self.config.queues, self._invoker)
+        self.keys.ensure(f.name for f in functions if isinstance(f.trigger, HttpTrigger))
         self._http = HttpFrontEnd(functions, self._invoker, route_prefix=self.config.route_prefix, fire=self.fire,
-                                  port=self._http_port)
+                                  port=self._http_port, keys=self.keys)
 
     def _apply_environ(self) -> None:
         from shared.settings import reset_settings_cache

@@ -2,7 +2,7 @@
 
 Loopback only. Answers as the Functions host does: 404 for no route, 405 for a method the
 function does not declare, 500 (short JSON, traceback in the log) when the function raises.
-Function keys are not checked, as with Core Tools locally.
+Function keys are checked as the Functions host checks them (``devhost.keys``): 401 with no body.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from devhost.app import AppFunction, HttpTrigger
 from devhost.invoker import Invoker
+from devhost.keys import FunctionKeys, presented_key
 from devhost.routes import Router
 
 logger = logging.getLogger("devhost.http")
@@ -47,13 +48,15 @@ class HttpFrontEnd:
     """A threaded HTTP server on 127.0.0.1 dispatching to the app's HTTP functions."""
 
     def __init__(self, functions: list[AppFunction], invoker: Invoker, *, route_prefix: str,
-                 fire: FireFunction, port: int = 7071, public_host: str = "localhost") -> None:
+                 fire: FireFunction, port: int = 7071, public_host: str = "localhost",
+                 keys: FunctionKeys | None = None) -> None:
         self.router: Router[AppFunction] = Router(route_prefix)
         for function in functions:
             if isinstance(function.trigger, HttpTrigger):
                 self.router.add(function.trigger.route, function)
         self.invoker = invoker
         self.fire = fire
+        self.keys = keys or FunctionKeys()
         self._requested_port = port
         self._public_host = public_host
         self._server: _Server | None = None
@@ -148,6 +151,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, [*headers, ("Allow", ", ".join(methods))], payload)
             return
         function, params = allowed[0]
+        auth_level = function.trigger.auth_level if isinstance(function.trigger, HttpTrigger) else "function"
+        if not front.keys.allows(function.name, auth_level,
+                                 presented_key(dict(self.headers.items()), parse_qsl(parts.query))):
+            self._send(HTTPStatus.UNAUTHORIZED, [], b"")  # as the host: no body, the function does not run
+            return
         self._send(*self._invoke(front, function, params, parts.query, body))
 
     def _invoke(self, front: HttpFrontEnd, function: AppFunction, params: dict[str, str], query: str,

@@ -163,10 +163,17 @@ class Stack:
             self._start_devhost(env)
 
     def _start_devhost(self, env: Mapping[str, str]) -> None:
-        self.host = DevHost(environ=env, http_port=self.options.port, functions=self.options.functions)
+        from devhost.keys import FunctionKeys
+
+        key_file = self.options.azurite_location.parent / "function-keys.json"  # stable across restarts
+        keys = FunctionKeys.load(key_file) if key_file.is_file() else FunctionKeys()
+        self.host = DevHost(environ=env, http_port=self.options.port, functions=self.options.functions, keys=keys)
         self.host.start()
         self._cleanup.callback(self.host.stop)
+        keys.save(key_file)
         self.say(f"Function app  dev host (python -m devhost) on {self.host.base_url}")
+        self.say(f"Webhook key   the receiver's own function key: python -m devhost.keys {_shown(key_file)} "
+                 "receive_webhook")
         for line in self.host.describe():
             self.say("  " + line)
 

@@ -1,23 +1,25 @@
-"""The admin API under /api/manage/ (thin glue): one function per operation, function-key auth.
+"""The admin API under /api/manage/ (thin glue): one function per operation.
 
 Routes and handlers live in shared.admin (imported on first call, so cold start stays light); the
 OpenAPI document is at /api/manage/openapi.json. Not /api/admin/: the Functions host refuses routes
-that start with ``admin``. In Azure the host checks the function key (``x-functions-key`` header or
-``?code=``); locally neither Core Tools nor the dev host checks keys.
+that start with ``admin``. The host lets every call through (anonymous auth level): the app itself
+requires a Microsoft Entra ID access token with an app role (shared.auth.operator_tokens), so the
+check is the same under the Functions host, Core Tools and the dev host, and no function key (in
+particular the webhook's) opens it.
 """
 
 import azure.functions as func
 
 bp = func.Blueprint()
 
-_KEY = func.AuthLevel.FUNCTION
+_KEY = func.AuthLevel.ANONYMOUS  # the app checks the caller's Entra ID token
 
 
 def _call(operation: str, req: func.HttpRequest) -> func.HttpResponse:
     from shared.admin.api import AdminRequest, handle
 
     answer = handle(operation, AdminRequest(params=dict(req.params), route_params=dict(req.route_params),
-                                            body=req.get_body() or b""))
+                                            body=req.get_body() or b"", headers=dict(req.headers)))
     return func.HttpResponse(answer.body(), status_code=answer.status, headers=dict(answer.headers),
                              mimetype="application/json", charset="utf-8")
 

@@ -1,6 +1,4 @@
-"""GET /api/health: 200 with a JSON report, or 503 naming the failing part."""
-
-import json
+"""GET /api/health: anonymous callers get up or down (cached); a token with the read role gets the report."""
 
 import azure.functions as func
 
@@ -9,9 +7,8 @@ bp = func.Blueprint()
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.health import build_report
+    from shared.health import answer
 
-    report = build_report()
-    return func.HttpResponse(
-        json.dumps(report.as_dict()), status_code=200 if report.ok else 503, mimetype="application/json"
-    )
+    result = answer(dict(req.headers))
+    return func.HttpResponse(result.body(), status_code=result.status, headers=result.headers,
+                             mimetype="application/json")

@@ -33,19 +33,21 @@ app = stack.function_app
 pulumi.export("resource_group", stack.resource_group.name)
 pulumi.export("app_name", app.app.name)
 pulumi.export("webhook_url", app.webhook_url)
-pulumi.export("function_key_command", pulumi.Output.concat(
-    "az functionapp keys list --resource-group ", stack.resource_group.name, " --name ", app.app.name,
-    " --query functionKeys.default --output tsv"))
+# The webhook's own function key: it opens receive_webhook only (a host key would open every
+# function-level function). Register it with Partner Center; the admin API takes Entra ID tokens.
+pulumi.export("webhook_key_command", pulumi.Output.concat(
+    "az functionapp function keys list --resource-group ", stack.resource_group.name, " --name ", app.app.name,
+    " --function-name receive_webhook --query default --output tsv"))
 pulumi.export("key_vault_uri", stack.key_vault.vault_uri)
 pulumi.export("key_vault_name", stack.key_vault.vault.name)
 pulumi.export("storage_account", stack.storage.account.name)
 if stack.deployment is not None:
     pulumi.export("deployed_package", stack.deployment.blob_name)
 if pulumi.Config().get_bool("exportFunctionKey"):
-    # Opt-in: the host creates its keys when it first starts, so on a brand-new app this invoke can
-    # fail until the code is running; `function_key_command` always works.
-    keys = azure_native.web.list_web_app_host_keys_output(
-        name=app.app.name, resource_group_name=stack.resource_group.name,
+    # Opt-in: the host creates a function's default key when it first starts, so on a brand-new app
+    # this invoke can fail until the code is running; `webhook_key_command` always works.
+    keys = azure_native.web.list_web_app_function_keys_output(
+        function_name="receive_webhook", name=app.app.name, resource_group_name=stack.resource_group.name,
         opts=pulumi.InvokeOutputOptions(depends_on=[stack.deployment] if stack.deployment else []))
-    default_key = keys.function_keys.apply(lambda k: (k or {}).get("default", ""))
-    pulumi.export("function_key", pulumi.Output.secret(default_key))
+    webhook_key = keys.properties.apply(lambda k: (k or {}).get("default", ""))
+    pulumi.export("webhook_key", pulumi.Output.secret(webhook_key))

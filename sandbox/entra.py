@@ -11,6 +11,12 @@ Run-time switches: ``POST /_sandbox/entra/state`` with any of ``refresh_token_st
 (valid | expired | mfa_required | mfa_expired | consent_required), ``mfa`` (amr carries "mfa"),
 ``refresh_token_grace_seconds``, ``tenant_states`` ({tenant id: state}); ``GET`` shows them.
 ``POST /_sandbox/entra/refresh_tokens`` mints a fresh refresh token (as after re-consent).
+
+The function app's own API (the admin API) is an app in the scenario with ``identifier_uris`` and
+``app_roles``; operator apps get its roles by client credentials (scope ``api://<id>/.default``), and
+``POST /_sandbox/entra/operator_tokens`` with ``{"username": ...}`` (sandbox only: no sign-in page)
+issues a user's access token for it carrying the roles the scenario's ``operators`` assign. Tokens
+for it are v2 tokens (``aud`` is the API's client id), as with ``requestedAccessTokenVersion: 2``.
 """
 
 from __future__ import annotations
@@ -32,8 +38,12 @@ PARTNER_CENTER = "https://api.partnercenter.microsoft.com"
 GRAPH = "https://graph.microsoft.com"
 ARM = "https://management.azure.com"
 KEY_VAULT_PUBLIC = "https://vault.azure.net"
+STORAGE = "https://storage.azure.com"
 RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 STATES = ("valid", "expired", "mfa_required", "mfa_expired", "consent_required")
+
+AZURE_CLI_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+"""The public client an operator signs in with (Azure CLI's), the ``azp`` of their tokens."""
 
 _TENANT = r"(?P<tenant>[^/]+)"
 
@@ -46,6 +56,10 @@ class App:
     delegated: dict[str, list[str]] = field(default_factory=dict)
     roles: dict[str, list[str]] = field(default_factory=dict)
     tenants: list[str] = field(default_factory=list)
+    identifier_uris: list[str] = field(default_factory=list)
+    """App ID URIs of an app that exposes an API (``api://<client id>``)."""
+    app_roles: list[str] = field(default_factory=list)
+    """App roles the API defines (values, such as ``FraudResponder.Read``)."""
 
 
 @dataclass
@@ -86,6 +100,8 @@ class EntraService(Service):
                 delegated={str(k).rstrip("/"): list(v) for k, v in raw.get("delegated", {}).items()},
                 roles={str(k).rstrip("/"): list(v) for k, v in raw.get("roles", {}).items()},
                 tenants=[str(t).lower() for t in raw.get("tenants", [self.partner_tenant])],
+                identifier_uris=[str(u).rstrip("/") for u in raw.get("identifier_uris", [])],
+                app_roles=[str(r) for r in raw.get("app_roles", [])],
             )
             self.apps[app.client_id] = app
         user = section.get("partner_user", {})
@@ -98,6 +114,9 @@ class EntraService(Service):
             str(k).lower(): str(v) for k, v in section.get("tenant_states", {}).items()
         }
         self.mfa: bool = bool(section.get("mfa", True))
+        self.operators: dict[str, list[str]] = {
+            str(o["username"]).lower(): [str(r) for r in o.get("roles", [])] for o in section.get("operators", [])
+        }
         self.refresh_tokens: dict[str, RefreshGrant] = {}
         now = time.time()
         for raw in section.get("refresh_tokens", []):
@@ -105,11 +124,46 @@ class EntraService(Service):
 
     def app_settings(self) -> dict[str, str]:
         """The app's local identity (stands in for its managed identity) for ``Sandbox.app_settings``."""
+        settings: dict[str, str] = {}
+        api = self.api_app()
+        if api is not None:
+            settings["ADMIN_API_CLIENT_ID"] = api.client_id
         local = self.apps.get(ids.LOCAL_APP_CLIENT_ID)
         if local is None or not local.secrets:
-            return {}
-        return {"AZURE_TENANT_ID": self.partner_tenant, "AZURE_CLIENT_ID": local.client_id,
+            return settings
+        return {**settings, "AZURE_TENANT_ID": self.partner_tenant, "AZURE_CLIENT_ID": local.client_id,
                 "AZURE_CLIENT_SECRET": local.secrets[0]}
+
+    def api_app(self, resource: str | None = None) -> App | None:
+        """The app exposing an API (app roles) named by ``resource`` (App ID URI or client id), or the first one."""
+        for app in self.apps.values():
+            if not app.app_roles:
+                continue
+            if resource is None or resource.lower() == app.client_id or resource in app.identifier_uris:
+                return app
+        return None
+
+    def operator_token(self, username: str, roles: list[str] | None = None) -> str:
+        """A user's access token for the admin API (v2: ``aud`` is its client id) with the user's app roles."""
+        api = self.api_app()
+        if api is None:
+            raise HttpError(400, "invalid_request", "The scenario defines no app with app_roles (the admin API).")
+        name = username.strip().lower()
+        if roles is None:
+            if name not in self.operators:
+                raise HttpError(400, "invalid_request", f"No operator {username!r} in the scenario; known: "
+                                f"{', '.join(sorted(self.operators)) or 'none'} (or send roles).")
+            roles = self.operators[name]
+        unknown = [r for r in roles if r not in api.app_roles]
+        if unknown:
+            raise HttpError(400, "invalid_request", f"App role {unknown[0]!r} is not defined by {api.name}; "
+                            f"defined: {', '.join(api.app_roles)}.")
+        oid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"user/{self.partner_tenant}/{name}"))
+        extra: dict[str, Any] = {"idtyp": "user", "preferred_username": name, "name": name.split("@")[0]}
+        return self.sandbox.tokens.issue(
+            tenant=self.partner_tenant, audience=api.client_id, client_id=AZURE_CLI_CLIENT_ID, oid=oid,
+            scp=["user_impersonation"], roles=roles or None, amr=["pwd", "mfa"], upn=name,
+            lifetime=self.access_token_lifetime, extra=extra)
 
     def issue_refresh_token(self, client_id: str = ids.PARTNER_APP_CLIENT_ID) -> str:
         """A new refresh token for the SAM user and ``client_id`` (as after consent)."""
@@ -299,7 +353,10 @@ class EntraService(Service):
         key_vaults = {KEY_VAULT_PUBLIC}
         if "key_vault" in self.sandbox.urls():
             key_vaults.add(self.sandbox.url("key_vault"))
-        return resource in (PARTNER_CENTER, GRAPH, ARM, "https://management.core.windows.net") or resource in key_vaults
+        if self.api_app(resource) is not None:
+            return True
+        return resource in (PARTNER_CENTER, GRAPH, ARM, STORAGE, "https://management.core.windows.net") or \
+            resource in key_vaults
 
     def _scope(self, form: dict[str, str], *, v1: bool) -> tuple[str, list[str]]:
         """(resource, requested permissions) from the v2 scope or the v1 resource parameter."""
@@ -316,7 +373,7 @@ class EntraService(Service):
             resources: set[str] = set()
             permissions = []
             for scope in scopes:
-                match = re.fullmatch(r"(https?://[^/]+(?:/[^/]+)*?)/([^/]+)", scope)
+                match = re.fullmatch(r"((?:https?|api)://[^/]+(?:/[^/]+)*?)/([^/]+)", scope)
                 if not match:
                     raise HttpError(400, "AADSTS70011", f"The provided value for the input parameter 'scope' is not "
                                     f"valid. The scope {scope} is not valid.")
@@ -334,6 +391,9 @@ class EntraService(Service):
         return resource, permissions
 
     def _audience(self, resource: str) -> str:
+        api = self.api_app(resource)
+        if api is not None:  # an API with requestedAccessTokenVersion 2: aud is its client id
+            return api.client_id
         return ARM if resource == "https://management.core.windows.net" else resource
 
     def _client_credentials(self, request: Request, app: App, tenant: str, resource: str, permissions: list[str],
@@ -448,6 +508,19 @@ class EntraService(Service):
             raise HttpError(400, "invalid_request", "Send a JSON object of switches.")
         self.set_state(**body)
         return json_response(200, self.state())
+
+    @route("POST", r"/_sandbox/entra/operator_tokens", auth=False)
+    def post_operator_token(self, request: Request) -> Response:
+        body = request.json() if request.body.strip() else {}
+        if not isinstance(body, dict) or not isinstance(body.get("username"), str) or not body["username"].strip():
+            raise HttpError(400, "invalid_request", 'Send {"username": "alice@contoso-csp.example"} '
+                            '(optionally "roles": [...]).')
+        roles = body.get("roles")
+        if roles is not None and (not isinstance(roles, list) or not all(isinstance(r, str) for r in roles)):
+            raise HttpError(400, "invalid_request", "roles must be a list of app role values.")
+        token = self.operator_token(body["username"], roles)
+        return json_response(201, {"token_type": "Bearer", "expires_in": self.access_token_lifetime,
+                                   "access_token": token})
 
     @route("POST", r"/_sandbox/entra/refresh_tokens", auth=False)
     def post_refresh_token(self, request: Request) -> Response:

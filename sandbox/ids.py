@@ -14,6 +14,16 @@ PARTNER_APP_CLIENT_ID: Final = "22222222-2222-4222-8222-222222222222"
 GRAPH_APP_CLIENT_ID: Final = "33333333-3333-4333-8333-333333333333"
 # The identity the function app itself uses for Key Vault locally (stands in for managed identity).
 LOCAL_APP_CLIENT_ID: Final = "44444444-4444-4444-8444-444444444444"
+# The function app's own API (the admin API): its app registration exposes two app roles.
+ADMIN_API_CLIENT_ID: Final = "55555555-5555-4555-8555-555555555555"
+ADMIN_API_URI: Final = f"api://{ADMIN_API_CLIENT_ID}"
+ROLE_READ: Final = "FraudResponder.Read"
+ROLE_DECIDE: Final = "FraudResponder.Decide"
+# Operator clients of the admin API (client credentials): one may read and decide, one may only read.
+OPERATOR_APP_CLIENT_ID: Final = "66666666-6666-4666-8666-666666666666"
+OPERATOR_APP_SECRET: Final = "sandbox-operator-app-secret-3Lp8"
+READER_APP_CLIENT_ID: Final = "77777777-7777-4777-8777-777777777777"
+READER_APP_SECRET: Final = "sandbox-reader-app-secret-6Tn1"
 
 # Customers (tenant ids) and their Azure subscriptions.
 CUSTOMER_FABRIKAM: Final = "aaaaaaaa-0001-4000-8000-000000000001"

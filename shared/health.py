@@ -1,11 +1,20 @@
-"""Health report for GET /api/health: each part checked, ok or failing with a reason."""
+"""Health for GET /api/health: each part checked, ok or failing with a reason.
+
+Anonymous callers (load balancers, uptime probes) get only ``{"status": "ok" | "failing"}``, from a
+report at most SUMMARY_CACHE_SECONDS old: the checks read Key Vault and storage, so an anonymous
+caller must not be able to multiply those reads, and component details (vault URL, token state)
+are not for everyone. A caller with an access token carrying FraudResponder.Read gets the full
+report, checked now.
+"""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from shared.settings import Settings, SettingsError, get_settings
 
@@ -129,3 +138,68 @@ def build_report(settings: Settings | None = None) -> HealthReport:
         "tokens": _timed(lambda: check_tokens(checked)),
         "policy": _timed(lambda: policy_health(checked)),
     })
+
+
+SUMMARY_CACHE_SECONDS: Final = 30.0
+
+_summary_lock = threading.Lock()
+_summary: dict[Settings | None, tuple[float, bool]] = {}
+
+
+def reset_summary_cache() -> None:
+    with _summary_lock:
+        _summary.clear()
+
+
+def summary_ok(settings: Settings | None = None, *, clock: Callable[[], float] = time.monotonic) -> bool:
+    """Whether every part is ok, from a report at most SUMMARY_CACHE_SECONDS old.
+
+    Callers arriving together wait for one check instead of each starting their own.
+    """
+    try:
+        settings = settings or get_settings()
+    except SettingsError:
+        return False
+    with _summary_lock:
+        cached = _summary.get(settings)
+        if cached is not None and clock() - cached[0] < SUMMARY_CACHE_SECONDS:
+            return cached[1]
+        ok = build_report(settings).ok
+        _summary.clear()  # one entry: settings change only in tests
+        _summary[settings] = (clock(), ok)
+        return ok
+
+
+@dataclass(frozen=True)
+class HealthAnswer:
+    status: int
+    document: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def body(self) -> bytes:
+        return json.dumps(self.document).encode("utf-8")
+
+
+def answer(headers: Mapping[str, str]) -> HealthAnswer:
+    """The answer to GET /api/health: up or down for anyone, the full report for a token with the read role."""
+    from shared.auth.operator_tokens import bearer_token
+
+    if bearer_token(headers) is None and not any(k.lower() == "authorization" for k in headers):
+        ok = summary_ok()
+        return HealthAnswer(200 if ok else 503, {"status": "ok" if ok else "failing"},
+                            {"Cache-Control": f"max-age={int(SUMMARY_CACHE_SECONDS)}"})
+    from shared.admin.api import ApiError, authenticate
+    from shared.admin.routes import READ
+
+    try:
+        settings = get_settings()
+    except SettingsError:  # no settings, no way to check a token: up or down only
+        return HealthAnswer(503, {"status": "failing"})
+    try:
+        authenticate(settings, headers, READ)
+    except ApiError as exc:
+        return HealthAnswer(exc.status, {"error": exc.error, "message": exc.message}, dict(exc.headers))
+    except SettingsError as exc:  # e.g. ADMIN_API_CLIENT_ID unset: no token can be checked
+        return HealthAnswer(500, {"error": "misconfigured", "message": str(exc)})
+    report = build_report(settings)
+    return HealthAnswer(200 if report.ok else 503, report.as_dict(), {"Cache-Control": "no-store"})

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlparse
 
 APP_ROOT = Path(__file__).resolve().parent.parent
@@ -205,6 +205,10 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("GRAPH_APP_SECRET_NAME", "graph_app_secret_name",
                 "Key Vault secret holding the Graph alerts app's client secret.",
                 "graph-app-client-secret", "graph-app-client-secret", _secret_name),
+    SettingSpec("ADMIN_API_CLIENT_ID", "admin_api_client_id",
+                "Client id of the app registration whose access tokens (with the app roles FraudResponder.Read / "
+                "FraudResponder.Decide) open the admin API; empty = the admin API refuses every call.",
+                "", "5a1f0c9e-2b7d-4e8a-9c3f-1d2e3f4a5b6c", _guid_or_empty),
     SettingSpec("AZURE_TENANT_ID", "azure_tenant_id",
                 "Tenant of the app's own local identity (with AZURE_CLIENT_ID and AZURE_CLIENT_SECRET); "
                 "empty = DefaultAzureCredential (managed identity in Azure).",
@@ -266,6 +270,12 @@ SPECS: tuple[SettingSpec, ...] = (
 )
 
 
+DEVELOPMENT_ACCOUNT: Final = "devstoreaccount1"
+DEVELOPMENT_ACCOUNT_KEY: Final = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
+                                  "K1SZFPTOtr/KBHBeksoGMGw==")
+"""Azurite's documented, public account and key (not a secret)."""
+
+
 @dataclass(frozen=True)
 class StorageConnection:
     """How to reach Storage: a connection string, or identity-based service URIs.
@@ -285,6 +295,14 @@ class StorageConnection:
     @property
     def uses_identity(self) -> bool:
         return not self.connection_string
+
+    @property
+    def is_development_storage(self) -> bool:
+        """Azurite (or the old emulator): its well-known account, whose key everyone knows."""
+        if "UseDevelopmentStorage=true" in self.connection_string:
+            return True
+        parts = dict(p.split("=", 1) for p in self.connection_string.split(";") if "=" in p)
+        return parts.get("AccountName") == DEVELOPMENT_ACCOUNT and parts.get("AccountKey") == DEVELOPMENT_ACCOUNT_KEY
 
     def describe(self) -> str:
         """A log-safe description: never the account key."""
@@ -310,6 +328,7 @@ class Settings:
     refresh_token_secret_name: str
     graph_app_client_id: str
     graph_app_secret_name: str
+    admin_api_client_id: str
     azure_tenant_id: str
     azure_client_id: str
     azure_client_secret: str = field(repr=False)

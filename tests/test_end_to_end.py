@@ -63,7 +63,9 @@ def ledger(store: TableStore, alert_key: str) -> list[dict[str, Any]]:
 def test_signed_webhook_to_stored_alert_to_policy_response(stack: tuple[DevHost, TableStore, Sandbox]) -> None:
     host, store, sandbox = stack
     pc: Any = sandbox.services["partner_center"]
-    pc.registration = Registration(f"{host.base_url}/api/webhooks/partner-center", [FRAUD_EVENT, "test-created"])
+    webhook_key = host.keys.function_key("receive_webhook")  # the webhook's own key, as registered in Azure
+    pc.registration = Registration(f"{host.base_url}/api/webhooks/partner-center?code={webhook_key}",
+                                   [FRAUD_EVENT, "test-created"])
 
     delivery = pc.raise_fraud_event(ids.SUB_FABRIKAM_PROD)
     assert delivery.wait(30)

@@ -3,23 +3,71 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import azure.functions as func
+import pytest
 
 from devhost.azurite import Azurite
 from sandbox.core import Sandbox
-from shared.health import build_report
-from shared.settings import load_settings
+from shared.health import build_report, reset_summary_cache
+from shared.settings import load_settings, reset_settings_cache
 from tests.conftest import settings_env
 
 
-def call_health() -> func.HttpResponse:
+def call_health(headers: dict[str, str] | None = None) -> func.HttpResponse:
     import function_app
     from devhost.app import functions_of
 
     fn = next(f for f in functions_of(function_app.app) if f.get_function_name() == "health")
-    response: func.HttpResponse = fn.get_user_function()(func.HttpRequest("GET", "/api/health", body=b""))
+    request = func.HttpRequest("GET", "/api/health", body=b"", headers=headers or {})
+    response: func.HttpResponse = fn.get_user_function()(request)
     return response
+
+
+@pytest.fixture
+def app_environment(azurite: Azurite, fresh_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The app's environment as the host gives it: Azurite and the sandbox; caches reset around the test."""
+    for name, value in settings_env(azurite, **fresh_sandbox.app_settings()).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("FRAUD_RESPONDER_LOCAL_SETTINGS", "no-such-file.json")
+    reset_settings_cache()
+    reset_summary_cache()
+    yield
+    reset_settings_cache()
+    reset_summary_cache()
+
+
+def _vault_reads(sandbox: Sandbox) -> int:
+    return len([r for r in sandbox.requests("key_vault") if r.method == "GET" and "/secrets/" in r.path])
+
+
+def test_anonymous_health_says_only_up_or_down_and_ten_calls_make_one_round_of_checks(
+        app_environment: None, fresh_sandbox: Sandbox) -> None:
+    before = _vault_reads(fresh_sandbox)
+    first = call_health()
+    one_round = _vault_reads(fresh_sandbox) - before
+    assert first.status_code == 200 and json.loads(first.get_body()) == {"status": "ok"}
+    assert one_round >= 1  # the Key Vault client's challenge round trip and the read(s)
+    for _ in range(9):
+        again = call_health()
+        assert again.status_code == 200 and json.loads(again.get_body()) == {"status": "ok"}
+    assert _vault_reads(fresh_sandbox) - before == one_round  # 10 anonymous calls, one round of Key Vault reads
+    assert "vault" not in first.get_body().decode().lower()
+
+
+def test_health_details_need_a_token_with_the_read_role(app_environment: None, fresh_sandbox: Sandbox) -> None:
+    from tests.admin.auth_support import BOB, bearer, user_token
+
+    detailed = call_health(bearer(user_token(fresh_sandbox, BOB)))
+    doc = json.loads(detailed.get_body())
+    assert detailed.status_code == 200 and doc["status"] == "ok"
+    assert set(doc["parts"]) == {"settings", "storage", "key_vault", "tokens", "policy"}
+    refused = call_health(bearer("not-a-token"))
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer ")
+    assert "parts" not in json.loads(refused.get_body())
+    no_role = call_health(bearer(user_token(fresh_sandbox, "eve@contoso-csp.example", roles=[])))
+    assert no_role.status_code == 403 and "FraudResponder.Read" in json.loads(no_role.get_body())["message"]
 
 
 def test_every_part_ok_against_azurite_and_the_sandbox(azurite: Azurite, fresh_sandbox: Sandbox) -> None:
@@ -50,7 +98,6 @@ def test_missing_key_vault_and_bad_policy_are_named(azurite: Azurite, tmp_path: 
 
 
 def test_health_function_answers_503_with_json_when_a_part_fails(monkeypatch: object) -> None:
-    import pytest
 
     mp: pytest.MonkeyPatch = monkeypatch  # type: ignore[assignment]
     from shared.settings import reset_settings_cache
@@ -64,5 +111,6 @@ def test_health_function_answers_503_with_json_when_a_part_fails(monkeypatch: ob
     finally:
         reset_settings_cache()
     assert response.status_code == 503
-    doc = json.loads(response.get_body())
-    assert doc["failing"] == ["settings"] and "POLL_SCHEDULE" in doc["parts"]["settings"]["detail"]
+    assert json.loads(response.get_body()) == {"status": "failing"}  # anonymous: no details
+    report = build_report()  # what a token holder (or the CLI) sees
+    assert report.failing() == ["settings"] and "POLL_SCHEDULE" in report.parts["settings"].detail

@@ -5,6 +5,10 @@ Plain Python so they run without the Functions host (``functions/admin.py`` adap
 ``shared.views`` for alerts, the ``Responder`` for the action ledger and ``shared.operations`` for
 resolve, token status, poison messages and the digest.
 
+Every operation but the OpenAPI document needs a Microsoft Entra ID access token for the app
+(``Authorization: Bearer``), validated here (``shared.auth.operator_tokens``): 401 without a valid
+one, 403 without the operation's app role. Decisions are recorded as the token's identity.
+
 Errors are ``{"error": code, "message": one line that says what to do}``: 400 bad input, 404 no such
 alert or action, 409 the action is in no state for that decision, 502 Microsoft refused or the
 action failed (recorded on the row), 503 a dependency is unavailable for now (storage, tokens,
@@ -20,7 +24,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -29,6 +33,7 @@ from shared.operations.resolve import REASONS
 from shared.response.actions.update_status import STATUSES
 
 if TYPE_CHECKING:
+    from shared.auth.operator_tokens import Caller
     from shared.response.engine import Responder
     from shared.response.ledger import LedgerEntry
     from shared.settings import Settings
@@ -38,7 +43,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT: Final = 200
 MAX_LIMIT: Final = 1000
-MAX_OPERATOR_CHARS: Final = 128
 MAX_REASON_CHARS: Final = 1000
 ALERT_STATUSES: Final = STATUSES
 RESOLVE_REASONS: Final = REASONS
@@ -56,6 +60,16 @@ class AdminRequest:
     params: Mapping[str, str] = field(default_factory=dict)
     route_params: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    caller: Caller | None = None
+    """Who the access token proves the caller is (set by ``handle`` before a handler runs)."""
+
+    @property
+    def operator(self) -> str:
+        """The identity recorded for a decision: the token's, never a name from the body."""
+        if self.caller is None:
+            raise RuntimeError("the request was not authenticated")
+        return self.caller.identity
 
 
 @dataclass(frozen=True)
@@ -157,8 +171,11 @@ def _text_field(body: Mapping[str, Any], name: str, *, required: bool, limit: in
     return value
 
 
-def _operator(body: Mapping[str, Any]) -> str:
-    return _text_field(body, "operator", required=True, limit=MAX_OPERATOR_CHARS)
+def _no_operator_field(body: Mapping[str, Any]) -> None:
+    """Who decides is the access token's identity; a typed name is refused rather than silently dropped."""
+    if "operator" in body:
+        raise bad_request("operator is not accepted: the decision is recorded as the identity of your access "
+                          "token; remove the field")
 
 
 def parse_since(text: str, *, now: datetime | None = None) -> datetime:
@@ -232,10 +249,11 @@ def resolve_alert(services: Services, request: AdminRequest) -> ApiResponse:
     _query(request, ())
     alert_id = _route_param(request, "alert_id")
     body = _json_body(request, ("reason", "operator"))
+    _no_operator_field(body)
     reason = _text_field(body, "reason", required=True, limit=20).lower()
     if reason not in RESOLVE_REASONS:
         raise bad_request(f"reason={reason!r} is not a resolution; use one of {', '.join(RESOLVE_REASONS)}")
-    operator = _operator(body)
+    operator = request.operator
     entity = _stored_alert(services, alert_id)
     key = f"{entity.get('source', '')}:{entity.get('alert_id', '')}"
     return ApiResponse(200, resolve(services.settings, services.store, key, reason, operator))
@@ -269,7 +287,8 @@ def _decide(services: Services, request: AdminRequest, decision: str) -> ApiResp
     _query(request, ())
     action_id = _route_param(request, "action_id")
     body = _json_body(request, ("operator", "reason") if decision == "reject" else ("operator",))
-    operator = _operator(body)
+    _no_operator_field(body)
+    operator = request.operator
     responder = services.responder
     try:
         if decision == "approve":
@@ -341,17 +360,55 @@ HANDLERS: Final[dict[str, Handler]] = {
 
 
 def handle(operation: str, request: AdminRequest, *, services: Services | None = None) -> ApiResponse:
-    """Run ``operation`` (an id from ``shared.admin.routes``); every outcome is a documented response."""
+    """Run ``operation`` (an id from ``shared.admin.routes``); every outcome is a documented response.
+
+    The caller is authenticated first (401 / 403 before any input is read or any storage touched).
+    """
     if operation not in BY_ID:
         raise KeyError(f"no admin operation {operation!r}")
     try:
-        if operation == "get_openapi":
+        if not BY_ID[operation].role:
             return get_openapi(request)
-        return HANDLERS[operation](services or _default_services(), request)
+        services = services or _default_services()
+        caller = authenticate(services.settings, request.headers, BY_ID[operation].role)
+        return HANDLERS[operation](services, replace(request, caller=caller))
     except ApiError as exc:
         return exc.response()
     except Exception as exc:
         return _error_response(operation, exc).response()
+
+
+def challenge(settings: Settings | None, error: str, description: str) -> dict[str, str]:
+    """A ``WWW-Authenticate: Bearer`` challenge (RFC 6750) naming the scope to ask Entra for."""
+    scope = f"api://{settings.admin_api_client_id}/.default" if settings and settings.admin_api_client_id else ""
+    quoted = description.replace("\\", "").replace('"', "'")
+    parts = ['Bearer realm="fraud-responder"']
+    if scope:
+        parts.append(f'scope="{scope}"')
+    if error:  # RFC 6750 3.1: a request that sent no token gets the bare challenge
+        parts += [f'error="{error}"', f'error_description="{quoted}"']
+    return {"WWW-Authenticate": ", ".join(parts)}
+
+
+def authenticate(settings: Settings, headers: Mapping[str, str], role: str) -> Caller:
+    """The caller proven by the request's access token; ApiError 401 / 403 / 503 when there is none."""
+    from shared.auth.operator_tokens import KeysUnavailable, TokenForbidden, TokenInvalid, bearer_token
+    from shared.auth.operator_tokens import authenticate as validate
+
+    try:
+        return validate(settings, headers, role)
+    except TokenInvalid as exc:
+        raise ApiError(401, "unauthorized", f"{exc}; ask Microsoft Entra ID for a token with the scope "
+                       f"api://{settings.admin_api_client_id}/.default",
+                       headers=challenge(settings, "invalid_token" if bearer_token(headers) else "", str(exc))
+                       ) from None
+    except TokenForbidden as exc:
+        raise ApiError(403, "forbidden", str(exc),
+                       headers=challenge(settings, "insufficient_scope", f"needs the app role {role}")) from None
+    except KeysUnavailable as exc:
+        log.warning("admin: cannot check access tokens: %s", exc)
+        raise ApiError(503, "unavailable", f"access tokens cannot be checked now: {exc}",
+                       headers={"Retry-After": "30"}) from None
 
 
 _OPERATION_CODES: Final = {400: "bad_request", 404: "not_found", 409: "conflict", 502: "source_refused",

@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any, Final
 
-from shared.admin.routes import BY_ID, OPERATIONS
+from shared.admin.routes import BY_ID, DECIDE, OPERATIONS, READ
 from shared.response.actions.update_status import STATUSES
 
 OPENAPI_VERSION: Final = "3.1.0"
@@ -192,11 +192,10 @@ def _schemas() -> dict[str, Any]:
     from shared.admin.api import RESOLVE_REASONS
 
     alert_detail = {"allOf": [_ref("Alert"), _object({"description": STRING, "additional_details": FREE_OBJECT})]}
-    operator = {"type": "string", "minLength": 1, "maxLength": 128,
-                "description": "who decides; recorded on the row (approved_by, rejected_by, undone_by, resolved_by)"}
     return {
         "Error": _object({
-            "error": {"type": "string", "enum": ["bad_request", "not_found", "conflict", "action_failed",
+            "error": {"type": "string", "enum": ["bad_request", "unauthorized", "forbidden", "not_found", "conflict",
+                                                 "action_failed",
                                                  "source_refused", "unavailable", "misconfigured",
                                                  "internal_error"]},
             "message": {"type": "string", "description": "one line that says what to do next"},
@@ -220,11 +219,11 @@ def _schemas() -> dict[str, Any]:
                                "count": {"type": "integer", "minimum": 0}}),
         "ActionResult": _object({"action": _ref("Action")}),
         "Resolution": _resolution_schema(),
-        "ResolveRequest": _object({"reason": {"type": "string", "enum": list(RESOLVE_REASONS)},
-                                   "operator": operator}, open_=False),
-        "DecisionRequest": _object({"operator": operator}, open_=False),
-        "RejectRequest": _object({"operator": operator, "reason": {"type": "string", "maxLength": 1000}},
-                                 required=["operator"], open_=False),
+        "ResolveRequest": _object({"reason": {"type": "string", "enum": list(RESOLVE_REASONS)}}, open_=False,
+                                  description=_NO_OPERATOR),
+        "DecisionRequest": _object({}, open_=False, description=_NO_OPERATOR),
+        "RejectRequest": _object({"reason": {"type": "string", "maxLength": 1000}}, required=[], open_=False,
+                                 description=_NO_OPERATOR),
         "TokenStatus": _token_status_schema(),
         "Digest": _digest_schema(),
         "PoisonReport": _poison_schema(),
@@ -241,8 +240,13 @@ _ERRORS: Final = {
     502: "Microsoft refused the call, or the action ran and failed (recorded on the row)",
     503: "storage, a token or a Microsoft API is unavailable for now: retry later (Retry-After)",
 }
-_KEY_MISSING: Final = ("no valid function key: send one as the x-functions-key header or the code query parameter "
-                       "(answered by the Functions host, without a body)")
+_NO_OPERATOR: Final = ("Who decides is not a field: the decision is recorded as the identity of the access token "
+                       "(a user's upn, or app:<client id> for an application).")
+_AUTH_ERRORS: Final = {
+    401: "no valid Microsoft Entra ID access token for the app (missing, expired, wrong audience, issuer or "
+         "signature); the WWW-Authenticate header names the scope to ask for",
+    403: "the token is valid but lacks the app role this operation needs (the message names it)",
+}
 
 _PARAMS: Final[dict[str, list[tuple[str, str, dict[str, Any]]]]] = {
     "list_alerts": [
@@ -297,11 +301,21 @@ def _operation(op_id: str) -> dict[str, Any]:
     for status in errors:
         responses[str(status)] = {"description": _ERRORS[status],
                                   "content": {"application/json": {"schema": _ref("Error")}}}
-    responses["401"] = {"description": _KEY_MISSING}
+    if op.role:
+        for status, text in _AUTH_ERRORS.items():
+            responses[str(status)] = {"description": text,
+                                      "content": {"application/json": {"schema": _ref("Error")}}}
     doc: dict[str, Any] = {"operationId": op_id, "summary": summary, "parameters": parameters,
                            "responses": responses}
+    if op.role:
+        doc["description"] = f"Needs the app role {op.role}" + (
+            f" (or {DECIDE}, which includes reading)." if op.role == READ else ".")
+        doc["x-app-role"] = op.role
+    else:
+        doc["security"] = []  # the document is public: it describes the API and holds no data
     if request:
-        doc["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(request)}}}
+        doc["requestBody"] = {"required": request == "ResolveRequest",
+                              "content": {"application/json": {"schema": _ref(request)}}}
     return doc
 
 
@@ -317,17 +331,21 @@ def _document() -> dict[str, Any]:
             "version": API_VERSION,
             "description": ("Operators' reads and decisions: alerts, what was done about them, approvals, "
                             "resolution, token health, the digest and poison messages. JSON in and out. "
-                            "Every route needs a function key (x-functions-key header or ?code=); the local "
-                            "dev host does not check keys, like Core Tools."),
+                            "Every route but this document needs a Microsoft Entra ID access token for the app "
+                            "(Authorization: Bearer; ask for the scope api://<ADMIN_API_CLIENT_ID>/.default), "
+                            f"validated by the app itself, with the app role {READ} to read or {DECIDE} to "
+                            "decide (approve, reject, undo, resolve). Decisions are recorded as the token's "
+                            "identity. No function key is needed, and none opens it."),
         },
         "servers": [{"url": "/api"}],
-        "security": [{"functionKey": []}, {"functionKeyQuery": []}],
+        "security": [{"entraId": []}],
         "paths": paths,
         "components": {
             "schemas": _schemas(),
             "securitySchemes": {
-                "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
-                "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
+                "entraId": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                            "description": "Microsoft Entra ID v2.0 access token whose audience is the app "
+                                           f"(ADMIN_API_CLIENT_ID), with the app role {READ} or {DECIDE}"},
             },
         },
     }

@@ -12,7 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 # Command-group modules, each with register(subparsers: argparse._SubParsersAction) -> None.
-GROUPS: tuple[str, ...] = ("alerts", "poll", "policy", "actions", "contacts", "digest", "token", "webhook", "poison")
+GROUPS: tuple[str, ...] = ("alerts", "poll", "policy", "actions", "contacts", "digest", "token", "webhook", "poison",
+                          "identity")
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -1,13 +1,13 @@
 """`fraud-responder actions list|approve|reject|undo`: the ledger, and operators' decisions on it.
 
-Every decision is recorded with the operator's name (``--as NAME``, default the OS user).
+Every decision is recorded with the identity the CLI acts with (``shared.cli.context.operator``):
+the Entra ID identity signed in, or ``local:<OS user>`` against Azurite; never a typed name.
 Exit codes: 0 done, 1 the action failed or cannot be done in its state, 2 usage.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 from typing import TYPE_CHECKING, Any
 
 from shared.cli import EXIT_FAILED, EXIT_OK, CommandFailed
@@ -18,13 +18,19 @@ if TYPE_CHECKING:
     from shared.response.ledger import LedgerEntry
 
 
-def _operator(value: str | None) -> str:
-    if value and value.strip():
-        return value.strip()
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no user name in this environment
-        raise CommandFailed("cannot tell who you are: pass --as NAME") from None
+def _operator(typed: str | None = None) -> str:
+    """Who decides: the identity of the credential in use. A name given with the retired ``--as`` is refused."""
+    from shared.cli.context import operator
+
+    if typed is not None:
+        raise CommandFailed("--as is no longer accepted: decisions are recorded as the identity you act with "
+                            "(your Entra ID sign-in, or local:<OS user> against Azurite)")
+    return operator()
+
+
+def add_retired_as(parser: argparse.ArgumentParser) -> None:
+    """``--as NAME`` once named the operator; kept hidden so old scripts get a clear refusal."""
+    parser.add_argument("--as", dest="operator", metavar="NAME", help=argparse.SUPPRESS)
 
 
 def register(subparsers: Any) -> None:
@@ -42,7 +48,7 @@ def register(subparsers: Any) -> None:
                        ("undo", "reverse a succeeded action (VMs started again, subscription reactivated)")):
         cmd = sub.add_parser(name, help=verb)
         cmd.add_argument("action_id", metavar="ID", help="the action id from `actions list`")
-        cmd.add_argument("--as", dest="operator", metavar="NAME", help="operator name recorded (default: OS user)")
+        add_retired_as(cmd)
         cmd.add_argument("--json", action="store_true", help="print the resulting row as JSON")
         if name == "reject":
             cmd.add_argument("--reason", default="", metavar="TEXT", help="why (recorded)")

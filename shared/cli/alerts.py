@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.cli import EXIT_OK, CommandFailed
+from shared.cli.actions import add_retired_as
 from shared.cli.context import store
 from shared.cli.output import print_json, print_table
 
@@ -49,7 +50,7 @@ def register(subparsers: Any) -> None:
     resolve.add_argument("alert_id", metavar="ID", help="alert id, or source:id")
     resolve.add_argument("--reason", required=True, choices=["fraud", "legitimate", "ignore"],
                          help="what the alert turned out to be")
-    resolve.add_argument("--as", dest="operator", metavar="NAME", help="operator name recorded (default: OS user)")
+    add_retired_as(resolve)
     resolve.add_argument("--json", action="store_true", help="print the result as JSON")
     resolve.set_defaults(handler=resolve_alert)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 from typing import Any
 
 from shared.cli import EXIT_OK, CommandFailed
@@ -35,7 +34,7 @@ def register(subparsers: Any) -> None:
 
 
 def set_contacts(args: argparse.Namespace) -> int:
-    from shared.cli.context import store
+    from shared.cli.context import operator, store
     from shared.response import contacts
 
     emails = [] if args.clear_emails else args.email
@@ -44,7 +43,7 @@ def set_contacts(args: argparse.Namespace) -> int:
         raise CommandFailed("nothing to set: give --name, --email, --tag, --clear-emails or --clear-tags")
     try:
         row = contacts.set_contacts(store(), args.tenant, name=args.name, emails=emails, tags=tags,
-                                    operator=getpass.getuser())
+                                    operator=operator())
     except contacts.ContactsError as exc:
         raise CommandFailed(str(exc)) from None
     print(f"{row.tenant_id}: {row.name or '(no name)'}; emails {', '.join(row.emails) or '(none)'}; "

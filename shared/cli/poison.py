@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from shared.cli import EXIT_OK, CommandFailed
+from shared.cli.actions import add_retired_as
 from shared.cli.context import settings, store
 from shared.cli.output import print_json, print_table
 from shared.names import QUEUES
@@ -26,7 +27,7 @@ def register(subparsers: Any) -> None:
                             description="Move every message of QUEUE-poison back to QUEUE so the app tries "
                                         "them again; do it after fixing what made them fail (see `poison list`).")
     replay.add_argument("queue", metavar="QUEUE", help=f"the queue to refill: {' or '.join(QUEUES)}")
-    replay.add_argument("--as", dest="operator", metavar="NAME", help="operator name recorded (default: OS user)")
+    add_retired_as(replay)
     replay.add_argument("--json", action="store_true", help="print the result as JSON")
     replay.set_defaults(handler=replay_poison)
 

@@ -5,8 +5,9 @@ creates it (POST) or updates it (PUT) so it includes azure-fraud-event-detected 
 ``test`` asks Partner Center for a test-created event and reports every delivery attempt as
 Partner Center records it (GET .../validationEvents/{correlationId}).
 
-The URL of a function-key-protected receiver carries the key (``?code=...``): it is a secret, so
-it is never printed in full.
+The receiver's URL carries the ``receive_webhook`` function's own key (``?code=...``), never a host
+key: a function key opens only its function, so the key Partner Center stores opens nothing else.
+It is a secret, so it is never printed in full.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def register(subparsers: Any) -> None:
                                      f"{FRAUD_EVENT} and {TEST_EVENT} are posted to URL. Events already "
                                      "registered are kept.")
     reg.add_argument("--url", required=True, metavar="URL",
-                     help=f"the receiver, e.g. https://<app>.azurewebsites.net{RECEIVER_PATH}?code=<function key>")
+                     help=f"the receiver, e.g. https://<app>.azurewebsites.net{RECEIVER_PATH}?code=<webhook "
+                          "function key> (receive_webhook's own key: infra/README.md shows how to get it)")
     reg.add_argument("--event", dest="events", action="append", default=[], metavar="NAME",
                      help="another event to register as well (repeatable)")
     reg.add_argument("--ms-signature-header", action="store_true",
@@ -89,7 +91,7 @@ def _check_url(url: str) -> list[str]:
     if not parts.path.rstrip("/").endswith(RECEIVER_PATH):
         warnings.append(f"the URL does not end in {RECEIVER_PATH}, the app's receiver route")
     if not loopback and "code=" not in parts.query:
-        warnings.append("the URL has no ?code=<function key>: in Azure the receiver answers 401 without it")
+        warnings.append("the URL has no ?code=<webhook function key>: the receiver answers 401 without it")
     return warnings
 
 

@@ -20,6 +20,7 @@ from sandbox.faults import Fault
 from shared.admin.openapi import openapi_document
 from shared.admin.routes import OPERATIONS
 from shared.response.jobs import handle_respond_message
+from tests.admin.auth_support import ALICE, BOB, app_token, bearer, user_token
 from tests.admin.openapi_support import Contract
 from tests.conftest import REPO_ROOT, settings_env
 from tests.response.respond_support import MINING_KEY, Stage, stage, take_job
@@ -36,17 +37,19 @@ class Api:
     contract: Contract
     stage: Stage
 
-    def get(self, path: str, expect: int = 200, **params: str) -> Any:
-        response = self.client.get(path, params=params)
+    def get(self, path: str, expect: int = 200, *, token: str | None = None, **params: str) -> Any:
+        response = self.client.get(path, params=params, headers=bearer(token) if token else None)
         body = self.contract.check(response)
         assert response.status_code == expect, response.text
         return body
 
-    def post(self, path: str, document: Any = None, expect: int = 200, *, raw: bytes | None = None) -> Any:
+    def post(self, path: str, document: Any = None, expect: int = 200, *, raw: bytes | None = None,
+             token: str | None = None) -> Any:
+        headers = bearer(token) if token else {}
         if raw is not None:
-            response = self.client.post(path, content=raw, headers={"content-type": "application/json"})
+            response = self.client.post(path, content=raw, headers={**headers, "content-type": "application/json"})
         else:
-            response = self.client.post(path, json=document)
+            response = self.client.post(path, json=document, headers=headers)
         body = self.contract.check(response)
         assert response.status_code == expect, response.text
         return body
@@ -60,9 +63,9 @@ def _start(azurite: Azurite, sandbox: Sandbox, *, respond: bool) -> Iterator[Api
     environ = {**st.env, "POLL_SCHEDULE": "0 0 0 1 1 *", "DIGEST_SCHEDULE": "0 0 0 1 1 *",
                "FRAUD_RESPONDER_LOCAL_SETTINGS": str(REPO_ROOT / "does-not-exist.json")}
     functions = [op.function_name for op in OPERATIONS]
-    # The dev host does not check function keys (nor does Core Tools); send one as Azure needs.
+    # Alice signs in (Read and Decide): her token is on every call unless a test sends another.
     with DevHost(environ=environ, http_port=0, functions=functions) as host, \
-            httpx.Client(base_url=host.base_url, timeout=60, headers={"x-functions-key": "local"}) as client:
+            httpx.Client(base_url=host.base_url, timeout=60, headers=bearer(user_token(sandbox, ALICE))) as client:
         served = client.get("/api/manage/openapi.json")
         assert served.status_code == 200, served.text
         contract = Contract(served.json())
@@ -114,9 +117,9 @@ def test_operator_finds_the_mining_alert_approves_resolves_and_reads_the_digest(
     pending = api.get("/api/manage/actions", pending="true", alert=ids.MINING_ALERT_EVENT_ID)
     assert sorted(a["id"] for a in pending["actions"]) == sorted(a["id"] for a in waiting)
     for action in pending["actions"]:
-        approved = api.post(f"/api/manage/actions/{action['id']}/approve", {"operator": "alice"})["action"]
+        approved = api.post(f"/api/manage/actions/{action['id']}/approve")["action"]
         assert approved["state"] == "succeeded", approved["error"]
-        assert approved["approved_by"] == "alice" and approved["actor"] == "operator:alice"
+        assert approved["approved_by"] == ALICE and approved["actor"] == f"operator:{ALICE}"
     assert api.get("/api/manage/actions", pending="true")["count"] == 0
     arm = fresh_sandbox.services["arm"]
     assert arm.power_state(ids.MINING_VM_1) == arm.power_state(ids.MINING_VM_2) == "deallocated"  # type: ignore[attr-defined]
@@ -125,16 +128,16 @@ def test_operator_finds_the_mining_alert_approves_resolves_and_reads_the_digest(
 
     # 4. resolve the alert as fraud: Partner Center shows Resolved / Fraud, the alert says who
     resolved = api.post(f"/api/manage/alerts/{ids.MINING_ALERT_EVENT_ID}/resolve",
-                        {"reason": "fraud", "operator": "alice"})
+                        {"reason": "fraud"})
     assert resolved["alert"]["status"] == "resolved" and resolved["alert"]["resolved_reason"] == "fraud"
-    assert resolved["alert"]["resolved_by"] == "operator:alice" and not resolved["already_done"]
+    assert resolved["alert"]["resolved_by"] == f"operator:{ALICE}" and not resolved["already_done"]
     event = _pc_event(fresh_sandbox)
     assert (event["eventStatus"], event["resolvedReason"]) == ("Resolved", "Fraud")
-    again = api.post(f"/api/manage/alerts/{MINING_KEY}/resolve", {"reason": "fraud", "operator": "alice"})
+    again = api.post(f"/api/manage/alerts/{MINING_KEY}/resolve", {"reason": "fraud"})
     assert again["already_done"]
     assert MINING_KEY in {a["key"] for a in api.get("/api/manage/alerts", status="resolved")["alerts"]}
     history = api.get("/api/manage/actions", alert=MINING_KEY)["actions"]
-    assert any(a["action"] == "update_status" and a["actor"] == "operator:alice" for a in history)
+    assert any(a["action"] == "update_status" and a["actor"] == f"operator:{ALICE}" for a in history)
 
     # 5. read the digest: nothing waits for approval any more, the mining alert is no longer open
     digest = api.get("/api/manage/digest")
@@ -165,49 +168,50 @@ def test_decisions_reject_undo_and_their_errors(responded: Api, fresh_sandbox: S
     assert {row["id"] for row in digest["pending"]} == {a["id"] for a in pending.values()}
     assert digest["needs_attention"] and f"ACTIONS WAITING FOR APPROVAL ({len(pending)})" in digest["text"]
 
-    rejected = api.post(f"/api/manage/actions/{suspend['id']}/reject", {"operator": "bob", "reason": "a false alarm"})
+    rejected = api.post(f"/api/manage/actions/{suspend['id']}/reject", {"reason": "a false alarm"})
     assert rejected["action"]["state"] == "rejected"
-    assert (rejected["action"]["rejected_by"], rejected["action"]["reject_reason"]) == ("bob", "a false alarm")
+    assert (rejected["action"]["rejected_by"], rejected["action"]["reject_reason"]) == (ALICE, "a false alarm")
     subs = fresh_sandbox.services["partner_center"].subscriptions  # type: ignore[attr-defined]
     assert subs[(ids.CUSTOMER_FABRIKAM, ids.PLAN_FABRIKAM)]["status"] == "active"
     # a decision on a row that is in no state for it: 409 saying which state
-    conflict = api.post(f"/api/manage/actions/{suspend['id']}/approve", {"operator": "bob"}, expect=409)
+    conflict = api.post(f"/api/manage/actions/{suspend['id']}/approve", expect=409)
     assert conflict["error"] == "conflict" and "rejected" in conflict["message"]
 
     # the action runs and Microsoft refuses it: 502 with the row, which records the failure
     fresh_sandbox.add_fault(Fault(service="arm", kind="status", method="POST", path="deallocate", status=403,
                                   times=None))
-    failed = api.post(f"/api/manage/actions/{stops[0]['id']}/approve", {"operator": "carol"}, expect=502)
+    failed = api.post(f"/api/manage/actions/{stops[0]['id']}/approve", expect=502)
     assert failed["error"] == "action_failed" and failed["action"]["state"] == "failed"
     assert failed["action"]["error"] and "approve it again" in failed["message"]
     fresh_sandbox.clear_faults()
-    retried = api.post(f"/api/manage/actions/{stops[0]['id']}/approve", {"operator": "carol"})
+    retried = api.post(f"/api/manage/actions/{stops[0]['id']}/approve", {})
     assert retried["action"]["state"] == "succeeded"
     arm = fresh_sandbox.services["arm"]
     assert arm.power_state(ids.MINING_VM_1 if stops[0]["target"]["id"] == ids.MINING_VM_1  # type: ignore[attr-defined]
                            else ids.MINING_VM_2) == "deallocated"
 
     # undo puts the VM back; undo again is a conflict; an irreversible action says so
-    undone = api.post(f"/api/manage/actions/{stops[0]['id']}/undo", {"operator": "dave"})
-    assert undone["action"]["state"] == "undone" and undone["action"]["undone_by"] == "dave"
+    automation = app_token(fresh_sandbox)  # an application that reads and decides: recorded as app:<client id>
+    undone = api.post(f"/api/manage/actions/{stops[0]['id']}/undo", token=automation)
+    assert undone["action"]["state"] == "undone"
+    assert undone["action"]["undone_by"] == f"app:{ids.OPERATOR_APP_CLIENT_ID}"
     assert arm.power_state(stops[0]["target"]["id"]) == "running"  # type: ignore[attr-defined]
-    assert api.post(f"/api/manage/actions/{stops[0]['id']}/undo", {"operator": "dave"}, expect=409)["error"] == \
-        "conflict"
-    revoked = api.post(f"/api/manage/actions/{revoke['id']}/approve", {"operator": "dave"})["action"]
+    assert api.post(f"/api/manage/actions/{stops[0]['id']}/undo", expect=409)["error"] == "conflict"
+    revoked = api.post(f"/api/manage/actions/{revoke['id']}/approve")["action"]
     assert revoked["state"] == "succeeded"
-    not_reversible = api.post(f"/api/manage/actions/{revoke['id']}/undo", {"operator": "dave"}, expect=409)
+    not_reversible = api.post(f"/api/manage/actions/{revoke['id']}/undo", expect=409)
     assert "not reversible" in not_reversible["message"]
 
-    # who decides is required and recorded; bodies are checked
-    missing = api.post(f"/api/manage/actions/{stops[1]['id']}/approve", {}, expect=400)
-    assert "operator is required" in missing["message"]
+    # who decides is the token's identity: a typed name is refused, not recorded; bodies are checked
+    typed = api.post(f"/api/manage/actions/{stops[1]['id']}/approve", {"operator": "mallory"}, expect=400)
+    assert "operator is not accepted" in typed["message"]
     assert "unknown field 'reason'" in api.post(f"/api/manage/actions/{stops[1]['id']}/approve",
-                                                {"operator": "x", "reason": "y"}, expect=400)["message"]
+                                                {"reason": "y"}, expect=400)["message"]
     assert api.post(f"/api/manage/actions/{stops[1]['id']}/approve", raw=b"{not json", expect=400)["error"] == \
         "bad_request"
     assert api.post(f"/api/manage/actions/{stops[1]['id']}/approve", ["alice"], expect=400)["error"] == "bad_request"
-    assert api.post(f"/api/manage/actions/{stops[1]['id']}/reject", {"operator": "a\nb"}, expect=400)
-    unknown = api.post("/api/manage/actions/0000000000/approve", {"operator": "x"}, expect=404)
+    assert api.post(f"/api/manage/actions/{stops[1]['id']}/reject", {"reason": "a\nb"}, expect=400)
+    unknown = api.post("/api/manage/actions/0000000000/approve", expect=404)
     assert unknown["error"] == "not_found" and "GET /api/manage/actions" in unknown["message"]
     # nothing above changed the row that was never decided
     still = api.get("/api/manage/actions", pending="true")["actions"]
@@ -232,17 +236,17 @@ def test_bad_queries_unknown_alerts_and_token_failures_are_documented_errors(syn
         assert error["error"] == "bad_request" and named in error["message"], error
     assert api.get("/api/manage/actions", expect=400, pending="maybe")["error"] == "bad_request"
     assert api.get("/api/manage/alerts/no-such-alert", expect=404)["error"] == "not_found"
-    assert api.post("/api/manage/alerts/no-such-alert/resolve", {"reason": "fraud", "operator": "x"},
+    assert api.post("/api/manage/alerts/no-such-alert/resolve", {"reason": "fraud"},
                     expect=404)["error"] == "not_found"
-    bad_reason = api.post(f"/api/manage/alerts/{MINING_KEY}/resolve", {"reason": "maybe", "operator": "x"}, expect=400)
+    bad_reason = api.post(f"/api/manage/alerts/{MINING_KEY}/resolve", {"reason": "maybe"}, expect=400)
     assert "fraud, legitimate, ignore" in bad_reason["message"]
-    assert api.post(f"/api/manage/alerts/{MINING_KEY}/resolve", {"reason": "fraud"}, expect=400)
+    assert api.post(f"/api/manage/alerts/{MINING_KEY}/resolve", {}, expect=400)
 
     # the refresh token dies: resolving cannot reach Partner Center; 503 says how to fix it, no secret leaks
     entra = fresh_sandbox.services["entra"]
     entra.set_state(refresh_token_state="expired")  # type: ignore[attr-defined]
     response = api.client.post(f"/api/manage/alerts/{MINING_KEY}/resolve",
-                               json={"reason": "legitimate", "operator": "erin"})
+                               json={"reason": "legitimate"})
     error = api.contract.check(response)
     assert response.status_code == 503 and response.headers["retry-after"]
     assert error["error"] == "unavailable" and "AADSTS700082" in error["message"]
@@ -258,23 +262,78 @@ def _closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_storage_down_is_503_and_a_bad_setting_is_500_naming_it(azurite: Azurite) -> None:
+def test_storage_down_is_503_and_a_bad_setting_is_500_naming_it(azurite: Azurite, fresh_sandbox: Sandbox) -> None:
     port = _closed_port()
     dead_storage = connection_string(port, port, port)
     assert dead_storage != azurite.connection_string
-    environ = {**settings_env(azurite, AzureWebJobsStorage=dead_storage),
+    environ = {**settings_env(azurite, **fresh_sandbox.app_settings(), AzureWebJobsStorage=dead_storage),
                "FRAUD_RESPONDER_LOCAL_SETTINGS": str(REPO_ROOT / "does-not-exist.json")}
     functions = [op.function_name for op in OPERATIONS]
     contract = Contract(openapi_document())
+    token = bearer(user_token(fresh_sandbox, BOB))
     with DevHost(environ=environ, http_port=0, functions=functions) as host:
-        response = httpx.get(f"{host.base_url}/api/manage/alerts", timeout=60)
+        response = httpx.get(f"{host.base_url}/api/manage/alerts", timeout=60, headers=token)
         error = contract.check(response)
         assert response.status_code == 503 and response.headers["retry-after"] == "30"
         assert error["error"] == "unavailable" and f"127.0.0.1:{port}" in error["message"]
     with DevHost(environ={**environ, "LOG_LEVEL": "LOUD"}, http_port=0, functions=functions) as host:
-        response = httpx.get(f"{host.base_url}/api/manage/actions", timeout=60)
+        response = httpx.get(f"{host.base_url}/api/manage/actions", timeout=60, headers=token)
         error = contract.check(response)
         assert response.status_code == 500 and error["error"] == "misconfigured"
         assert "LOG_LEVEL" in error["message"] and "example" in error["message"]
         # the document needs no settings: a client can still read what the API offers
         assert contract.check(httpx.get(f"{host.base_url}/api/manage/openapi.json", timeout=60))["paths"]
+
+
+def test_only_a_valid_entra_token_with_the_right_app_role_opens_the_api(responded: Api, fresh_sandbox: Sandbox) -> None:
+    """401 without a valid token for this app (with a Bearer challenge), 403 without the role; nothing changes."""
+    from sandbox.tokens import TokenIssuer
+
+    api = responded
+    [stop, *_] = [a for a in api.get("/api/manage/actions", pending="true")["actions"]
+                  if a["action"] == "stop_resources"]
+    approve = f"/api/manage/actions/{stop['id']}/approve"
+
+    anonymous = httpx.Client(base_url=str(api.client.base_url), timeout=60)
+    for method, path in (("GET", "/api/manage/alerts"), ("POST", approve), ("GET", "/api/manage/digest")):
+        response = anonymous.request(method, path, params={"code": "any-function-key"})
+        error = api.contract.check(response)
+        assert response.status_code == 401 and error["error"] == "unauthorized", response.text
+        challenge = response.headers["www-authenticate"]
+        assert challenge.startswith("Bearer ") and f"api://{ids.ADMIN_API_CLIENT_ID}/.default" in challenge
+    assert anonymous.get("/api/manage/openapi.json").status_code == 200  # the document stays public
+
+    entra = fresh_sandbox.services["entra"]
+    forged = TokenIssuer(fresh_sandbox.url("entra")).issue(  # right claims, a key the tenant does not publish
+        tenant=ids.PARTNER_TENANT_ID, audience=ids.ADMIN_API_CLIENT_ID, client_id=ids.OPERATOR_APP_CLIENT_ID,
+        roles=["FraudResponder.Decide"], extra={"idtyp": "app"})
+    graph = app_token(fresh_sandbox, ids.GRAPH_APP_CLIENT_ID, "sandbox-graph-app-secret-4Xk9",
+                      "https://graph.microsoft.com/.default")  # a real token, for another audience
+    entra.set_state(access_token_lifetime_seconds=-300)  # type: ignore[attr-defined]
+    expired = user_token(fresh_sandbox, ALICE)
+    entra.set_state(access_token_lifetime_seconds=3600)  # type: ignore[attr-defined]
+    for token, named in ((forged, "signed"), (graph, "audience"), (expired, "expired"), ("not-a-jwt", "JWT")):
+        error = api.post(approve, expect=401, token=token)
+        assert named in error["message"], error
+    basic = anonymous.post(approve, headers={"Authorization": "Basic YWxpY2U6c2VjcmV0"})
+    assert api.contract.check(basic)["error"] == "unauthorized"
+
+    # a reader reads but cannot decide, whether a user or an application
+    assert api.get("/api/manage/alerts", token=user_token(fresh_sandbox, BOB))["count"] > 0
+    reader = app_token(fresh_sandbox, ids.READER_APP_CLIENT_ID, ids.READER_APP_SECRET)
+    assert api.get("/api/manage/digest", token=reader)["pending"]
+    for token in (user_token(fresh_sandbox, BOB), reader):
+        for path, body in ((approve, None), (f"/api/manage/alerts/{MINING_KEY}/resolve", {"reason": "fraud"}),
+                           (f"/api/manage/actions/{stop['id']}/reject", {})):
+            response = anonymous.post(path, json=body, headers=bearer(token))
+            error = api.contract.check(response)
+            assert response.status_code == 403 and "FraudResponder.Decide" in error["message"], response.text
+            assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
+    no_roles = user_token(fresh_sandbox, "eve@contoso-csp.example", roles=[])
+    assert api.get("/api/manage/alerts", expect=403, token=no_roles)["error"] == "forbidden"
+
+    # none of that changed anything; the decider's decision is recorded as the token's identity
+    assert stop["id"] in {a["id"] for a in api.get("/api/manage/actions", pending="true")["actions"]}
+    assert api.get(f"/api/manage/alerts/{MINING_KEY}")["alert"]["status"] != "resolved"
+    decided = api.post(approve, token=app_token(fresh_sandbox))["action"]
+    assert decided["approved_by"] == f"app:{ids.OPERATOR_APP_CLIENT_ID}"

@@ -72,7 +72,7 @@ def test_poisoned_respond_job_is_listed_then_replayed_and_runs(own_azurite: Azur
     assert MINING_KEY in table.stdout and "fraud-responder poison replay QUEUE" in table.stdout
 
     entra(fresh_sandbox).set_state(refresh_token_state="valid")  # the operator re-consented
-    replayed = cli(env, "poison", "replay", RESPOND_QUEUE, "--as", "ops")
+    replayed = cli({**env, "LOGNAME": "ops", "USER": "ops"}, "poison", "replay", RESPOND_QUEUE)
 
     assert replayed.returncode == 0, replayed.stderr
     assert "re-arming 1 poisoned respond job(s)" in replayed.stderr and "moved 1 message(s)" in replayed.stderr
@@ -86,7 +86,7 @@ def test_poisoned_respond_job_is_listed_then_replayed_and_runs(own_azurite: Azur
 
     after = json.loads(cli(env, "poison", "list", "--json").stdout)
     assert all(q["count"] == 0 for q in after["queues"])
-    assert after["records"][0]["replayed_by"] == "ops" and after["records"][0]["replayed_at"]
+    assert after["records"][0]["replayed_by"] == "local:ops" and after["records"][0]["replayed_at"]
 
 
 def test_replay_takes_either_queue_name_and_refuses_unknown_ones(own_azurite: Azurite) -> None:
@@ -95,7 +95,7 @@ def test_replay_takes_either_queue_name_and_refuses_unknown_ones(own_azurite: Az
     queue = QueueSender(load_settings(app_env, local_settings=REPO_ROOT / "does-not-exist.json"))
     queue.send_json(poison_queue(SYNC_QUEUE), {"scope": "all", "trigger": "test"})
 
-    replayed = cli(env, "poison", "replay", poison_queue(SYNC_QUEUE), "--as", "ops", "--json")
+    replayed = cli({**env, "LOGNAME": "ops", "USER": "ops"}, "poison", "replay", poison_queue(SYNC_QUEUE), "--json")
 
     assert replayed.returncode == 0, replayed.stderr
     assert json.loads(replayed.stdout) | {"operator": "ops"} == {

@@ -18,6 +18,11 @@ from tests.cli.test_alerts_cli import cli
 from tests.response.respond_support import MINING_KEY, Stage, stage, writes
 
 
+def as_user(env: dict[str, str], name: str) -> dict[str, str]:
+    """The CLI's environment as if ``name`` were logged in (against Azurite they are recorded as local:NAME)."""
+    return {**env, "LOGNAME": name, "USER": name}
+
+
 def _event(sandbox: Sandbox, event_id: str) -> dict[str, object]:
     alerts = sandbox.services["partner_center"].alerts  # type: ignore[attr-defined]
     return next(a for a in alerts if a["eventId"] == event_id)  # type: ignore[no-any-return]
@@ -34,7 +39,7 @@ def test_resolve_as_fraud_writes_back_records_who_and_can_be_undone(synced: tupl
     st, env = synced
     before = len(fresh_sandbox.requests())
 
-    out = cli(env, "alerts", "resolve", ids.MINING_ALERT_EVENT_ID, "--reason", "fraud", "--as", "alice", "--json")
+    out = cli(as_user(env, "alice"), "alerts", "resolve", ids.MINING_ALERT_EVENT_ID, "--reason", "fraud", "--json")
 
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
@@ -46,22 +51,22 @@ def test_resolve_as_fraud_writes_back_records_who_and_can_be_undone(synced: tupl
     assert _event(fresh_sandbox, ids.MINING_ALERT_EVENT_ID)["eventStatus"] == "Resolved"
     # who did it: on the alert row ...
     assert (result["alert"]["status"], result["alert"]["resolved_reason"], result["alert"]["resolved_by"]) == \
-        ("resolved", "fraud", "operator:alice")
+        ("resolved", "fraud", "operator:local:alice")
     shown = json.loads(cli(env, "alerts", "show", ids.MINING_ALERT_EVENT_ID, "--json").stdout)
-    assert shown["resolved_by"] == "operator:alice" and shown["status"] == "resolved"
+    assert shown["resolved_by"] == "operator:local:alice" and shown["status"] == "resolved"
     # ... and in the action ledger
     rows = json.loads(cli(env, "actions", "list", "--alert", MINING_KEY, "--json").stdout)
     [row] = [r for r in rows if r["id"] == result["action_id"]]
-    assert (row["action"], row["state"], row["actor"]) == ("update_status", "succeeded", "operator:alice")
+    assert (row["action"], row["state"], row["actor"]) == ("update_status", "succeeded", "operator:local:alice")
 
     # the same resolve again changes nothing at the source
-    again = cli(env, "alerts", "resolve", ids.MINING_ALERT_EVENT_ID, "--reason", "fraud", "--as", "alice", "--json")
+    again = cli(as_user(env, "alice"), "alerts", "resolve", ids.MINING_ALERT_EVENT_ID, "--reason", "fraud", "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["already_done"] is True
     assert [w for w in writes(fresh_sandbox, before) if w.method == "POST"] == [write]
 
     # a mistaken resolution is reopened with `actions undo`
-    undo = cli(env, "actions", "undo", result["action_id"], "--as", "bob")
+    undo = cli(as_user(env, "bob"), "actions", "undo", result["action_id"])
     assert undo.returncode == 0, undo.stderr
     assert _event(fresh_sandbox, ids.MINING_ALERT_EVENT_ID)["eventStatus"] == "Active"
     assert st.alert().status == "active"
@@ -74,10 +79,10 @@ def test_legitimate_is_sent_to_partner_center_as_ignore(synced: tuple[Stage, dic
     other = next(a for a in alerts if a["id"] != ids.MINING_ALERT_EVENT_ID and not a["is_test"])
     before = len(fresh_sandbox.requests())
 
-    out = cli(env, "alerts", "resolve", other["key"], "--reason", "legitimate", "--as", "carol")
+    out = cli(as_user(env, "carol"), "alerts", "resolve", other["key"], "--reason", "legitimate")
 
     assert out.returncode == 0, out.stderr
-    assert "resolved (legitimate) by operator:carol" in out.stdout
+    assert "resolved (legitimate) by operator:local:carol" in out.stdout
     [write] = writes(fresh_sandbox, before)
     assert write.json()["ResolvedReason"] == "Ignore"
     assert _event(fresh_sandbox, other["id"])["eventStatus"] == "Resolved"
@@ -87,7 +92,7 @@ def test_unknown_alert_fails_with_what_to_do_and_bad_reason_is_usage(synced: tup
                                                                      fresh_sandbox: Sandbox) -> None:
     _st, env = synced
     before = len(fresh_sandbox.requests())
-    missing = cli(env, "alerts", "resolve", "no-such-alert", "--reason", "fraud", "--as", "alice")
+    missing = cli(as_user(env, "alice"), "alerts", "resolve", "no-such-alert", "--reason", "fraud")
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines()[-1].startswith("error: no stored alert 'no-such-alert'")
     assert "fraud-responder alerts list" in missing.stderr
@@ -101,7 +106,7 @@ def test_a_source_that_refuses_fails_in_one_line(synced: tuple[Stage, dict[str, 
 
     _st, env = synced
     fresh_sandbox.add_fault(Fault("partner_center", "status", method="POST", path="/status$", status=403, times=None))
-    out = cli(env, "alerts", "resolve", ids.MINING_ALERT_EVENT_ID, "--reason", "fraud", "--as", "alice")
+    out = cli(as_user(env, "alice"), "alerts", "resolve", ids.MINING_ALERT_EVENT_ID, "--reason", "fraud")
     assert out.returncode == 1
     error = out.stderr.strip().splitlines()[-1]
     assert error.startswith("error: updating fraud event") and "HTTP 403" in error

@@ -43,9 +43,9 @@ def env(app_env: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture
 def receiver(app_env: dict[str, str]) -> Iterator[str]:
-    """The app's webhook receiver on the dev host; yields its URL."""
+    """The app's webhook receiver on the dev host; yields its URL with the webhook's own function key."""
     with DevHost(environ=app_env, http_port=0, functions=["receive_webhook"]) as host:
-        yield f"{host.base_url}{ROUTE}"
+        yield f"{host.base_url}{ROUTE}?code={host.keys.function_key('receive_webhook')}"
 
 
 def closed_port_url() -> str:
@@ -62,7 +62,7 @@ def test_register_then_test_reports_the_accepted_delivery(env: dict[str, str], r
     registered = cli(env, "webhook", "register", "--url", receiver, "--json")
     assert registered.returncode == 0, registered.stderr
     doc = json.loads(registered.stdout)
-    assert doc["action"] == "created" and doc["webhook_url"] == receiver
+    assert doc["action"] == "created" and doc["webhook_url"] == receiver.split("?", maxsplit=1)[0] + "?code=***"
     assert set(doc["webhook_events"]) == {"azure-fraud-event-detected", "test-created"}
     assert partner_center(fresh_sandbox).registration.webhook_url == receiver
 

@@ -22,9 +22,10 @@ def test_operators_list_approve_reject_and_undo_with_their_names_recorded(azurit
     handle_respond_message(body, responder=st.responder())
     env = {**os.environ, **st.env, "FRAUD_RESPONDER_LOCAL_SETTINGS": "no-such-file.json"}
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "shared.cli", *args], env=env, capture_output=True, text=True,
-                              check=False, timeout=120)
+    def cli(*args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+        who = {"LOGNAME": user, "USER": user} if user else {}  # who is logged in on this machine
+        return subprocess.run([sys.executable, "-m", "shared.cli", *args], env={**env, **who}, capture_output=True,
+                              text=True, check=False, timeout=120)
 
     listed = cli("actions", "list", "--pending", "--json")
     assert listed.returncode == 0, listed.stderr
@@ -36,10 +37,13 @@ def test_operators_list_approve_reject_and_undo_with_their_names_recorded(azurit
     assert table.returncode == 0 and table.stdout.split()[:3] == ["ID", "ALERT", "ACTION"]
     assert vm1 in table.stdout
 
-    approved = cli("actions", "approve", vm1, "--as", "bob", "--json")
+    # against Azurite the decision is recorded as the local OS user, marked local; a typed name is refused
+    typed = cli("actions", "approve", vm1, "--as", "mallory", "--json")
+    assert typed.returncode == 1 and "--as is no longer accepted" in typed.stderr
+    approved = cli("actions", "approve", vm1, "--json", user="bob")
     assert approved.returncode == 0, approved.stderr
     row = json.loads(approved.stdout)
-    assert row["state"] == "succeeded" and row["approved_by"] == "bob" and row["actor"] == "operator:bob"
+    assert row["state"] == "succeeded" and row["approved_by"] == "local:bob" and row["actor"] == "operator:local:bob"
     assert fresh_sandbox.services["arm"].power_state(ids.MINING_VM_1) == "deallocated"  # type: ignore[attr-defined]
 
     rejected = cli("actions", "reject", suspend, "--reason", "customer confirmed the VMs")
@@ -50,13 +54,14 @@ def test_operators_list_approve_reject_and_undo_with_their_names_recorded(azurit
 
     undone = cli("actions", "undo", vm1, "--json")
     assert undone.returncode == 0, undone.stderr
-    assert json.loads(undone.stdout)["undone_by"] == getpass.getuser()
+    assert json.loads(undone.stdout)["undone_by"] == f"local:{getpass.getuser()}"
     assert fresh_sandbox.services["arm"].power_state(ids.MINING_VM_1) == "running"  # type: ignore[attr-defined]
 
     everything = {r["id"]: r for r in json.loads(cli("actions", "list", "--json").stdout)}
-    assert everything[suspend]["state"] == "rejected" and everything[suspend]["rejected_by"] == getpass.getuser()
+    assert everything[suspend]["state"] == "rejected"
+    assert everything[suspend]["rejected_by"] == f"local:{getpass.getuser()}"
     assert everything[suspend]["reject_reason"] == "customer confirmed the VMs"
-    assert everything[vm1]["state"] == "undone" and everything[vm1]["approved_by"] == "bob"
+    assert everything[vm1]["state"] == "undone" and everything[vm1]["approved_by"] == "local:bob"
     notify = next(r["id"] for r in everything.values() if r["action"] == "notify")
 
     # refusals: exit 1 with one line saying why

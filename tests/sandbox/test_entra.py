@@ -119,3 +119,45 @@ def test_jwks_and_discovery_match_the_issued_tokens(fresh_sandbox: Sandbox) -> N
     assert keys[0]["kid"] == fresh_sandbox.tokens.kid
     assert unknown.status_code == 400
     assert unknown.json()["error_codes"] == [90002]
+
+
+def test_operator_tokens_for_the_apps_api_carry_app_roles_and_verify_against_the_published_keys(
+        fresh_sandbox: Sandbox) -> None:
+    import ssl
+
+    import jwt
+
+    verify = ssl.create_default_context(cafile=str(fresh_sandbox.ca_cert_path))
+    base = fresh_sandbox.url("entra")
+    configuration = httpx.get(f"{base}/{ids.PARTNER_TENANT_ID}/v2.0/.well-known/openid-configuration",
+                              verify=verify).json()
+    jwks = httpx.get(configuration["jwks_uri"], verify=verify).json()
+    keys = {k["kid"]: jwt.PyJWK(k).key for k in jwks["keys"]}
+
+    def verified(token: str) -> dict[str, Any]:
+        kid = jwt.get_unverified_header(token)["kid"]
+        claims: dict[str, Any] = jwt.decode(token, keys[kid], algorithms=["RS256"], audience=ids.ADMIN_API_CLIENT_ID,
+                                            issuer=configuration["issuer"])
+        return claims
+
+    # an application by client credentials (MSAL): roles assigned to it, v2 audience = the API's client id
+    for client_id, secret, roles in ((ids.OPERATOR_APP_CLIENT_ID, ids.OPERATOR_APP_SECRET,
+                                      [ids.ROLE_READ, ids.ROLE_DECIDE]),
+                                     (ids.READER_APP_CLIENT_ID, ids.READER_APP_SECRET, [ids.ROLE_READ])):
+        app = confidential_client(sandbox_settings(fresh_sandbox), client_id=client_id, client_secret=secret,
+                                  tenant=ids.PARTNER_TENANT_ID)
+        result = app.acquire_token_for_client(scopes=[f"{ids.ADMIN_API_URI}/.default"])
+        claims = verified(result["access_token"])
+        assert claims["roles"] == roles and claims["idtyp"] == "app" and claims["azp"] == client_id
+    # a user (sandbox-only endpoint: no sign-in page): the scenario's role assignments
+    issued = httpx.post(f"{base}/_sandbox/entra/operator_tokens", json={"username": "Alice@contoso-csp.example"},
+                        verify=verify)
+    assert issued.status_code == 201
+    claims = verified(issued.json()["access_token"])
+    assert (claims["upn"], claims["roles"], claims["idtyp"]) == ("alice@contoso-csp.example",
+                                                                 [ids.ROLE_READ, ids.ROLE_DECIDE], "user")
+    unknown = httpx.post(f"{base}/_sandbox/entra/operator_tokens", json={"username": "nobody@x"}, verify=verify)
+    assert unknown.status_code == 400 and "No operator" in unknown.json()["error_description"]
+    bad_role = httpx.post(f"{base}/_sandbox/entra/operator_tokens", json={"username": "x@y", "roles": ["Admin"]},
+                          verify=verify)
+    assert bad_role.status_code == 400 and "not defined" in bad_role.json()["error_description"]
