@@ -271,11 +271,8 @@ class RefusingTable:
         return getattr(self._table, name)
 
     def submit_transaction(self, operations: Any, **kwargs: Any) -> Any:
-        ops = []
-        for op in operations:
-            if self._refuse in op[1]["RowKey"]:
-                op = (op[0], {**op[1], "bad": b"x" * 70_000}, *op[2:])  # over the 64 KiB binary cap
-            ops.append(op)
+        ops = [(op[0], {**op[1], "bad": b"x" * 70_000}, *op[2:]) if self._refuse in op[1]["RowKey"] else op
+               for op in operations]  # the refused one carries a binary over the 64 KiB cap
         return self._table.submit_transaction(ops, **kwargs)
 
 
