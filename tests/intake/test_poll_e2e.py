@@ -13,9 +13,9 @@ from sandbox.core import Sandbox
 from sandbox.faults import Fault
 from shared.health import check_sources
 from shared.intake.checkpoints import last_syncs, source_syncs, token_health
-from shared.operations.digest import build_digest
 from shared.intake.jobs import IntakeRuntime, handle_sync_message, run_poll
 from shared.names import RESPOND_QUEUE
+from shared.operations.digest import build_digest
 from shared.settings import load_settings
 from shared.views import find_alert, query_alerts
 from tests.conftest import settings_env
