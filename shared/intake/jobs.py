@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 TOKEN_PRINCIPAL = {"partner_center": "partner_center", "graph": "graph_app"}
 
 
+class SourceSyncFailed(RuntimeError):
+    """A queued sync's source failed (not a token problem): raised after recording it so that the
+    queue retries the job (and poisons it after maxDequeueCount); the timer's poll catches up too."""
+
+
 @dataclass
 class IntakeRuntime:
     """What a sync needs, built once per process (handlers run many times in one worker)."""
@@ -171,6 +176,8 @@ def handle_sync_message(body: bytes, *, dequeue_count: int = 1, runtime: IntakeR
         return None
     rt = runtime or default_runtime()
     run = run_sync(rt, scope, trigger=str(job.get("trigger", "queue")), sources=sources)
+    if run.errors:
+        raise SourceSyncFailed("; ".join(f"{name}: {error}" for name, error in run.errors.items()))
     delivery_id = job.get("delivery_id")
     if isinstance(delivery_id, str) and delivery_id and run.ok:
         from shared.intake.webhook import mark_synced

@@ -188,3 +188,22 @@ def test_pascal_case_records_with_huge_hit_counts_are_stored_like_camel_case(azu
     big_row = find_alert(rt.store, "big-hit-count-1")
     assert big_row is not None and big_row["hit_count"] == 2**40
     assert run_poll(runtime=rt).totals()["unchanged"] == run.totals()["new"]
+
+
+def test_a_webhook_sync_job_whose_source_fails_is_retried_by_the_queue(azurite: Azurite,
+                                                                      fresh_sandbox: Sandbox) -> None:
+    from shared.intake.jobs import SourceSyncFailed
+    from shared.intake.webhook import TableDeliveryLog
+
+    fresh_sandbox.add_fault(copy.deepcopy(PC_FAULTS["403"]))
+    rt = runtime(azurite, fresh_sandbox)
+    deliveries = TableDeliveryLog(rt.store)
+    deliveries.insert_once("e" * 64, {"State": "received", "ReceivedAt": "2026-01-01T00:00:00+00:00"})
+    job = {"scope": "subscription", "subscription_id": ids.SUB_FABRIKAM_PROD, "source": "partner_center",
+           "trigger": "webhook", "delivery_id": "e" * 64}
+    with pytest.raises(SourceSyncFailed, match="partner_center"):
+        handle_sync_message(json.dumps(job).encode(), runtime=rt)
+    state = deliveries.state("e" * 64)
+    assert state is not None and state[0] != "synced"
+    sources = {s["source"]: s for s in source_syncs(rt.store)}
+    assert sources["partner_center"]["ok"] is False
