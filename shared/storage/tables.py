@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from shared.settings import Settings
@@ -195,8 +196,8 @@ def _cut(text: str, units: int) -> str:
 def _storable_value(value: Any) -> Any:
     """One value as Table Storage can hold it: big ints as Int64 (or text beyond 64 bits), long
     strings cut, dates outside the service's range and containers as text."""
-    from datetime import datetime
-
+    if isinstance(value, str):  # the common case first: this runs for every property written
+        return value if len(value) <= STRING_CUT_UNITS // 2 else _cut(value, STRING_CUT_UNITS)
     if isinstance(value, bool) or value is None or isinstance(value, bytes | bytearray | float):
         return value
     if isinstance(value, int):
@@ -207,8 +208,6 @@ def _storable_value(value: Any) -> Any:
 
             return EntityProperty(value, EdmType.INT64)
         return str(value)
-    if isinstance(value, str):
-        return value if len(value) <= STRING_CUT_UNITS // 2 else _cut(value, STRING_CUT_UNITS)
     if isinstance(value, datetime):
         return value if 1601 <= value.year <= 9999 else value.isoformat()  # Edm.DateTime starts in 1601
     if isinstance(value, tuple) and len(value) == 2:  # EntityProperty(value, edm_type)
