@@ -112,7 +112,8 @@ class AlertSource(Protocol):
 
     name: Source
 
-    def pages(self, scope: SyncScope) -> Iterator[list[dict[str, Any]]]: ...
+    def pages(self, scope: SyncScope) -> Iterator[list[Any]]: ...
+    # Items are JSON objects, or whatever else the source sent (the sync quarantines those).
 
 
 class TableOps(Protocol):
@@ -335,7 +336,7 @@ class AlertSync:
             raise failure
         return result
 
-    def _consider(self, source: Source, record: dict[str, Any], known: dict[tuple[str, str], _Known], *,
+    def _consider(self, source: Source, record: Any, known: dict[tuple[str, str], _Known], *,
                   scope: SyncScope, seen: set[tuple[str, str]], buffers: dict[str, list[_Op]],
                   result: SyncResult, now: datetime,
                   overdue: dict[tuple[str, str], dict[str, Any]] | None = None) -> None:

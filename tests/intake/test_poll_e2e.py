@@ -207,3 +207,20 @@ def test_a_webhook_sync_job_whose_source_fails_is_retried_by_the_queue(azurite: 
     assert state is not None and state[0] != "synced"
     sources = {s["source"]: s for s in source_syncs(rt.store)}
     assert sources["partner_center"]["ok"] is False
+
+
+def test_a_page_with_items_that_are_not_objects_still_stores_the_others(azurite: Azurite,
+                                                                        fresh_sandbox: Sandbox) -> None:
+    from shared.intake.sync import quarantined
+    from shared.names import ALERTS_TABLE
+
+    pc = fresh_sandbox.services["partner_center"]
+    pc.alerts[1:1] = ["not an event", 42]  # type: ignore[attr-defined]  # served on every listing
+    rt = runtime(azurite, fresh_sandbox, ALERT_SOURCES="partner_center")
+    run = run_poll(runtime=rt)
+    assert run.ok, run.as_dict()
+    assert find_alert(rt.store, ids.MINING_ALERT_EVENT_ID) is not None
+    assert run.results["partner_center"].new == 7  # every event of the scenario
+    rows = quarantined(rt.store.table_client(ALERTS_TABLE))
+    assert sorted(r["raw"] for r in rows) == ['"not an event"', "42"]
+    assert all("not a JSON object" in r["reason"] for r in rows)
