@@ -404,9 +404,11 @@ def _json_within(items: list[Any], limit: int = RAW_CHUNK_CHARS) -> str:
 def _json_object_within(value: dict[str, Any], limit: int = RAW_CHUNK_CHARS) -> str:
     """A JSON object column that stays parseable: whole, or its text cut and marked as such."""
     text = json.dumps(value, sort_keys=True, default=str)
-    if len(text) <= limit:
-        return text
-    return json.dumps({"truncated": True, "text": text[: limit - 100]})
+    whole, cut, text = text, limit - 100, text
+    while len(text) > limit:  # escaping can make the wrapped text longer than the cut: cut again
+        text = json.dumps({"truncated": True, "text": whole[: max(cut, 0)]})
+        cut = cut * limit // len(text) - 100
+    return text
 
 
 def to_entity(alert: Alert, *, version: int, changed_at: datetime, reasons: list[str] | None = None) -> dict[str, Any]:
