@@ -403,8 +403,8 @@ def _json_within(items: list[Any], limit: int = RAW_CHUNK_CHARS) -> str:
 
 def _json_object_within(value: dict[str, Any], limit: int = RAW_CHUNK_CHARS) -> str:
     """A JSON object column that stays parseable: whole, or its text cut and marked as such."""
-    text = json.dumps(value, sort_keys=True, default=str)
-    whole, cut, text = text, limit - 100, text
+    whole = text = json.dumps(value, sort_keys=True, default=str)
+    cut = limit - 100
     while len(text) > limit:  # escaping can make the wrapped text longer than the cut: cut again
         text = json.dumps({"truncated": True, "text": whole[: max(cut, 0)]})
         cut = cut * limit // len(text) - 100
