@@ -339,7 +339,10 @@ class PartnerCenterService(WebhookRoutes, Service):
     def _matching(self, filters: Filters) -> Iterator[tuple[str, Any]]:
         """("list", item) or ("gen", index) for every matching event, in a stable order."""
         for item in self.alerts:
-            if filters.accepts(str(item.get("subscriptionId", "")), str(item.get("eventStatus", "")),
+            if not isinstance(item, dict):  # a malformed item (a test's): served on every listing
+                yield "list", item
+                continue
+            if filters.accepts(str(_get(item, "subscriptionId", "")), str(_get(item, "eventStatus", "")),
                                _get(item, "eventType"), self._legacy_visible(item)):
                 yield "list", item
         generated = self.generated
@@ -350,10 +353,10 @@ class PartnerCenterService(WebhookRoutes, Service):
             if filters.accepts(subscription_id, status, event_type, False):
                 yield "gen", j
 
-    def _materialise(self, entry: tuple[str, Any], new_model: bool) -> dict[str, Any]:
+    def _materialise(self, entry: tuple[str, Any], new_model: bool) -> Any:
         kind, value = entry
         item = value if kind == "list" else self.generated.item(value)
-        return _public(item, new_model=new_model)
+        return _public(item, new_model=new_model) if isinstance(item, dict) else item
 
     @staticmethod
     def _page_args(request: Request) -> tuple[int, int] | None:
@@ -418,8 +421,8 @@ class PartnerCenterService(WebhookRoutes, Service):
     def _status_targets(self, subscription: str, wanted: list[str]) -> list[tuple[str, Any]]:
         targets: list[tuple[str, Any]] = [
             ("list", item) for item in self.alerts
-            if str(item.get("subscriptionId", "")).lower() == subscription
-            and (not wanted or str(item.get("eventId", "")).lower() in wanted)
+            if isinstance(item, dict) and str(_get(item, "subscriptionId", "")).lower() == subscription
+            and (not wanted or str(_get(item, "eventId", "")).lower() in wanted)
         ]
         generated = self.generated
         if wanted:
@@ -427,7 +430,7 @@ class PartnerCenterService(WebhookRoutes, Service):
                 j = generated.index_of(event_id)
                 if j is not None and generated.meta(j)[0].lower() == subscription:
                     targets.append(("gen", j))
-            found = {str(t[1].get("eventId", "")).lower() if t[0] == "list" else generated.event_id(t[1]).lower()
+            found = {str(_get(t[1], "eventId", "")).lower() if t[0] == "list" else generated.event_id(t[1]).lower()
                      for t in targets}
             missing = [e for e in wanted if e not in found]
             if missing:
@@ -446,7 +449,7 @@ class PartnerCenterService(WebhookRoutes, Service):
             changes.update(resolvedReason="None", resolvedOn=UNRESOLVED_ON, resolvedBy="")
         log_key = next((k for k in item if k.lower() == "activitylogs"), None)
         if log_key is not None:
-            entry = {"statusFrom": item.get("eventStatus"), "statusTo": status, "updatedBy": actor, "dateTime": now}
+            entry = {"statusFrom": _get(item, "eventStatus"), "statusTo": status, "updatedBy": actor, "dateTime": now}
             logs = item[log_key]
             if isinstance(logs, str):
                 try:
@@ -457,7 +460,8 @@ class PartnerCenterService(WebhookRoutes, Service):
             elif isinstance(logs, list):
                 changes[log_key] = [*logs, entry]
         if kind == "list":
-            item.update(changes)
+            for name, value in changes.items():  # in the item's own key case (PascalCase records stay so)
+                item[next((k for k in item if k.lower() == name.lower()), name)] = value
             return item
         self.generated.overrides.setdefault(value, {}).update(changes)
         return self.generated.item(value)

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from fractions import Fraction
 from typing import Any, Literal
 
 Source = Literal["partner_center", "graph"]
@@ -164,14 +165,19 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def _int(value: Any) -> int | None:
-    if value is None or value == "":
+    """A count however it is sent (number, text, "12.0", an Int64 read back); None when it is not one."""
+    if isinstance(value, tuple) and len(value) == 2:  # EntityProperty(value, Edm.Int64) from the SDK
+        value = value[0]
+    if value is None or value == "" or isinstance(value, bool):
         return None
+    if isinstance(value, int):
+        return value
     try:
         return int(str(value).strip())
-    except ValueError:
+    except ValueError:  # also text beyond Python's 4,300-digit limit
         try:
             return int(float(str(value).strip()))
-        except ValueError:
+        except (ValueError, OverflowError):
             return None
 
 
@@ -332,7 +338,9 @@ def parse_alert(source: Source, record: Mapping[str, Any]) -> Alert:
 # --- material change ----------------------------------------------------------------------------
 
 HIT_COUNT_GROWTH = 2.0
-"""A hit count that at least doubles (or first appears) is a material change."""
+"""A hit count that at least doubles (or first appears) is a material change. The sync compares
+with the hit count of the version last answered (``answered_hit_count`` on the row), so a count
+that creeps up poll by poll still gets a fresh response each time it has doubled."""
 
 
 def material_changes(old: Alert | None, new: Alert) -> list[str]:
@@ -345,7 +353,7 @@ def material_changes(old: Alert | None, new: Alert) -> list[str]:
     if old.severity != new.severity:
         reasons.append(f"severity {old.severity} -> {new.severity}")
     if new.hit_count is not None and (
-        old.hit_count is None or (old.hit_count > 0 and new.hit_count >= old.hit_count * HIT_COUNT_GROWTH)
+        old.hit_count is None or (old.hit_count > 0 and new.hit_count >= old.hit_count * Fraction(HIT_COUNT_GROWTH))
     ):
         reasons.append(f"hit count {old.hit_count} -> {new.hit_count}")
     added = {r.resource_id.lower() for r in new.affected_resources} - {
@@ -359,17 +367,56 @@ def material_changes(old: Alert | None, new: Alert) -> list[str]:
 # --- Table Storage mapping ----------------------------------------------------------------------
 
 
+MAX_KEY_CHARS = 255
+"""Longer ids are cut and suffixed with a hash: Table keys hold at most 1 KiB."""
+
+
+def _bounded(key: str) -> str:
+    if len(key) <= MAX_KEY_CHARS:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"{key[: MAX_KEY_CHARS - 34]}~h{digest}"
+
+
 def row_key(alert_key: str) -> str:
-    """RowKey for an alert: the source-qualified id with characters Table keys forbid replaced."""
-    return re.sub(r"[/\\#?\x00-\x1f\x7f-\x9f]", lambda m: f"~{ord(m.group()):02x}", alert_key)
+    """RowKey for an alert: the source-qualified id with characters Table keys forbid replaced
+    (and a hash in place of the tail of an id too long for a key)."""
+    return _bounded(re.sub(r"[/\\#?\x00-\x1f\x7f-\x9f]", lambda m: f"~{ord(m.group()):02x}", alert_key))
+
+
+def partition_key(customer_tenant_id: str) -> str:
+    """PartitionKey for a customer's alerts: the tenant id (a GUID) as it is; anything else a
+    source sends is encoded so that it can still be stored."""
+    from shared.storage.tables import safe_key
+
+    return _bounded(safe_key(customer_tenant_id))
+
+
+def _json_within(items: list[Any], limit: int = RAW_CHUNK_CHARS) -> str:
+    """A JSON array column that stays parseable: as many leading items as fit in ``limit``."""
+    text = json.dumps(items, default=str)
+    while len(text) > limit and items:
+        items = items[: max(0, min(len(items) - 1, len(items) * limit // len(text)))]
+        text = json.dumps(items, default=str)
+    return text
+
+
+def _json_object_within(value: dict[str, Any], limit: int = RAW_CHUNK_CHARS) -> str:
+    """A JSON object column that stays parseable: whole, or its text cut and marked as such."""
+    whole = text = json.dumps(value, sort_keys=True, default=str)
+    cut = limit - 100
+    while len(text) > limit:  # escaping can make the wrapped text longer than the cut: cut again
+        text = json.dumps({"truncated": True, "text": whole[: max(cut, 0)]})
+        cut = cut * limit // len(text) - 100
+    return text
 
 
 def to_entity(alert: Alert, *, version: int, changed_at: datetime, reasons: list[str] | None = None) -> dict[str, Any]:
     """The alerts-table row: partitioned by customer tenant (spreads load across customers)."""
-    raw = json.dumps(alert.raw, sort_keys=True, default=str)
-    chunks = [raw[i : i + RAW_CHUNK_CHARS] for i in range(0, len(raw), RAW_CHUNK_CHARS)][:RAW_MAX_CHUNKS]
+    from shared.storage.tables import ENTITY_BUDGET, entity_size
+
     entity: dict[str, Any] = {
-        "PartitionKey": alert.customer_tenant_id,
+        "PartitionKey": partition_key(alert.customer_tenant_id),
         "RowKey": row_key(alert.key),
         "alert_id": alert.id,
         "source": alert.source,
@@ -389,14 +436,14 @@ def to_entity(alert: Alert, *, version: int, changed_at: datetime, reasons: list
         "first_observed_at": alert.first_observed_at,
         "last_observed_at": alert.last_observed_at,
         "hit_count": alert.hit_count,
-        "affected_resources": json.dumps([[r.resource_id, r.resource_type] for r in alert.affected_resources]),
-        "additional_details": json.dumps(alert.additional_details, sort_keys=True, default=str)[:RAW_CHUNK_CHARS],
+        "affected_resources": _json_within([[r.resource_id, r.resource_type] for r in alert.affected_resources]),
+        "additional_details": _json_object_within(alert.additional_details),
         "is_test": alert.is_test,
         "resolved_reason": alert.resolved_reason,
         "resolved_by": alert.resolved_by,
         "resolved_at": alert.resolved_at,
         "catalog_offer_id": alert.catalog_offer_id,
-        "activity_logs": json.dumps(
+        "activity_logs": _json_within(
             [[e.status_from, e.status_to, e.updated_by, e.updated_at.isoformat() if e.updated_at else None]
              for e in alert.activity_logs]
         ),
@@ -404,8 +451,14 @@ def to_entity(alert: Alert, *, version: int, changed_at: datetime, reasons: list
         "version": version,
         "changed_at": changed_at,
         "change_reasons": "; ".join(reasons or []),
-        "raw_chunks": len(chunks),
     }
+    # The raw payload takes what the entity's 1 MiB leaves (kept whole when it fits; a cut one is
+    # ignored by from_entity, which then reads the columns). json.dumps writes ASCII: 2 bytes a char.
+    raw = json.dumps(alert.raw, sort_keys=True, default=str)
+    room = (ENTITY_BUDGET - entity_size(entity) - 8 * 1024) // 2 - RAW_MAX_CHUNKS * 40
+    raw_cut = raw[: max(0, min(room, RAW_CHUNK_CHARS * RAW_MAX_CHUNKS))]
+    chunks = [raw_cut[i : i + RAW_CHUNK_CHARS] for i in range(0, len(raw_cut), RAW_CHUNK_CHARS)]
+    entity["raw_chunks"] = len(chunks)
     for i, chunk in enumerate(chunks):
         entity[f"raw_{i}"] = chunk
     return {k: v for k, v in entity.items() if v is not None}

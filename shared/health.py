@@ -123,6 +123,22 @@ def check_tokens(settings: Settings) -> PartStatus:
     return PartStatus(True, f"{len(status['principals'])} token(s) healthy{days}", extra=extra)
 
 
+def check_sources(settings: Settings) -> PartStatus:
+    """Each alert source's latest sync (recorded per source): one failing source shows here even
+    while the others keep syncing."""
+    from shared.intake.checkpoints import source_syncs
+    from shared.storage.tables import TableStore
+
+    rows = source_syncs(TableStore(settings))
+    extra: dict[str, Any] = {"sources": {r["source"]: "ok" if r["ok"] else r["error"][:300] for r in rows}}
+    failing = [r for r in rows if not r["ok"]]
+    if failing:
+        return PartStatus(False, "; ".join(f"{r['source']}: {r['error'][:300]}" for r in failing), extra=extra)
+    if not rows:
+        return PartStatus(True, "no sync has run yet", extra=extra)
+    return PartStatus(True, f"{len(rows)} source(s) syncing", extra=extra)
+
+
 def build_report(settings: Settings | None = None) -> HealthReport:
     try:
         settings = settings or get_settings()
@@ -136,6 +152,7 @@ def build_report(settings: Settings | None = None) -> HealthReport:
         "storage": _timed(lambda: check_storage(checked)),
         "key_vault": _timed(lambda: check_key_vault(checked)),
         "tokens": _timed(lambda: check_tokens(checked)),
+        "sources": _timed(lambda: check_sources(checked)),
         "policy": _timed(lambda: policy_health(checked)),
     })
 

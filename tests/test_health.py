@@ -74,7 +74,7 @@ def test_every_part_ok_against_azurite_and_the_sandbox(azurite: Azurite, fresh_s
     report = build_report(load_settings(settings_env(azurite, **fresh_sandbox.app_settings())))
     doc = report.as_dict()
     assert doc["status"] == "ok", doc
-    assert set(doc["parts"]) == {"settings", "storage", "key_vault", "tokens", "policy"}
+    assert set(doc["parts"]) == {"settings", "storage", "key_vault", "tokens", "sources", "policy"}
     assert doc["parts"]["key_vault"]["refresh_token_last_rolled"]
 
 
@@ -82,7 +82,7 @@ def test_unreachable_storage_is_named(fresh_sandbox: Sandbox) -> None:
     conn = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
             "TableEndpoint=http://127.0.0.1:9/devstoreaccount1;QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;")
     report = build_report(load_settings({"AzureWebJobsStorage": conn, **fresh_sandbox.app_settings()}))
-    assert report.failing() == ["storage", "tokens"]
+    assert report.failing() == ["storage", "tokens", "sources"]
     assert "a2V5" not in json.dumps(report.as_dict())
 
 

@@ -42,6 +42,16 @@ def register(subparsers: Any) -> None:
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=show_alert)
 
+    quarantine = sub.add_parser(
+        "quarantine", help="source records that could not be stored, with the reason",
+        description="Records a sync could not store (they do not parse, or Table Storage refused them) are kept "
+                    "with their raw payload (cut to fit) and the reason; the rest of the sync went on. A record "
+                    "sent again replaces its entry. Most recent first.")
+    quarantine.add_argument("--raw", action="store_true", help="include the raw payload (with --json)")
+    quarantine.add_argument("--limit", type=int, default=200, help="at most this many (default 200)")
+    quarantine.add_argument("--json", action="store_true", help="print JSON")
+    quarantine.set_defaults(handler=list_quarantine)
+
     resolve = sub.add_parser(
         "resolve", help="resolve an alert at its source (fraud, legitimate or ignore) and record who",
         description="Write Resolved with the reason back to Partner Center (or Graph), record the operator on "
@@ -73,6 +83,22 @@ def list_alerts(args: argparse.Namespace) -> int:
           a["type"] + (" (test)" if a["is_test"] else ""), a["severity"], a["status"],
           len(a["affected_resources"]), (a["changed_at"] or "")[:19]] for a in rows],
     )
+    return EXIT_OK
+
+
+def list_quarantine(args: argparse.Namespace) -> int:
+    from shared.intake.sync import quarantined
+    from shared.names import ALERTS_TABLE
+
+    rows = quarantined(store().table_client(ALERTS_TABLE), limit=args.limit)
+    if args.json:
+        print_json([row if args.raw else {k: v for k, v in row.items() if k != "raw"} for row in rows])
+        return EXIT_OK
+    if not rows:
+        print("no quarantined records")
+        return EXIT_OK
+    print_table(["source", "id", "quarantined", "reason"],
+                [[r["source"], (r["id"] or "(no id)")[:60], str(r["at"] or "")[:19], r["reason"][:200]] for r in rows])
     return EXIT_OK
 
 

@@ -8,6 +8,7 @@ the app acts on are typed dataclasses. Every call goes through the shared retry 
 
 from __future__ import annotations
 
+import json
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -117,6 +118,11 @@ def _field(item: dict[str, Any], name: str, default: Any = "") -> Any:
     return next((value for key, value in item.items() if key.lower() == wanted), default)
 
 
+def _event_key(item: Any) -> str:
+    """What identifies an item of a page: its event id (any key case), or the whole of a non-object."""
+    return str(_field(item, "eventId")) if isinstance(item, dict) else json.dumps(item, default=str)
+
+
 def _segment(value: str) -> str:
     return quote(value, safe="")
 
@@ -153,11 +159,14 @@ class PartnerCenterClient(ServiceClient):
         subscription_id: str | None = None,
         event_type: str | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
-    ) -> Iterator[list[dict[str, Any]]]:
+        keep_non_objects: bool = False,
+    ) -> Iterator[list[Any]]:
         """Pages of raw fraud events (GET /v1/fraudEvents).
 
         The new events model pages with PageSize/PageNumber until a short or empty page (the API
         has no continuation token or total). The legacy model has no paging: one page, the whole list.
+        An item that is not a JSON object makes the page malformed, unless ``keep_non_objects``: then
+        it is passed on as it is (the sync quarantines it and stores the rest of the page).
         """
         params: dict[str, str | int] = {}
         if event_status:
@@ -169,17 +178,18 @@ class PartnerCenterClient(ServiceClient):
             headers[NEW_EVENTS_MODEL_HEADER] = "true"
             if event_type:
                 headers["EventType"] = event_type
+        objects_only = not keep_non_objects
         if not new_model:
-            yield self._event_list("GET", "/v1/fraudEvents", params=params, headers=headers)
+            yield self._event_list("GET", "/v1/fraudEvents", params=params, headers=headers, objects_only=objects_only)
             return
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         previous_first: str | None = None
         page_number = 1
         while True:
-            page = self._event_list("GET", "/v1/fraudEvents", headers=headers,
-                                    params={**params, "PageSize": page_size, "PageNumber": page_number})
-            first = str(_field(page[0], "eventId")) if page else None
+            page: list[Any] = self._event_list("GET", "/v1/fraudEvents", headers=headers, objects_only=objects_only,
+                                               params={**params, "PageSize": page_size, "PageNumber": page_number})
+            first = _event_key(page[0]) if page else None
             if page and first == previous_first:
                 return  # the service ignored PageNumber: stop rather than loop forever
             if page:
@@ -215,9 +225,9 @@ class PartnerCenterClient(ServiceClient):
         return self._event_list("POST", f"/v1/fraudEvents/subscription/{_segment(subscription_id)}/status",
                                 json=body, headers=headers)
 
-    def _event_list(self, method: str, path: str, **kwargs: Any) -> list[dict[str, Any]]:
+    def _event_list(self, method: str, path: str, *, objects_only: bool = True, **kwargs: Any) -> list[Any]:
         data = self.http.request_json(method, path, **kwargs)
-        if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        if not isinstance(data, list) or (objects_only and not all(isinstance(item, dict) for item in data)):
             raise MalformedResponse("expected a JSON array of fraud events", status=200, service="Partner Center",
                                     method=method, path=path)
         return data

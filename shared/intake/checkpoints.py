@@ -14,6 +14,7 @@ from shared.names import CHECKPOINTS_TABLE
 from shared.storage.tables import TableStore
 
 SYNC_PARTITION = "sync"
+SOURCE_PARTITION = "source"
 TOKEN_PARTITION = "token_health"  # noqa: S105 - a partition name, not a secret
 
 
@@ -52,3 +53,26 @@ def last_syncs(store: TableStore) -> list[dict[str, Any]]:
     return [{"trigger": e["RowKey"], "at": e.get("at"), "ok": e.get("ok"), "error": e.get("error", ""),
              "result": json.loads(e.get("result") or "{}")} for e in store.list_partition(CHECKPOINTS_TABLE,
                                                                                            SYNC_PARTITION)]
+
+
+def record_source(store: TableStore, *, source: str, trigger: str, ok: bool, error: str = "",
+                  result: dict[str, Any] | None = None) -> None:
+    """The latest outcome per source (partner_center, graph), whichever trigger ran it: one
+    failing source is visible on its own while the others keep syncing."""
+    now = datetime.now(UTC)
+    entity: dict[str, Any] = {"PartitionKey": SOURCE_PARTITION, "RowKey": source, "at": now, "ok": ok,
+                              "trigger": trigger, "error": error[:2000],
+                              "result": json.dumps(result or {}, default=str)[:30000]}
+    if ok:
+        entity["last_ok_at"] = now
+    else:
+        entity["failed_at"] = now
+    store.upsert(CHECKPOINTS_TABLE, entity, mode="merge")
+
+
+def source_syncs(store: TableStore) -> list[dict[str, Any]]:
+    """Each source's latest sync: ok, error, when it last succeeded and last failed."""
+    return [{"source": e["RowKey"], "ok": bool(e.get("ok")), "at": e.get("at"), "trigger": e.get("trigger", ""),
+             "error": "" if e.get("ok") else e.get("error", ""), "last_ok_at": e.get("last_ok_at"),
+             "failed_at": e.get("failed_at"), "result": json.loads(e.get("result") or "{}")}
+            for e in store.list_partition(CHECKPOINTS_TABLE, SOURCE_PARTITION)]

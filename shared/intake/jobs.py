@@ -2,7 +2,10 @@
 
 All three share one code path (``run_sync``). A token failure (expired or MFA-stale refresh
 token, Partner Center 900421, a bad client secret) is recorded as token health and ends that
-source's run cleanly: retrying in a tight loop cannot fix it, an operator must re-consent.
+source's run cleanly: retrying in a tight loop cannot fix it, an operator must re-consent. Any
+other failure of one source (403, 5xx after retries, Key Vault, a malformed page) ends only that
+source's run: it is recorded on the source's checkpoint (``record_source``, shown by health and
+the digest) and the other sources still run.
 """
 
 from __future__ import annotations
@@ -20,12 +23,17 @@ from shared.settings import Settings, get_settings
 from shared.storage.queues import QueueSender
 from shared.storage.tables import TableStore
 
-from .checkpoints import record_sync, record_token_health
+from .checkpoints import record_source, record_sync, record_token_health
 from .sync import AlertSource, AlertSync, SyncResult, SyncScope
 
 log = logging.getLogger(__name__)
 
 TOKEN_PRINCIPAL = {"partner_center": "partner_center", "graph": "graph_app"}
+
+
+class SourceSyncFailed(RuntimeError):
+    """A queued sync's source failed (not a token problem): raised after recording it so that the
+    queue retries the job (and poisons it after maxDequeueCount); the timer's poll catches up too."""
 
 
 @dataclass
@@ -84,7 +92,8 @@ class SyncRun:
         return not self.token_errors and not self.errors
 
     def totals(self) -> dict[str, int]:
-        keys = ("fetched", "rejected", "unchanged", "new", "updated", "material", "enqueued", "redelivered")
+        keys = ("fetched", "rejected", "unchanged", "new", "updated", "material", "enqueued", "redelivered",
+                "quarantined")
         return {k: sum(getattr(r, k) for r in self.results.values()) for k in keys}
 
     def as_dict(self) -> dict[str, Any]:
@@ -102,26 +111,40 @@ def run_sync(runtime: IntakeRuntime, scope: SyncScope, *, trigger: str,
     sync = AlertSync(table=runtime.store.table_client(ALERTS_TABLE), queue=runtime.queue, respond_queue=RESPOND_QUEUE)
     for name in sources or runtime.settings.alert_sources:
         principal = TOKEN_PRINCIPAL.get(name, name)
+        error = ""
+        sync.last_result = None
         try:
             run.results[name] = sync.run([runtime.source(name)], scope)
         except TokenHealthError as exc:
-            run.token_errors[name] = exc.operator_message
+            error = run.token_errors[name] = exc.operator_message
             record_token_health(runtime.store, principal=principal, ok=False, detail=exc.to_health())
-            log.error("sync %s stopped: %s", name, exc.operator_message)
-            continue
         except PartnerCenterMfaRequired as exc:
-            message = (f"Partner Center refused the App+User token without MFA (900421): {exc}. "
-                       "Re-consent with an MFA sign-in and store the new refresh token in Key Vault.")
-            run.token_errors[name] = message
+            error = (f"Partner Center refused the App+User token without MFA (900421): {exc}. "
+                     "Re-consent with an MFA sign-in and store the new refresh token in Key Vault.")
+            run.token_errors[name] = error
             record_token_health(runtime.store, principal=principal, ok=False,
-                                detail={"kind": "mfa_required", "code": 900421, "message": message})
-            log.error("sync %s stopped: %s", name, message)
-            continue
-        record_token_health(runtime.store, principal=principal, ok=True)
+                                detail={"kind": "mfa_required", "code": 900421, "message": error})
+        except Exception as exc:  # 403, 5xx after retries, Key Vault, a malformed page: this source only
+            error = run.errors[name] = _describe(exc)
+        if error:
+            if sync.last_result is not None:  # what the source sent before it failed is stored
+                run.results[name] = sync.last_result
+            log.error("sync %s failed (the other sources go on): %s", name, error)
+        else:
+            record_token_health(runtime.store, principal=principal, ok=True)
+        result = run.results.get(name)
+        record_source(runtime.store, source=name, trigger=trigger, ok=not error, error=error,
+                      result=result.as_dict() if result else None)
     record_sync(runtime.store, trigger=trigger, result=run.as_dict(),
                 error="; ".join(f"{k}: {v}" for k, v in {**run.token_errors, **run.errors}.items()))
     log.info("sync (%s, %s) done: %s", trigger, scope.describe(), run.totals())
     return run
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for the operator: the client errors already name the service, call and next step."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:1000] if lines else 'no detail'}"
 
 
 def run_poll(*, past_due: bool = False, runtime: IntakeRuntime | None = None) -> SyncRun:
@@ -148,6 +171,8 @@ def handle_sync_message(body: bytes, *, dequeue_count: int = 1, runtime: IntakeR
         return None
     rt = runtime or default_runtime()
     run = run_sync(rt, scope, trigger=str(job.get("trigger", "queue")), sources=sources)
+    if run.errors:
+        raise SourceSyncFailed("; ".join(f"{name}: {error}" for name, error in run.errors.items()))
     delivery_id = job.get("delivery_id")
     if isinstance(delivery_id, str) and delivery_id and run.ok:
         from shared.intake.webhook import mark_synced

@@ -30,9 +30,11 @@ def _recently_resolved(resolved_on: Any, now: datetime) -> bool:
     return when is None or now - when <= RESOLVED_WINDOW
 
 
-def _field(record: dict[str, Any], name: str) -> Any:
+def _field(record: Any, name: str) -> Any:
+    if not isinstance(record, dict):
+        return None  # not an event at all: passed on, the sync quarantines it
     lower = name.lower()
-    return next((v for k, v in record.items() if k.lower() == lower), None)
+    return next((v for k, v in record.items() if str(k).lower() == lower), None)
 
 
 class PartnerCenterSource:
@@ -44,12 +46,12 @@ class PartnerCenterSource:
         self._client = client
         self._page_size = page_size
 
-    def pages(self, scope: SyncScope) -> Iterator[list[dict[str, Any]]]:
+    def pages(self, scope: SyncScope) -> Iterator[list[Any]]:
         now = datetime.now(UTC)
         for status in scope.statuses:
             for page in self._client.fraud_event_pages(new_model=True, event_status=_PC_STATUS[status],
                                                         subscription_id=scope.subscription_id,
-                                                        page_size=self._page_size):
+                                                        page_size=self._page_size, keep_non_objects=True):
                 yield [r for r in page if status != "resolved" or _recently_resolved(_field(r, "resolvedOn"), now)]
 
 

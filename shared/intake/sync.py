@@ -20,6 +20,22 @@ Guarantees (at-least-once in, exactly-once out):
   ledger makes even that second job a no-op.
 * A sync with nothing changed writes nothing and enqueues nothing (rows carry a fingerprint of
   their normalised content).
+* When the alert of a row left pending changes in this run (a non-material field), the re-send
+  rides on this run's own write of that row (``respond_queued_at`` moves in the same update), so
+  an alert that changes on every poll still gets its lost job re-sent.
+* "Hit count doubled" compares with the hit count of the version last answered
+  (``answered_hit_count``), not the last one stored.
+
+Odd data never stops intake: every value is made storable before it reaches a batch
+(``shared.storage.tables.storable``; keys encoded by ``shared.alerts``). A record that still
+cannot become a row (it does not parse, or the store refuses it) is quarantined: a row in the
+alerts table's ``~quarantine`` partition with its raw payload (cut to fit) and the reason, listed
+by ``fraud-responder alerts quarantine`` and the digest. A transaction refused because of one
+entity is sent again without it, so the rest of the page and the run go on.
+
+A source that fails mid-run (HTTP error, Key Vault, a malformed page) keeps what it fetched:
+the buffered writes are flushed, then its error is raised for the caller (``run_sync``), which
+records it and goes on with the next source.
 
 Round trips: one paged query of the index columns, one operation per new or changed alert in
 transactions of up to 100 per partition (accumulated across source pages, so a customer whose
@@ -30,6 +46,7 @@ streams page by page.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -41,15 +58,38 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from shared.alerts import Alert, AlertParseError, Source, material_changes, parse_alert, row_key, to_entity
-from shared.storage.tables import DEFAULT_TRANSACTION_BUDGET, MAX_TRANSACTION_ENTITIES, estimate_size
+from shared.alerts import (
+    RAW_CHUNK_CHARS,
+    Alert,
+    AlertParseError,
+    Source,
+    material_changes,
+    parse_alert,
+    partition_key,
+    row_key,
+    to_entity,
+)
+from shared.storage.tables import (
+    DEFAULT_TRANSACTION_BUDGET,
+    MAX_TRANSACTION_ENTITIES,
+    estimate_size,
+    plain,
+    storable,
+)
 
 log = logging.getLogger(__name__)
 
 REDELIVER_AFTER = timedelta(minutes=10)
 MAX_SENDS_IN_FLIGHT = 2000
 INDEX_COLUMNS = ("PartitionKey", "RowKey", "kind", "version", "fingerprint", "status", "severity", "hit_count",
-                 "affected_resources", "respond_version", "respond_state", "respond_queued_at", "respond_job")
+                 "affected_resources", "respond_version", "respond_state", "respond_queued_at", "respond_job",
+                 "answered_hit_count")
+
+QUARANTINE_PARTITION = "~quarantine"
+"""Alerts-table partition of records that could not be stored (never a tenant: keys escape '~')."""
+QUARANTINE_RAW_CHUNKS = 10
+NO_HIT_COUNT = -1
+"""``answered_hit_count`` of a version answered without a hit count."""
 
 PENDING = "pending"
 HANDLED = "handled"
@@ -72,7 +112,8 @@ class AlertSource(Protocol):
 
     name: Source
 
-    def pages(self, scope: SyncScope) -> Iterator[list[dict[str, Any]]]: ...
+    def pages(self, scope: SyncScope) -> Iterator[list[Any]]: ...
+    # Items are JSON objects, or whatever else the source sent (the sync quarantines those).
 
 
 class TableOps(Protocol):
@@ -81,6 +122,7 @@ class TableOps(Protocol):
     def query_entities(self, query_filter: str, **kwargs: Any) -> Any: ...
     def submit_transaction(self, operations: Iterable[Any], **kwargs: Any) -> Any: ...
     def update_entity(self, entity: Any, **kwargs: Any) -> Any: ...
+    def upsert_entity(self, entity: Any, **kwargs: Any) -> Any: ...
 
 
 class JobQueue(Protocol):
@@ -99,6 +141,7 @@ class SyncResult:
     material: int = 0
     enqueued: int = 0
     redelivered: int = 0
+    quarantined: int = 0
     conflicts: int = 0
     transactions: int = 0
     queries: int = 0
@@ -124,6 +167,7 @@ class _Known:
     severity: str
     hit_count: int | None
     resources: frozenset[str]
+    answered_hit_count: int | None = None
 
 
 @dataclass
@@ -133,11 +177,15 @@ class _Op:
     size: int
     etag: str = ""
     job: dict[str, Any] | None = None  # the respond job, sent once the operation commits
+    redelivery: bool = False  # the job is a pending one re-sent (see _redeliver), not a new version's
+    source: Source = "partner_center"
+    record: Any = None  # the raw record, for the quarantine
+    record_id: str = ""
 
 
 def respond_job(alert: Alert, version: int, reasons: list[str]) -> dict[str, Any]:
     return {
-        "alert_key": alert.key, "partition": alert.customer_tenant_id, "row": row_key(alert.key),
+        "alert_key": alert.key, "partition": partition_key(alert.customer_tenant_id), "row": row_key(alert.key),
         "version": version, "reasons": reasons, "is_test": alert.is_test,
     }
 
@@ -189,15 +237,18 @@ class AlertSync:
         self._pool: ThreadPoolExecutor | None = None
         self._in_flight = threading.BoundedSemaphore(MAX_SENDS_IN_FLIGHT)
         self._sent = 0
+        self._resent = 0
         self._send_errors: list[BaseException] = []
         self._send_lock = threading.Lock()
+        self.last_result: SyncResult | None = None
+        """The latest run's counts, also when it raised (what was stored before the failure)."""
 
     # --- index ---------------------------------------------------------------------------------
 
     def _load_index(self, scope: SyncScope, result: SyncResult) -> tuple[dict[tuple[str, str], _Known],
-                                                                          list[dict[str, Any]]]:
+                                                                          dict[tuple[str, str], dict[str, Any]]]:
         known: dict[tuple[str, str], _Known] = {}
-        overdue: list[dict[str, Any]] = []
+        overdue: dict[tuple[str, str], dict[str, Any]] = {}
         query = "kind eq 'alert'"
         params: dict[str, Any] = {}
         if scope.subscription_id:
@@ -209,15 +260,19 @@ class AlertSync:
         for page in pages:
             result.queries += 1
             for e in page:
+                plain(e)
+                hits = _int(e.get("hit_count"))
+                answered = _int(e.get("answered_hit_count")) if "answered_hit_count" in e else hits
                 known[(e["PartitionKey"], e["RowKey"])] = _Known(
                     version=int(e.get("version", 0)), fingerprint=str(e.get("fingerprint", "")),
                     etag=str(e.metadata.get("etag", "")), status=str(e.get("status", "")),
-                    severity=str(e.get("severity", "")), hit_count=e.get("hit_count"),
+                    severity=str(e.get("severity", "")), hit_count=hits,
                     resources=frozenset(r[0].lower() for r in json.loads(e.get("affected_resources") or "[]")),
+                    answered_hit_count=None if answered == NO_HIT_COUNT else answered,
                 )
                 queued = e.get("respond_queued_at")
                 if e.get("respond_state") == PENDING and isinstance(queued, datetime) and queued < cutoff:
-                    overdue.append(e)
+                    overdue[(e["PartitionKey"], e["RowKey"])] = e
         return known, overdue
 
     # --- run -----------------------------------------------------------------------------------
@@ -228,56 +283,86 @@ class AlertSync:
         A failed send raises after the others finish; its row stays pending, so a later sync
         sends the job again (see the module docstring).
         """
-        self._sent, self._send_errors = 0, []
+        self._sent, self._resent, self._send_errors, self.last_result = 0, 0, [], None
+        failure: Exception | None = None
         # Leaving the block waits for every send, whatever happened. Only counts and failures are
         # kept (not the futures), so a sync of 100k alerts does not hold 100k futures.
         with ThreadPoolExecutor(max_workers=self._enqueue_workers, thread_name_prefix="sync-enqueue") as pool:
             self._pool = pool
             try:
-                result = self._run(sources, scope)
+                self._run(sources, scope)
+            except Exception as exc:  # raised below, once the sends are done and counted
+                failure = exc
             finally:
                 self._pool = None
-        result.enqueued += self._sent
+        result = self.last_result
+        if result is not None:
+            result.enqueued += self._sent
+            result.redelivered += self._resent
+        if failure is not None:
+            raise failure
         if self._send_errors:
             raise self._send_errors[0]  # the others are sent; these stay pending and are re-sent later
+        if result is None:  # _run sets it first thing
+            raise RuntimeError("AlertSync.run produced no result")
         return result
 
     def _run(self, sources: Iterable[AlertSource], scope: SyncScope) -> SyncResult:
         started = time.perf_counter()
         result = SyncResult(scope=scope.describe())
+        self.last_result = result
         known, overdue = self._load_index(scope, result)
         buffers: dict[str, list[_Op]] = defaultdict(list)
         seen: set[tuple[str, str]] = set()
         now = self._clock()
-        for source in sources:
-            result.sources.append(source.name)
-            for page in source.pages(scope):
-                for record in page:
-                    result.fetched += 1
-                    self._consider(source.name, record, known, scope=scope, seen=seen, buffers=buffers,
-                                   result=result, now=now)
-                for partition in [p for p, ops in buffers.items() if len(ops) >= MAX_TRANSACTION_ENTITIES]:
-                    self._flush(partition, buffers, result, full_only=True)
+        failure: Exception | None = None
+        try:
+            for source in sources:
+                result.sources.append(source.name)
+                for page in source.pages(scope):
+                    for record in page:
+                        result.fetched += 1
+                        self._consider(source.name, record, known, scope=scope, seen=seen, buffers=buffers,
+                                       result=result, now=now, overdue=overdue)
+                    for partition in [p for p, ops in buffers.items() if len(ops) >= MAX_TRANSACTION_ENTITIES]:
+                        self._flush(partition, buffers, result, full_only=True)
+        except Exception as exc:  # the source failed: store what it sent before, then report it
+            failure = exc
         for partition in list(buffers):
             self._flush(partition, buffers, result, full_only=False)
-        self._redeliver(overdue, result, now)
+        self._redeliver(list(overdue.values()), result, now)
         result.duration_s = time.perf_counter() - started
+        if failure is not None:
+            raise failure
         return result
 
-    def _consider(self, source: Source, record: dict[str, Any], known: dict[tuple[str, str], _Known], *,
+    def _consider(self, source: Source, record: Any, known: dict[tuple[str, str], _Known], *,
                   scope: SyncScope, seen: set[tuple[str, str]], buffers: dict[str, list[_Op]],
-                  result: SyncResult, now: datetime) -> None:
+                  result: SyncResult, now: datetime,
+                  overdue: dict[tuple[str, str], dict[str, Any]] | None = None) -> None:
         try:
             alert = parse_alert(source, record)
-        except AlertParseError as exc:
+        except Exception as exc:  # AlertParseError, or data no parser foresaw: never stop the page
             result.rejected += 1
+            reason = str(exc) if isinstance(exc, AlertParseError) else f"cannot parse: {_describe(exc)}"
             if len(result.errors) < 20:
-                result.errors.append(f"{source}: {exc}")
-            log.warning("alert rejected from %s: %s", source, exc)
+                result.errors.append(f"{source}: {reason}")
+            log.warning("alert rejected from %s: %s", source, reason)
+            self._quarantine(source, record, reason, result, now=now)
             return
+        try:
+            self._consider_alert(source, alert, record, known, scope=scope, seen=seen, buffers=buffers,
+                                 result=result, now=now, overdue=overdue if overdue is not None else {})
+        except Exception as exc:  # one record never stops the others
+            self._quarantine(source, record, f"cannot store: {_describe(exc)}", result, now=now,
+                             record_id=alert.id)
+
+    def _consider_alert(self, source: Source, alert: Alert, record: Any, known: dict[tuple[str, str], _Known], *,
+                        scope: SyncScope, seen: set[tuple[str, str]], buffers: dict[str, list[_Op]],
+                        result: SyncResult, now: datetime, overdue: dict[tuple[str, str], dict[str, Any]]) -> None:
         if scope.subscription_id and alert.subscription_id != scope.subscription_id.lower():
             return  # a source that ignored the filter: the index holds only that subscription's rows
-        key = (alert.customer_tenant_id, row_key(alert.key))
+        key = (partition_key(alert.customer_tenant_id), row_key(alert.key))
         if key in seen:  # the same alert on two pages (the source moved while we paged)
             return
         seen.add(key)
@@ -292,18 +377,26 @@ class AlertSync:
         entity = to_entity(alert, version=version, changed_at=now, reasons=reasons)
         entity["kind"] = "alert"
         job = None
+        redelivery = False
+        pending = overdue.pop(key, None)  # left pending too long: re-sent with this run's own write
         if reasons:
             result.material += 1
             job = respond_job(alert, version, reasons)
             entity.update({"respond_version": version, "respond_state": PENDING, "respond_queued_at": now,
-                           "respond_job": json.dumps(job)})
+                           "respond_job": json.dumps(job),
+                           "answered_hit_count": NO_HIT_COUNT if alert.hit_count is None else alert.hit_count})
+        elif pending is not None and pending.get("respond_job"):
+            job, redelivery = json.loads(pending["respond_job"]), True
+            entity["respond_queued_at"] = now
+        entity = storable(entity)
         if old is None:
             result.new += 1
-            op = _Op("create", entity, estimate_size(entity), job=job)
         else:
             result.updated += 1
-            op = _Op("update", entity, estimate_size(entity), etag=old.etag, job=job)
-        buffers[alert.customer_tenant_id].append(op)
+        op = _Op("create" if old is None else "update", entity, estimate_size(entity),
+                 etag=old.etag if old else "", job=job, redelivery=redelivery, source=source, record=record,
+                 record_id=alert.id)
+        buffers[key[0]].append(op)
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -320,20 +413,30 @@ class AlertSync:
 
         try:
             self._table.submit_transaction([_operation(op) for op in batch])
-        except (TableTransactionError, HttpResponseError) as exc:
-            result.transactions += 1
-            if _status(exc) not in (409, 412):
+        except (TableTransactionError, HttpResponseError, TypeError, ValueError) as exc:
+            if isinstance(exc, HttpResponseError):
+                result.transactions += 1
+            status = _status(exc)
+            if status in (409, 412):
+                # Another run wrote one of these alerts first: it owns that change (and its job).
+                # Write the others one by one so only the conflicting ones are left to it.
+                result.conflicts += 1
+                for op in batch:
+                    self._commit_one(op, result)
+                return
+            if not _refused(exc):
                 raise
-            # Another run wrote one of these alerts first: it owns that change (and its job).
-            # Write the others one by one so only the conflicting ones are left to it.
-            result.conflicts += 1
-            for op in batch:
+            index = exc.index if isinstance(exc, TableTransactionError) else -1
+            if len(batch) > 1 and 0 <= index < len(batch) and status != 413:
+                # The store named the entity it refused: quarantine it, send the others again.
+                self._quarantine_op(batch[index], exc, result)
+                self._commit(batch[:index] + batch[index + 1:], result)
+                return
+            for op in batch:  # which one is unknown (or the whole is too large): one by one
                 self._commit_one(op, result)
             return
         result.transactions += 1
-        for op in batch:
-            if op.job is not None:
-                self._enqueue(op.job)
+        self._committed(batch, result)
 
     def _commit_one(self, op: _Op, result: SyncResult) -> None:
         from azure.core.exceptions import HttpResponseError
@@ -341,29 +444,83 @@ class AlertSync:
 
         try:
             self._table.submit_transaction([_operation(op)])
-        except (TableTransactionError, HttpResponseError) as exc:
-            result.transactions += 1
-            if _status(exc) not in (409, 412):
+        except (TableTransactionError, HttpResponseError, TypeError, ValueError) as exc:
+            if isinstance(exc, HttpResponseError):
+                result.transactions += 1
+            if _status(exc) in (409, 412):
+                return
+            if not _refused(exc):
                 raise
+            self._quarantine_op(op, exc, result)
             return
         result.transactions += 1
-        if op.job is not None:
-            self._enqueue(op.job)
+        self._committed([op], result)
 
-    def _enqueue(self, job: dict[str, Any]) -> None:
+    def _committed(self, ops: list[_Op], result: SyncResult) -> None:
+        for op in ops:
+            if op.job is not None:
+                self._enqueue(op.job, redelivery=op.redelivery)
+
+    def _enqueue(self, job: dict[str, Any], *, redelivery: bool = False) -> None:
         if self._pool is None:
             raise RuntimeError("AlertSync._enqueue outside run()")
         self._in_flight.acquire()  # bound the sends waiting in the pool (memory), not the workers
-        self._pool.submit(self._queue.send_json, self._respond_queue, job).add_done_callback(self._sent_one)
+        future = self._pool.submit(self._queue.send_json, self._respond_queue, job)
+        future.add_done_callback(lambda done: self._sent_one(done, redelivery))
 
-    def _sent_one(self, future: Future[object]) -> None:
+    def _sent_one(self, future: Future[object], redelivery: bool = False) -> None:
         error = future.exception()
         with self._send_lock:
-            if error is None:
-                self._sent += 1
-            else:
+            if error is not None:
                 self._send_errors.append(error)
+            elif redelivery:
+                self._resent += 1
+            else:
+                self._sent += 1
         self._in_flight.release()
+
+    # --- quarantine ----------------------------------------------------------------------------
+
+    def _quarantine_op(self, op: _Op, exc: BaseException, result: SyncResult) -> None:
+        if op.kind == "create":  # counted when it was buffered; it was not stored after all
+            result.new -= 1
+        else:
+            result.updated -= 1
+        if op.job is not None and not op.redelivery:
+            result.material -= 1
+        self._quarantine(op.source, op.record, f"refused by Table Storage: {_describe(exc)}", result,
+                         now=self._clock(), record_id=op.record_id)
+
+    def _quarantine(self, source: Source, record: Any, reason: str, result: SyncResult, *, now: datetime,
+                    record_id: str = "") -> None:
+        """Keep a record that cannot become an alert row: its raw payload (cut to fit) and why.
+
+        One row per record (by source and id, or by payload when it has no id), replaced when it
+        comes again, so a record refused on every poll does not pile up.
+        """
+        from azure.data.tables import UpdateMode
+
+        result.quarantined += 1
+        try:
+            raw = json.dumps(record, sort_keys=True, default=str)
+        except (TypeError, ValueError) as exc:
+            raw = f"<not JSON: {_describe(exc)}>"
+        record_id = record_id or _record_id(record)
+        digest = hashlib.sha256(f"{source}\n{record_id or raw}".encode("utf-8", "surrogatepass")).hexdigest()
+        chunks = [raw[i : i + RAW_CHUNK_CHARS] for i in range(0, len(raw), RAW_CHUNK_CHARS)][:QUARANTINE_RAW_CHUNKS]
+        entity: dict[str, Any] = {
+            "PartitionKey": QUARANTINE_PARTITION, "RowKey": f"{source}-{digest[:40]}", "kind": "quarantine",
+            "source": source, "record_id": record_id, "reason": reason[:4000], "quarantined_at": now,
+            "raw_chunks": len(chunks), "raw_cut": len(raw) > sum(len(c) for c in chunks),
+            **{f"raw_{i}": chunk for i, chunk in enumerate(chunks)},
+        }
+        log.error("alert record from %s quarantined (id %r): %s", source, record_id[:200], reason[:500])
+        try:
+            self._table.upsert_entity(storable(entity), mode=UpdateMode.REPLACE)
+        except Exception as exc:  # the quarantine itself must not stop the run
+            log.error("could not write the quarantine row for a record from %s: %s", source, _describe(exc))
+        if len(result.errors) < 20:
+            result.errors.append(f"{source}: quarantined {record_id[:100] or 'a record'}: {reason[:300]}")
 
     def _redeliver(self, overdue: list[dict[str, Any]], result: SyncResult, now: datetime) -> None:
         """Re-send jobs left pending past REDELIVER_AFTER (a crash or failed put after commit).
@@ -399,7 +556,56 @@ def _operation(op: _Op) -> tuple[Any, ...]:
                                   "match_condition": MatchConditions.IfNotModified})
 
 
-def _status(exc: Exception) -> int | None:
+def _refused(exc: BaseException) -> bool:
+    """The store (or the SDK, before sending) refused this data; sending it again cannot help.
+
+    Throttling, timeouts and 5xx are not refusals: they are raised, and the next run retries.
+    """
+    if isinstance(exc, TypeError | ValueError):
+        return True
+    status = _status(exc)
+    return status is not None and 400 <= status < 500 and status not in (408, 429)
+
+
+def _describe(exc: BaseException) -> str:
+    """The error's type and first line (no payload values: the store's messages name no values)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:500] if lines else ''}"
+
+
+def _record_id(record: Any) -> str:
+    if not isinstance(record, dict):
+        return ""
+    lower = {str(k).lower(): v for k, v in record.items()}
+    value = lower.get("eventid") or lower.get("id")
+    return str(value)[:1000] if value not in (None, "") else ""
+
+
+def _int(value: Any) -> int | None:
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+def quarantined(table: TableOps, *, limit: int = 500) -> list[dict[str, Any]]:
+    """Records the sync could not store, most recent first: source, id, reason, when, raw payload."""
+    rows = []
+    for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": QUARANTINE_PARTITION}):
+        raw = "".join(str(e.get(f"raw_{i}", "")) for i in range(int(e.get("raw_chunks", 0))))
+        at = e.get("quarantined_at")
+        rows.append({"source": str(e.get("source", "")), "id": str(e.get("record_id", "")),
+                     "reason": str(e.get("reason", "")), "at": at.isoformat() if isinstance(at, datetime) else at,
+                     "raw": raw, "raw_cut": bool(e.get("raw_cut", False))})
+    rows.sort(key=lambda r: str(r["at"] or ""), reverse=True)
+    return rows[:limit]
+
+
+def _status(exc: BaseException) -> int | None:
     code = getattr(exc, "status_code", None)
     if code is None and getattr(exc, "response", None) is not None:
         code = getattr(exc.response, "status_code", None)  # type: ignore[attr-defined]
@@ -420,10 +626,11 @@ def _take_batch(ops: list[_Op]) -> list[_Op]:
 
 
 def _as_alert_view(known: _Known, new: Alert) -> Alert:
-    """The stored alert as material_changes sees it (only the fields it compares)."""
+    """The stored alert as material_changes sees it (only the fields it compares; the hit count
+    is the one last answered, so growth is measured from the response, not the last poll)."""
     from dataclasses import replace
 
     from shared.alerts import AffectedResource
 
-    return replace(new, status=known.status, severity=known.severity, hit_count=known.hit_count,
+    return replace(new, status=known.status, severity=known.severity, hit_count=known.answered_hit_count,
                    affected_resources=tuple(AffectedResource(r) for r in sorted(known.resources)))

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from shared.logs import add_context, contextual
-from shared.names import CHECKPOINTS_TABLE, QUEUES, poison_queue
+from shared.names import ALERTS_TABLE, CHECKPOINTS_TABLE, QUEUES, poison_queue
 from shared.operations import OperationError
 from shared.settings import Settings
 
@@ -97,6 +97,8 @@ class Digest:
     """``{"records": [...] (in the window), "queues": {poison queue: messages in it now}, "error"}``."""
     tokens: dict[str, Any] = field(default_factory=dict)
     """``shared.operations.token_status.token_status`` (state, refresh token age, warnings, next steps)."""
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+    """Source records the sync could not store, quarantined in the window (``{source, id, reason, at}``)."""
 
     # --- what needs attention -------------------------------------------------------------------
 
@@ -119,7 +121,7 @@ class Digest:
     @property
     def needs_attention(self) -> bool:
         return bool(self.pending or self.failures or self.sync_errors or self.poison_count
-                    or self.tokens_need_attention)
+                    or self.tokens_need_attention or self.quarantined)
 
     def subject(self) -> str:
         parts = [_plural(self.unresolved_count, "unresolved alert"),
@@ -129,6 +131,8 @@ class Digest:
             parts.append(_plural(failures, "failure"))
         if self.poison_count:
             parts.append(_plural(self.poison_count, "poison message"))
+        if self.quarantined:
+            parts.append(_plural(len(self.quarantined), "quarantined record"))
         if self.tokens_need_attention:
             parts.append(f"token {self.token_state}")
         prefix = "[Action needed] " if self.needs_attention else ""
@@ -143,9 +147,10 @@ class Digest:
             "subject": self.subject(), "needs_attention": self.needs_attention,
             "counts": {"unresolved_alerts": self.unresolved_count, "pending_actions": len(self.pending),
                        "failures": len(self.failures), "sync_errors": len(self.sync_errors),
-                       "poison_messages": self.poison_count},
+                       "poison_messages": self.poison_count, "quarantined_records": len(self.quarantined)},
             "unresolved": self.unresolved, "pending": self.pending, "failures": self.failures,
             "sync_errors": self.sync_errors, "poison": self.poison, "tokens": self.tokens,
+            "quarantined": self.quarantined,
         }
 
     def as_text(self) -> str:
@@ -153,7 +158,7 @@ class Digest:
         lines = [f"Fraud responder digest for {_when(self.generated_at)} (failures and poison messages since "
                  f"{_when(self.since)})", "", self._summary(), ""]
         lines += [*self._unresolved_text(), "", *self._pending_text(), "", *self._failures_text()]
-        lines += ["", *self._poison_text(), "", *self._tokens_text()]
+        lines += ["", *self._poison_text(), "", *self._quarantine_text(), "", *self._tokens_text()]
         lines += ["", f"Run `{CLI} digest` for this report now, `{CLI} alerts list` and `{CLI} actions list` for "
                       "details; docs/runbook.md says what to do in each situation."]
         return "\n".join(lines).rstrip() + "\n"
@@ -216,6 +221,15 @@ class Digest:
                          else f"      retry the undo: {CLI} actions undo {row['id']} --as <your name>")
         for sync in self.sync_errors:
             lines.append(f"  - sync ({sync['trigger']}) at {_when(sync['at'])}: {sync['error']}")
+        return lines
+
+    def _quarantine_text(self) -> list[str]:
+        lines = [f"QUARANTINED RECORDS ({len(self.quarantined)})"]
+        if not self.quarantined:
+            return [*lines, "  none"]
+        for row in self.quarantined[:MAX_ROWS_SHOWN]:
+            lines.append(f"  - {row['source']} {row['id'] or '(no id)'} at {_when(row['at'])}: {row['reason'][:300]}")
+        lines.append(f"  raw payloads: {CLI} alerts quarantine --raw")
         return lines
 
     def _poison_text(self) -> list[str]:
@@ -317,6 +331,17 @@ def _sync_errors(store: TableStore, since: datetime) -> list[dict[str, Any]]:
             if not s["ok"] and isinstance(s["at"], datetime) and s["at"] >= since]
 
 
+def _quarantined(store: TableStore, since: datetime) -> list[dict[str, Any]]:
+    from shared.intake.sync import quarantined
+
+    rows = []
+    for q in quarantined(store.table_client(ALERTS_TABLE)):
+        at = datetime.fromisoformat(q["at"]) if isinstance(q["at"], str) else None
+        if at is not None and at >= since:
+            rows.append({"source": q["source"], "id": q["id"], "reason": q["reason"], "at": q["at"]})
+    return rows
+
+
 def _poison(settings: Settings, store: TableStore, since: datetime) -> dict[str, Any]:
     from shared.response.jobs import poison_records
 
@@ -358,7 +383,7 @@ def build_digest(settings: Settings, store: TableStore, *, now: datetime | None 
         pending=_pending(ledger.query(states=(AWAITING_APPROVAL,))),
         failures=_failures(ledger.query(states=(FAILED, UNDO_FAILED)), since),
         sync_errors=_sync_errors(store, since), poison=_poison(settings, store, since),
-        tokens=_tokens(settings, store, now),
+        tokens=_tokens(settings, store, now), quarantined=_quarantined(store, since),
     )
 
 

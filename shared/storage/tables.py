@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from shared.settings import Settings
@@ -151,6 +152,131 @@ def etag_of(entity: Mapping[str, Any]) -> str:
     if not isinstance(etag, str):
         raise ValueError("this entity carries no ETag: pass one returned by TableStore.get/query/list_partition")
     return etag
+
+
+# ---------------------------------------------------------------------------------------------
+# Storable values
+
+MAX_ENTITY_BYTES = 1024 * 1024
+"""Table Storage's cap on one entity, counted as the service counts it (``entity_size``)."""
+ENTITY_BUDGET = MAX_ENTITY_BYTES - 24 * 1024
+"""What ``storable`` fits an entity into: the cap less headroom for the service's own properties."""
+MAX_STRING_UNITS = 32 * 1024
+"""Table Storage's cap on one string property: 64 KiB of UTF-16, i.e. 32K UTF-16 code units."""
+STRING_CUT_UNITS = 32_000
+"""Where ``storable`` cuts a longer string (a little under the cap)."""
+_INT32 = range(-(2**31), 2**31)
+_INT64 = range(-(2**63), 2**63)
+_KEYS = ("PartitionKey", "RowKey")
+
+
+def _units(text: str) -> int:
+    """UTF-16 code units, as Table Storage measures strings."""
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _cut(text: str, units: int) -> str:
+    """The longest prefix of ``text`` within ``units`` UTF-16 code units (no half surrogate pair)."""
+    if len(text) <= units // 2 or _units(text) <= units:
+        return text
+    if text.isascii():
+        return text[:units]
+    out, used = [], 0
+    for ch in text:
+        need = 2 if ord(ch) > 0xFFFF else 1
+        if used + need > units:
+            break
+        out.append(ch)
+        used += need
+    return "".join(out)
+
+
+def _storable_value(value: Any) -> Any:
+    """One value as Table Storage can hold it: big ints as Int64 (or text beyond 64 bits), long
+    strings cut, dates outside the service's range and containers as text."""
+    if isinstance(value, str):  # the common case first: this runs for every property written
+        return value if len(value) <= STRING_CUT_UNITS // 2 else _cut(value, STRING_CUT_UNITS)
+    if isinstance(value, bool) or value is None or isinstance(value, bytes | bytearray | float):
+        return value
+    if isinstance(value, int):
+        if value in _INT32:
+            return value
+        if value in _INT64:
+            from azure.data.tables import EdmType, EntityProperty
+
+            return EntityProperty(value, EdmType.INT64)
+        return str(value)
+    if isinstance(value, datetime):
+        return value if 1601 <= value.year <= 9999 else value.isoformat()  # Edm.DateTime starts in 1601
+    if isinstance(value, tuple) and len(value) == 2:  # EntityProperty(value, edm_type)
+        return value
+    if isinstance(value, dict | list):
+        return _storable_value(json.dumps(value, sort_keys=True, default=str))
+    return value
+
+
+def _property_size(name: str, value: Any) -> int:
+    """Bytes of one property as the service counts them (8 + 2 per name character + the value)."""
+    if isinstance(value, tuple) and len(value) == 2:
+        value = value[0]
+    if isinstance(value, str):
+        size = 4 + 2 * _units(value)
+    elif isinstance(value, bytes | bytearray):
+        size = 4 + len(value)
+    elif isinstance(value, bool):
+        size = 1
+    else:
+        size = 16  # numbers, dates, GUIDs: at most 16
+    return 8 + 2 * len(name) + size
+
+
+def entity_size(entity: Mapping[str, Any]) -> int:
+    """The entity's size as Table Storage counts it against its 1 MiB cap."""
+    keys = sum(_units(str(entity.get(k, ""))) for k in _KEYS)
+    return 4 + 2 * keys + sum(_property_size(n, v) for n, v in entity.items() if n not in _KEYS)
+
+
+def storable(entity: Mapping[str, Any]) -> Entity:
+    """A copy of ``entity`` that Table Storage accepts value by value and as a whole.
+
+    Integers beyond 32 bits become Int64 (text beyond 64 bits), strings are cut to the 64 KiB
+    property cap, dates before 1601 become text, and while the entity exceeds its budget the
+    longest strings are cut further. Keys are left alone (``safe_key`` encodes them); binary
+    values are never cut (a cut blob is garbage), so an oversized one is still refused by the
+    service and the caller decides (the sync quarantines the record).
+    """
+    out: Entity = {name: value if name in _KEYS else _storable_value(value) for name, value in entity.items()}
+    for _ in range(3):  # one pass fits; the others only absorb rounding
+        excess = entity_size(out) - ENTITY_BUDGET
+        if excess <= 0:
+            break
+        sizes = {n: _units(v) for n, v in out.items() if n not in _KEYS and isinstance(v, str) and v}
+        if not sizes:
+            break
+        # Cut every string longer than a common cap, the highest cap that removes the excess:
+        # all long values keep their beginning, none is emptied for the others.
+        need, low, high = (excess + 1) // 2, 0, max(sizes.values())
+        while low < high:
+            cap = (low + high + 1) // 2
+            if sum(max(0, u - cap) for u in sizes.values()) >= need:
+                low = cap
+            else:
+                high = cap - 1
+        for name, units in sizes.items():
+            if units > low:
+                out[name] = _cut(out[name], low)
+    return out
+
+
+def plain(entity: Entity) -> Entity:
+    """The entity as it was written: Int64 values the SDK reads as ``EntityProperty`` become ints
+    again (in place, so a ``TableEntity`` keeps its ETag)."""
+    for name, value in entity.items():
+        if isinstance(value, tuple) and len(value) == 2 and value[1] == "Edm.Int64":
+            entity[name] = value[0]
+    return entity
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,7 +414,7 @@ class TableStore:
         client = self._client(table)
         with self._errors():
             try:
-                return client.get_entity(partition, row, select=select)
+                return plain(client.get_entity(partition, row, select=select))
             except ResourceNotFoundError:
                 return None
 
@@ -315,7 +441,7 @@ class TableStore:
                 page = next(pages, None)
                 if page is None:
                     return
-                entities: list[Entity] = list(page)
+                entities: list[Entity] = [plain(e) for e in page]
             next_token = _encode_token(pages.continuation_token)  # type: ignore[attr-defined]
             yield Page(entities, next_token)
             if next_token is None:
@@ -336,7 +462,7 @@ class TableStore:
         _keys(entity, table)
         client = self._client(table)
         with self._errors():
-            metadata = client.upsert_entity(dict(entity), mode=UpdateMode(mode))
+            metadata = client.upsert_entity(storable(entity), mode=UpdateMode(mode))
         return str(metadata["etag"])
 
     def upsert_many(self, table: str, entities: Iterable[Mapping[str, Any]],
@@ -365,6 +491,7 @@ class TableStore:
                 unique[key] = (unique[key][0], dict(entity))
             else:
                 unique[key] = (index, dict(entity))
+        unique = {key: (index, storable(entity)) for key, (index, entity) in unique.items()}
         partitions: dict[str, list[tuple[int, Entity]]] = {}
         for (partition, _row), item in unique.items():
             partitions.setdefault(partition, []).append(item)
@@ -431,7 +558,7 @@ class TableStore:
         client = self._client(table)
         with self._errors():
             try:
-                client.create_entity(dict(entity))
+                client.create_entity(storable(entity))
             except ResourceExistsError:
                 return False
         return True
@@ -451,7 +578,7 @@ class TableStore:
         name = self.table_name(table)
         with self._errors():
             try:
-                metadata = client.update_entity(dict(entity), mode=UpdateMode(mode), etag=etag,
+                metadata = client.update_entity(storable(entity), mode=UpdateMode(mode), etag=etag,
                                                 match_condition=MatchConditions.IfNotModified)
             except ResourceModifiedError:
                 raise ConcurrencyConflict(name, partition, row, "changed since it was read (ETag mismatch); "

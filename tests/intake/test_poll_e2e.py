@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import json
+
+import pytest
 
 from devhost.azurite import Azurite
 from sandbox import ids
 from sandbox.core import Sandbox
-from shared.intake.checkpoints import last_syncs, token_health
+from sandbox.faults import Fault
+from shared.health import check_sources
+from shared.intake.checkpoints import last_syncs, source_syncs, token_health
 from shared.intake.jobs import IntakeRuntime, handle_sync_message, run_poll
 from shared.names import RESPOND_QUEUE
+from shared.operations.digest import build_digest
 from shared.settings import load_settings
 from shared.views import find_alert, query_alerts
 from tests.conftest import settings_env
@@ -102,3 +108,119 @@ def test_cli_poll_once_prints_a_summary_and_alerts_list_shows_the_mining_alert(
     listed = cli("alerts", "list", "--json")
     mining = [a for a in json.loads(listed.stdout) if a["id"] == ids.MINING_ALERT_EVENT_ID]
     assert len(mining) == 1 and len(mining[0]["affected_resources"]) == 2
+
+
+# --- one failing source does not stop the others (issue 10, item 2) ------------------------------
+
+PC_FAULTS = {
+    "403": Fault(service="partner_center", kind="status", status=403, path="/v1/fraudEvents", times=None,
+                 message="Forbidden (injected)"),
+    "503": Fault(service="partner_center", kind="status", status=503, retry_after=0, path="/v1/fraudEvents",
+                 times=None),
+    "malformed page": Fault(service="partner_center", kind="malformed_json", path="/v1/fraudEvents", times=None),
+    "key vault": Fault(service="key_vault", kind="status", status=403, path="partner-center-refresh-token",
+                       times=None),
+}
+
+
+@pytest.mark.parametrize("fault", PC_FAULTS, ids=list(PC_FAULTS))
+def test_a_failing_partner_center_does_not_stop_graph(azurite: Azurite, fresh_sandbox: Sandbox, fault: str) -> None:
+    fresh_sandbox.add_fault(copy.deepcopy(PC_FAULTS[fault]))
+    rt = runtime(azurite, fresh_sandbox, ALERT_SOURCES="partner_center,graph")
+    run = run_poll(runtime=rt)  # does not raise
+    assert not run.ok
+    failures = {**run.errors, **run.token_errors}
+    assert set(failures) == {"partner_center"}, failures
+    assert run.results["graph"].new > 0
+    assert {a["source"] for a in query_alerts(rt.store)} == {"graph"}
+    sources = {s["source"]: s for s in source_syncs(rt.store)}
+    assert sources["graph"]["ok"] is True and sources["partner_center"]["ok"] is False
+    assert sources["partner_center"]["error"]
+    health = check_sources(rt.settings)
+    assert not health.ok and "partner_center" in health.detail
+    digest = build_digest(rt.settings, rt.store)
+    assert "partner_center" in digest.as_text()
+    # Once Partner Center answers again, its source is healthy again and its alerts arrive.
+    fresh_sandbox.clear_faults()
+    again = run_poll(runtime=rt)
+    assert again.ok and again.results["partner_center"].new > 0
+    assert all(s["ok"] for s in source_syncs(rt.store))
+    assert check_sources(rt.settings).ok
+
+
+def test_cli_poll_once_reports_each_source_and_exits_1_when_one_failed(azurite: Azurite,
+                                                                       fresh_sandbox: Sandbox) -> None:
+    import os
+    import subprocess
+    import sys
+
+    fresh_sandbox.add_fault(copy.deepcopy(PC_FAULTS["403"]))
+    env = {**os.environ, **settings_env(azurite, **fresh_sandbox.app_settings(), ALERT_SOURCES="partner_center,graph"),
+           "FRAUD_RESPONDER_LOCAL_SETTINGS": "no-such-file.json"}
+    polled = subprocess.run([sys.executable, "-m", "shared.cli", "poll", "--once"], env=env, capture_output=True,
+                            text=True, check=False, timeout=120)
+    assert polled.returncode == 1, polled.stderr
+    rows = {line.split()[0]: line for line in polled.stdout.splitlines()[1:]}
+    assert "failed" in rows["partner_center"] and "ok" in rows["graph"].split()
+    assert "partner_center" in polled.stderr and "403" in polled.stderr
+
+
+# --- PascalCase records and huge hit counts, end to end through the sandbox (item 1) -------------
+
+
+def test_pascal_case_records_with_huge_hit_counts_are_stored_like_camel_case(azurite: Azurite,
+                                                                            fresh_sandbox: Sandbox) -> None:
+    pc = fresh_sandbox.services["partner_center"]
+    template = next(a for a in pc.alerts if a["eventId"] == ids.MINING_ALERT_EVENT_ID)  # type: ignore[attr-defined]
+    pascal = {k[:1].upper() + k[1:]: v for k, v in copy.deepcopy(template).items()}
+    pascal.update(EventId="pascal-case-event-1", HitCount="98765432109876543210")
+    big = {**copy.deepcopy(template), "eventId": "big-hit-count-1", "hitCount": str(2**40)}
+    pc.alerts.extend([pascal, big])  # type: ignore[attr-defined]
+    rt = runtime(azurite, fresh_sandbox, ALERT_SOURCES="partner_center")
+    run = run_poll(runtime=rt)
+    assert run.ok, run.as_dict()
+    assert run.results["partner_center"].quarantined == 0
+    stored = find_alert(rt.store, "pascal-case-event-1")
+    assert stored is not None
+    assert (stored["status"], stored["customer_tenant_id"], stored["severity"]) == (
+        "active", ids.CUSTOMER_FABRIKAM, "high")
+    assert stored["hit_count"] == "98765432109876543210"
+    big_row = find_alert(rt.store, "big-hit-count-1")
+    assert big_row is not None and big_row["hit_count"] == 2**40
+    assert run_poll(runtime=rt).totals()["unchanged"] == run.totals()["new"]
+
+
+def test_a_webhook_sync_job_whose_source_fails_is_retried_by_the_queue(azurite: Azurite,
+                                                                      fresh_sandbox: Sandbox) -> None:
+    from shared.intake.jobs import SourceSyncFailed
+    from shared.intake.webhook import TableDeliveryLog
+
+    fresh_sandbox.add_fault(copy.deepcopy(PC_FAULTS["403"]))
+    rt = runtime(azurite, fresh_sandbox)
+    deliveries = TableDeliveryLog(rt.store)
+    deliveries.insert_once("e" * 64, {"State": "received", "ReceivedAt": "2026-01-01T00:00:00+00:00"})
+    job = {"scope": "subscription", "subscription_id": ids.SUB_FABRIKAM_PROD, "source": "partner_center",
+           "trigger": "webhook", "delivery_id": "e" * 64}
+    with pytest.raises(SourceSyncFailed, match="partner_center"):
+        handle_sync_message(json.dumps(job).encode(), runtime=rt)
+    state = deliveries.state("e" * 64)
+    assert state is not None and state[0] != "synced"
+    sources = {s["source"]: s for s in source_syncs(rt.store)}
+    assert sources["partner_center"]["ok"] is False
+
+
+def test_a_page_with_items_that_are_not_objects_still_stores_the_others(azurite: Azurite,
+                                                                        fresh_sandbox: Sandbox) -> None:
+    from shared.intake.sync import quarantined
+    from shared.names import ALERTS_TABLE
+
+    pc = fresh_sandbox.services["partner_center"]
+    pc.alerts[1:1] = ["not an event", 42]  # type: ignore[attr-defined]  # served on every listing
+    rt = runtime(azurite, fresh_sandbox, ALERT_SOURCES="partner_center")
+    run = run_poll(runtime=rt)
+    assert run.ok, run.as_dict()
+    assert find_alert(rt.store, ids.MINING_ALERT_EVENT_ID) is not None
+    assert run.results["partner_center"].new == 7  # every event of the scenario
+    rows = quarantined(rt.store.table_client(ALERTS_TABLE))
+    assert sorted(r["raw"] for r in rows) == ['"not an event"', "42"]
+    assert all("not a JSON object" in r["reason"] for r in rows)

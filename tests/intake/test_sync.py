@@ -222,3 +222,105 @@ def test_subscription_scope_touches_only_that_subscription(env: tuple[TableClien
     result = sync(table, queue).run([ListSource(records)], SyncScope(subscription_id=sub))
     assert result.new == 5
     assert {r["subscription_id"] for r in alert_rows(table)} == {sub}
+
+
+# --- odd data: every value storable, what is not is quarantined (issue 10, item 1) ---------------
+
+
+def test_hit_counts_beyond_32_and_64_bits_do_not_stop_the_page(env: tuple[TableClient, Queue]) -> None:
+    table, queue = env
+    c = CUSTOMERS[0]
+    records = [record(1, c), record(2, c, hitCount="3000000000"), record(3, c, hitCount="1" * 30),
+               record(4, c, hitCount=2**70), record(5, c)]
+    result = sync(table, queue).run([ListSource(records)])
+    assert (result.new, result.quarantined) == (5, 0)
+    rows = {r["alert_id"].split("_")[-1]: r for r in alert_rows(table)}
+    assert rows["vm2"]["hit_count"].value == 3_000_000_000  # Edm.Int64 as the SDK reads it
+    assert rows["vm3"]["hit_count"] == "1" * 30 and rows["vm4"]["hit_count"] == str(2**70)
+    assert len(queue.jobs()) == 5
+    # Unchanged next time (the index reads the big numbers back), and doubling still counts.
+    again = sync(table, queue).run([ListSource([*records[:1], record(2, c, hitCount="6000000000"), *records[2:]])])
+    assert (again.unchanged, again.material) == (4, 1)
+
+
+def test_odd_keys_and_oversized_strings_are_stored(env: tuple[TableClient, Queue]) -> None:
+    table, queue = env
+    odd = record(1, CUSTOMERS[0], eventId="a/b\\c#d?e\x01f~" + "z" * 2000, description="d" * 200_000,
+                 displayName="\U0001F600" * 40_000, customerTenantId="Tenant/With#Odd?Chars",
+                 additionalDetails={f"k{i}": "v" * 1000 for i in range(200)},
+                 affectedResources=[{"azureResourceId": f"/subscriptions/x/vm{i}" + "r" * 200} for i in range(500)])
+    result = sync(table, queue).run([ListSource([odd, record(2, CUSTOMERS[0])])])
+    assert (result.new, result.quarantined) == (2, 0)
+    assert len(alert_rows(table)) == 2
+    [job] = [j for j in queue.jobs() if "vm" not in j["alert_key"][-4:]]
+    stored = table.get_entity(job["partition"], job["row"])
+    assert stored["alert_id"].startswith("a/b\\c#d?e\x01f~")
+    again = sync(table, queue).run([ListSource([odd, record(2, CUSTOMERS[0])])])
+    assert again.unchanged == 2
+
+
+class RefusingTable:
+    """The real Azurite table, except that writes of one RowKey are sent with a property the
+    service refuses (as an unforeseen value would be): the store's real error comes back."""
+
+    def __init__(self, table: TableClient, refuse_row_containing: str) -> None:
+        self._table = table
+        self._refuse = refuse_row_containing
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+    def submit_transaction(self, operations: Any, **kwargs: Any) -> Any:
+        ops = [(op[0], {**op[1], "bad": b"x" * 70_000}, *op[2:]) if self._refuse in op[1]["RowKey"] else op
+               for op in operations]  # the refused one carries a binary over the 64 KiB cap
+        return self._table.submit_transaction(ops, **kwargs)
+
+
+def test_a_record_the_store_refuses_is_quarantined_and_the_rest_are_stored(env: tuple[TableClient, Queue]) -> None:
+    table, queue = env
+    c = CUSTOMERS[0]
+    records = [record(i, c) for i in range(6)]
+    bad = {"eventType": "x", "customerTenantId": c}  # no event id: cannot become an alert
+    result = AlertSync(table=RefusingTable(table, "_vm3"), queue=queue, respond_queue="alerts-respond").run(
+        [ListSource([*records, bad])])
+    assert (result.new, result.quarantined, result.rejected) == (5, 2, 1)
+    assert sorted(r["alert_id"][-3:] for r in alert_rows(table)) == ["vm0", "vm1", "vm2", "vm4", "vm5"]
+    assert len(queue.jobs()) == 5
+    from shared.intake.sync import quarantined
+
+    listed = {q["id"]: q for q in quarantined(table)}
+    assert set(listed) >= {records[3]["eventId"]}
+    assert "event id" in " ".join(q["reason"] for q in listed.values())
+    assert json.loads(listed[records[3]["eventId"]]["raw"])["eventId"] == records[3]["eventId"]
+
+
+# --- a lost job is re-sent while the alert keeps changing (item 3) -------------------------------
+
+
+def test_a_lost_job_is_resent_even_when_the_alert_changes_on_every_poll(env: tuple[TableClient, Queue]) -> None:
+    table, queue = env
+    c = CUSTOMERS[0]
+    start = datetime.now(UTC)
+    queue.fail_next = 1
+    with pytest.raises(ConnectionError):
+        sync(table, queue, now=start).run([ListSource([record(1, c, lastObserved="2026-11-20T10:00:00")])])
+    assert queue.jobs() == []  # committed, but the job was lost
+    for minute in range(1, 13):
+        when = start + timedelta(minutes=minute)
+        seen = f"2026-11-20T10:{minute:02d}:00"
+        sync(table, queue, now=when).run([ListSource([record(1, c, lastObserved=seen)])])
+    jobs = queue.jobs()
+    assert [(j["alert_key"], j["version"]) for j in jobs] == [(f"partner_center:{record(1, c)['eventId']}", 1)]
+
+
+# --- hit count doubling is measured against the answered version (item 4) -----------------------
+
+
+def test_hit_count_doubling_is_measured_against_the_version_last_answered(env: tuple[TableClient, Queue]) -> None:
+    table, queue = env
+    c = CUSTOMERS[0]
+    versions = []
+    for hits in (10, 15, 19, 25, 40, 49, 60, 100, 900):
+        sync(table, queue).run([ListSource([record(1, c, hitCount=str(hits))])])
+        versions += [(j["version"], hits) for j in queue.jobs()]
+    assert versions == [(1, 10), (2, 25), (3, 60), (4, 900)]
