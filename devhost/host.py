@@ -24,7 +24,7 @@ from devhost.hostjson import HostConfig
 from devhost.http_server import AdminError, HttpFrontEnd
 from devhost.invocations import InvocationLog
 from devhost.invoker import EventLoopThread, Invoker
-from devhost.queues import QueueListener, storage_connection
+from devhost.queues import LEASE_SECONDS, QueueListener, storage_connection
 from devhost.timers import TimerRunner, resolve_schedule
 
 logger = logging.getLogger("devhost")
@@ -44,12 +44,15 @@ class DevHost:
 
     ``environ`` is applied to ``os.environ`` while the host runs (the app reads its settings from
     the environment, as under the Functions host) and restored on ``stop``. ``functions`` limits
-    the host to those names, like ``func start --functions``.
+    the host to those names, like ``func start --functions``. ``message_lease_seconds`` is how long
+    a fetched queue message stays invisible while its function runs (the host's 10 minutes by
+    default; a fault campaign shortens it so a killed invocation's message comes back sooner).
     """
 
     def __init__(self, app: Any | None = None, *, environ: Mapping[str, str] | None = None,
                  host_json: Mapping[str, Any] | Path | None = None, http_port: int = 7071,
-                 functions: Collection[str] | None = None, app_root: Path = REPO_ROOT) -> None:
+                 functions: Collection[str] | None = None, app_root: Path = REPO_ROOT,
+                 message_lease_seconds: float = LEASE_SECONDS) -> None:
         self._app = app
         self._environ = dict(environ or {})
         if isinstance(host_json, Mapping):
@@ -59,6 +62,7 @@ class DevHost:
         self._http_port = http_port
         self._only = set(functions) if functions is not None else None
         self._app_root = app_root
+        self._message_lease_seconds = message_lease_seconds
         self.invocations = InvocationLog()
         self.functions: list[AppFunction] = []
         self.skipped: list[SkippedFunction] = []
@@ -213,7 +217,8 @@ class DevHost:
                 self._timers[function.name] = TimerRunner(function, schedule, self._invoker)
             elif isinstance(trigger, QueueTrigger):
                 connection = storage_connection(trigger.connection, environ)
-                self._queues[function.name] = QueueListener(function, connection, self.config.queues, self._invoker)
+                self._queues[function.name] = QueueListener(function, connection, self.config.queues, self._invoker,
+                                                            lease_seconds=self._message_lease_seconds)
         self._http = HttpFrontEnd(functions, self._invoker, route_prefix=self.config.route_prefix, fire=self.fire,
                                   port=self._http_port)
 

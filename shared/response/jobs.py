@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 POISON_PARTITION: Final = "poison"
 DEFAULT_MAX_DEQUEUE_COUNT: Final = 5
 DEFAULT_FUNCTION_TIMEOUT_SECONDS: Final = 600.0
+FUNCTION_TIMEOUT_OVERRIDE: Final = "AzureFunctionsJobHost__functionTimeout"
 _REQUIRED = ("alert_key", "partition", "row", "version")
 _BAD_KEY = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 """Characters Table Storage forbids in keys."""
@@ -41,7 +43,11 @@ def _host_queues_and_timeout() -> tuple[int, float]:
     try:
         host = json.loads((APP_ROOT / "host.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        return DEFAULT_MAX_DEQUEUE_COUNT, DEFAULT_FUNCTION_TIMEOUT_SECONDS
+        host = {}
+    # The Functions host lets an app setting override a host.json value (AzureFunctionsJobHost__<path>).
+    override = os.environ.get(FUNCTION_TIMEOUT_OVERRIDE, "").strip()
+    if override and isinstance(host, dict):
+        host = {**host, "functionTimeout": override}
     return _max_dequeue(host), _timeout(host)
 
 
