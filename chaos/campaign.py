@@ -305,6 +305,7 @@ class Campaign:
         self.rng = random.Random(options.seed)  # noqa: S311 - a replayable campaign, not cryptography
         self.report = CampaignReport()
         self._started = 0.0
+        self._wall_started = 0.0
         self._next_fault = 0.0
         self._next_webhook = 0.0
         self._deliveries: list[Any] = []
@@ -337,6 +338,7 @@ class Campaign:
 
         options = self.options
         self._started = time.monotonic()
+        self._wall_started = time.time()
         azurite = start_azurite()
         stack.callback(azurite.stop)
         scenario = json.loads(DEFAULT_SCENARIO.read_text(encoding="utf-8"))
@@ -388,7 +390,9 @@ class Campaign:
             self._drive(min(time.monotonic() + uptime, kill_deadline), stream_at=stream_at)
             host.kill()
             self.report.kills += 1
-            self.say(f"chaos: kill {self.report.kills} at {time.monotonic() - self._started:.1f}s")
+            moment = f"kill {self.report.kills} at {time.monotonic() - self._started:.1f}s"
+            host.mark(f"chaos: SIGKILL ({moment})")
+            self.say(f"chaos: {moment}")
             if self.report.kills == bump_at:
                 self._double_hit_count(pc, ids.MINING_ALERT_EVENT_ID)
         # Faults stop; the host runs on past its message lease until the work settles.
@@ -396,7 +400,8 @@ class Campaign:
         self._start_host(host)
         last_kill = time.monotonic()
         deadline = min(last_kill + options.settle_seconds, self._started + options.max_seconds - 10.0)
-        self.report.settled = self._wait(self._settled, deadline)
+        self.say(f"chaos: faults stopped; waiting for the work to settle (at most {deadline - last_kill:.0f}s)")
+        self.report.settled = self._wait(self._settled, deadline, progress=self._progress)
         self.report.settle_seconds = time.monotonic() - last_kill
         host.stop()
         self._figures(work, ids)
@@ -469,13 +474,20 @@ class Campaign:
     # -- settling --------------------------------------------------------------------------------
 
     @staticmethod
-    def _wait(check: Callable[[], bool], deadline: float) -> bool:
+    def _wait(check: Callable[[], bool], deadline: float, *, progress: Callable[[], None] | None = None) -> bool:
+        last = time.monotonic()
         while time.monotonic() < deadline:
             with contextlib.suppress(Exception):  # storage can be briefly busy; look again
                 if check():
                     return True
+            if progress is not None and time.monotonic() - last >= 15:
+                progress()
+                last = time.monotonic()
             time.sleep(1.0)
         return False
+
+    def _progress(self) -> None:
+        self.say(f"chaos: {time.monotonic() - self._started:.0f}s, waiting for: {'; '.join(self.pending) or '?'}")
 
     def _settled(self) -> bool:
         """Queues empty (invisible messages count), no row running, deliveries done, nothing missing."""
@@ -546,3 +558,9 @@ class Campaign:
         report.secrets_checked = len(found)
         report.log_bytes = sum(p.stat().st_size for p in logs)
         report.leaks = scan(logs, found)
+        # The stand-ins' request log, for finding the cause of a wrong figure (no bodies, no headers).
+        with (work / "sandbox-requests.jsonl").open("w", encoding="utf-8") as out:
+            for request in self.sandbox.requests():
+                out.write(json.dumps({"time": round(request.time - self._wall_started, 3), "service": request.service,
+                                      "method": request.method, "path": request.path,
+                                      "status": request.status}) + "\n")

@@ -138,44 +138,46 @@ def _signed_headers(t: Target, body: bytes, *, signature: str | None = None,
             ("X-MS-Certificate-Url", t.cert_url), ("X-MS-Signature-Algorithm", "rsa-sha256")]
 
 
-def _hostile_json(rng: random.Random) -> bytes:
+def _hostile_json(rng: random.Random) -> tuple[str, bytes]:
+    """(what it is, body): JSON that is malformed, hostile or merely odd."""
     choice = rng.randrange(14)
     if choice == 0:
-        return b'{"EventName": ' + b"9" * rng.choice((4301, 5000, 20000)) + b"}"
+        return "number over 4300 digits", b'{"EventName": ' + b"9" * rng.choice((4301, 5000, 20000)) + b"}"
     if choice == 1:
         depth = rng.choice((100, 1000, 5000, 50000))
-        return b'{"a":' * depth + b"1" + b"}" * depth
+        return f"objects nested {depth} deep", b'{"a":' * depth + b"1" + b"}" * depth
     if choice == 2:
         depth = rng.choice((1000, 100000))
-        return b"[" * depth + b"]" * depth
+        return f"arrays nested {depth} deep", b"[" * depth + b"]" * depth
     if choice == 3:
-        return b'{"EventName": "\xff\xfe\xc3\x28", "ResourceUri": "\xed\xa0\x80"}'
+        return "invalid UTF-8", b'{"EventName": "\xff\xfe\xc3\x28", "ResourceUri": "\xed\xa0\x80"}'
     if choice == 4:
-        return b"\xef\xbb\xbf" + json.dumps(_event(rng)).encode()
+        return "UTF-8 BOM", b"\xef\xbb\xbf" + json.dumps(_event(rng)).encode()
     if choice == 5:
-        return json.dumps(_event(rng)).encode()[: rng.randrange(1, 60)]
+        return "truncated", json.dumps(_event(rng)).encode()[: rng.randrange(1, 60)]
     if choice == 6:
-        return rng.choice((b"[]", b"null", b'"x"', b"1e999999", b"-0", b"NaN", b"Infinity", b"true", b""))
+        return "not an object", rng.choice((b"[]", b"null", b'"x"', b"1e999999", b"-0", b"NaN", b"Infinity",
+                                            b"true", b""))
     if choice == 7:
         event = _event(rng)
         event["EventName"] = rng.choice((None, 1, [], {}, "x" * 10000, "\u0000", "\ud800", 1.5e308))
-        return json.dumps(event).encode("utf-8", "surrogatepass")
+        return "odd EventName", json.dumps(event).encode("utf-8", "surrogatepass")
     if choice == 8:
         event = _event(rng)
         event["ResourceUri"] = rng.choice(("", "not a url", "https://x/v1/fraudEvents?SubscriptionId=../../etc",
                                            "https://x/v1/fraudEvents?SubscriptionId=" + "a" * 5000,
                                            "javascript:alert(1)", "https://x/?SubscriptionId=%00%ff"))
-        return json.dumps(event).encode()
+        return "odd ResourceUri", json.dumps(event).encode()
     if choice == 9:
-        return b'{"EventName": "a", "EventName": "b", "eventname": "c"}'
+        return "duplicate keys", b'{"EventName": "a", "EventName": "b", "eventname": "c"}'
     if choice == 10:
-        return bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 512)))
+        return "random bytes", bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 512)))
     if choice == 11:
-        return b'{"a": "' + b"\\u" + b"d800" + b'", "b": "\\ud800\\udc00\\uZZZZ"}'
+        return "bad escapes", b'{"a": "\\ud800", "b": "\\ud800\\udc00\\uZZZZ"}'
     if choice == 12:
-        return b'{"EventName": 1' + b"0" * 4000 + b'.5e-99999}'
-    return json.dumps({"k" * rng.randrange(1, 300): "v" * rng.randrange(0, 3000)
-                       for _ in range(rng.randrange(1, 50))}).encode()
+        return "long float", b'{"EventName": 1' + b"0" * 4000 + b'.5e-99999}'
+    return "many long keys", json.dumps({"k" * rng.randrange(1, 300): "v" * rng.randrange(0, 3000)
+                                         for _ in range(rng.randrange(1, 50))}).encode()
 
 
 def _case_valid(rng: random.Random, t: Target) -> tuple[str, bytes]:
@@ -184,17 +186,17 @@ def _case_valid(rng: random.Random, t: Target) -> tuple[str, bytes]:
 
 
 def _case_hostile_json_signed(rng: random.Random, t: Target) -> tuple[str, bytes]:
-    body = _hostile_json(rng)
-    return "hostile JSON (signed)", _request("POST", _signed_headers(t, body), body)
+    what, body = _hostile_json(rng)
+    return f"hostile JSON, signed: {what}", _request("POST", _signed_headers(t, body), body)
 
 
 def _case_hostile_json_unsigned(rng: random.Random, t: Target) -> tuple[str, bytes]:
-    body = _hostile_json(rng)
+    what, body = _hostile_json(rng)
     headers = [("Content-Type", "application/json")]
     if rng.random() < 0.5:
         headers += [("Authorization", "Signature " + base64.b64encode(rng.randbytes(256)).decode()),
                     ("X-MS-Certificate-Url", t.cert_url), ("X-MS-Signature-Algorithm", "rsa-sha256")]
-    return "hostile JSON (forged signature)", _request("POST", headers, body)
+    return f"hostile JSON, unsigned: {what}", _request("POST", headers, body)
 
 
 def _case_tampered(rng: random.Random, t: Target) -> tuple[str, bytes]:
@@ -233,16 +235,20 @@ def _case_cert_url(rng: random.Random, t: Target) -> tuple[str, bytes]:
     body = json.dumps(_event(rng)).encode()
     host_port = t.cert_url.split("/")[2]
     host = host_port.split(":")[0]
-    url = rng.choice((
-        t.cert_url.replace("https://", "http://"), t.cert_url.replace("https://", "ftp://"),
-        "https://evil.example/cert.cer", f"https://user:pw@{host_port}/cert/x.cer", f"https://{host}:1/cert.cer",
-        "https://10.0.0.1/cert.cer", "https://169.254.169.254/metadata", "https://[::1]/cert.cer",
-        "https://0x7f.1/cert.cer", "file:///etc/passwd", "", "not a url", "https://" + "a" * 3000 + "/c.cer",
-        t.cert_url + "/../../etc", t.cert_url + "?x=" + "y" * 1000, f"https://{host_port}/cert/missing.cer",
-        "https://xn--80ak6aa92e.com/c.cer", "https://pcnotifications-dispatch.microsoft.com.evil.example/c.cer",
+    what, url = rng.choice((
+        ("http", t.cert_url.replace("https://", "http://")), ("ftp", t.cert_url.replace("https://", "ftp://")),
+        ("host not allowed", "https://evil.example/cert.cer"),
+        ("credentials in URL", f"https://user:pw@{host_port}/cert/x.cer"), ("other port", f"https://{host}:1/cert.cer"),
+        ("private address", "https://10.0.0.1/cert.cer"), ("metadata address", "https://169.254.169.254/metadata"),
+        ("IPv6 loopback", "https://[::1]/cert.cer"), ("odd IP form", "https://0x7f.1/cert.cer"),
+        ("file", "file:///etc/passwd"), ("empty", ""), ("not a URL", "not a url"),
+        ("very long host", "https://" + "a" * 3000 + "/c.cer"), ("dot segments", t.cert_url + "/../../etc"),
+        ("query string", t.cert_url + "?x=" + "y" * 1000), ("no certificate there", f"https://{host_port}/cert/missing.cer"),
+        ("IDN host", "https://xn--80ak6aa92e.com/c.cer"),
+        ("look-alike host", "https://pcnotifications-dispatch.microsoft.com.evil.example/c.cer"),
     ))
     headers = [(n, url if n == "X-MS-Certificate-Url" else v) for n, v in _signed_headers(t, body)]
-    return "bad certificate URL", _request("POST", headers, body)
+    return f"certificate URL: {what}", _request("POST", headers, body)
 
 
 def _case_content_type(rng: random.Random, t: Target) -> tuple[str, bytes]:
@@ -328,8 +334,9 @@ def _case_headers(rng: random.Random, t: Target) -> tuple[str, bytes]:
         version = rng.choice(("HTTP/1.0", "HTTP/0.9", "HTTP/1.2", "HTTP/x", "FOO"))
         return "odd HTTP version", _request("POST", headers, body, version=version)
     if variant == 11:
-        return "garbage request line", rng.choice((b"GARBAGE\r\n\r\n", b"POST\r\n\r\n",
-                                                   bytes(rng.getrandbits(8) for _ in range(64)) + b"\r\n\r\n"))
+        if rng.random() < 0.5:
+            return "garbage request line: random bytes", bytes(rng.getrandbits(8) for _ in range(64)) + b"\r\n\r\n"
+        return "garbage request line: one word", rng.choice((b"GARBAGE\r\n\r\n", b"POST\r\n\r\n"))
     return "folded header", _request("POST", headers, body).replace(
         b"\r\nX-MS-Signature-Algorithm: rsa-sha256", b"\r\nX-MS-Signature-Algorithm: rsa-\r\n sha256")
 

@@ -104,6 +104,11 @@ class HostProcess:
         except subprocess.TimeoutExpired:
             self.kill()
 
+    def mark(self, text: str) -> None:
+        """A line in the host's log from the campaign (where a kill fell, for reading the log later)."""
+        with self.log_path.open("a", encoding="utf-8") as log:
+            log.write(f"{text}\n")
+
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -16,21 +16,27 @@ def fuzzed() -> Iterator[FuzzResult]:
     yield run_fuzz(FuzzOptions(requests=300, seed=1, max_seconds=60))
 
 
-def test_every_request_is_answered_and_none_with_a_server_error_except_unknown_methods(fuzzed: FuzzResult) -> None:
+KNOWN = ("odd method", "number over 4300 digits")
+"""Inputs that get a 5xx today, fixed on other branches (issue 10 items 14 and 15)."""
+
+
+def test_every_request_is_answered_and_none_with_a_server_error_except_known_ones(fuzzed: FuzzResult) -> None:
     text = fuzzed.render()
     assert fuzzed.sent == 300, text
     assert fuzzed.statuses[DROPPED] == 0 and fuzzed.statuses[TIMEOUT] == 0, text
-    others = {kind: bad for kind, bad in fuzzed.bad.items() if kind != "odd method"}
+    others = {kind: bad for kind, bad in fuzzed.bad.items() if not kind.endswith(KNOWN)}
     assert others == {}, text
     # Hostile input is refused with a 4xx; genuine signed events still get through.
     assert fuzzed.by_kind["valid signed event"].keys() == {"200"}, text
     assert fuzzed.by_kind["signature over other bytes"].keys() == {"401"}, text
-    assert set(fuzzed.by_kind["huge body"]) == {"413"}, text
+    assert all(status.startswith("4") for kind, c in fuzzed.by_kind.items() if kind.startswith("certificate URL")
+               and not kind.endswith("query string") for status in c), text
 
 
-@pytest.mark.xfail(strict=True, reason="the dev host answers 501 to methods it does not know (issue 10 item 15, "
-                                       "fixed on another branch); remove this mark when it answers 405")
-def test_unknown_methods_get_a_4xx(fuzzed: FuzzResult) -> None:
+@pytest.mark.xfail(strict=True, reason="the dev host answers 501 to methods it does not know and the receiver 500 "
+                                       "to numbers over 4300 digits (issue 10 items 14 and 15, fixed on other "
+                                       "branches); remove this mark when the run is clean")
+def test_no_input_gets_a_server_error(fuzzed: FuzzResult) -> None:
     assert fuzzed.bad == {} and "RESULT: OK" in fuzzed.render(), fuzzed.render()
 
 
