@@ -38,7 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         options = CampaignOptions(kills=args.kills, seed=args.seed, max_seconds=args.max_seconds,
                                   work_dir=args.work_dir)
-        report = Campaign(options, out=sys.stdout).run()
+        try:
+            report = Campaign(options, out=sys.stdout).run()
+        except (RuntimeError, TimeoutError, OSError) as exc:  # the stack could not start or the host not run
+            print(f"chaos: the campaign could not run: {exc}", file=sys.stderr)
+            return 1
         print(report.render())
         return 1 if report.failures() else 0
     from chaos.fuzz import FuzzOptions, run_fuzz

@@ -397,13 +397,13 @@ class Campaign:
                 self._double_hit_count(pc, ids.MINING_ALERT_EVENT_ID)
         # Faults stop; the host runs on past its message lease until the work settles.
         sandbox.clear_faults()
-        self._start_host(host)
         last_kill = time.monotonic()
+        self._start_host(host)
         deadline = min(last_kill + options.settle_seconds, self._started + options.max_seconds - 10.0)
         self.say(f"chaos: faults stopped; waiting for the work to settle (at most {deadline - last_kill:.0f}s)")
         self.report.settled = self._wait(self._settled, deadline, progress=self._progress)
         self.report.settle_seconds = time.monotonic() - last_kill
-        host.stop()
+        host.stop(timeout=max(5.0, self._started + options.max_seconds - time.monotonic() - 5.0))
         self._figures(work, ids)
         self.report.seconds = time.monotonic() - self._started
         return self.report

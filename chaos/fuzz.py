@@ -421,9 +421,11 @@ def run_fuzz(options: FuzzOptions, *, out: TextIO | None = None) -> FuzzResult:
     from sandbox.webhooks import CERT_FILE_NAME, webhook_signer
     from shared.settings import load_settings
 
-    logging.getLogger("devhost").setLevel(logging.CRITICAL)  # thousands of rejections are expected here
-    logging.getLogger("shared").setLevel(logging.CRITICAL)
     with contextlib.ExitStack() as stack:
+        for name in ("devhost", "shared"):  # thousands of rejections are expected here; quiet for this run only
+            logger = logging.getLogger(name)
+            stack.callback(logger.setLevel, logger.level)
+            logger.setLevel(logging.CRITICAL)
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fuzz-")))
         azurite = start_azurite()
         stack.callback(azurite.stop)
