@@ -12,7 +12,6 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 from shared.jobs import InvalidJob, parse_job
 from shared.logs import add_context, contextual
 from shared.names import CHECKPOINTS_TABLE, RESPOND_QUEUE
-from shared.settings import APP_ROOT, Settings, get_settings
+from shared.settings import APP_ROOT, Settings, get_settings, host_json_override
 
 if TYPE_CHECKING:
     from shared.response.engine import Responder, RespondResult
@@ -31,7 +30,6 @@ log = logging.getLogger(__name__)
 POISON_PARTITION: Final = "poison"
 DEFAULT_MAX_DEQUEUE_COUNT: Final = 5
 DEFAULT_FUNCTION_TIMEOUT_SECONDS: Final = 600.0
-FUNCTION_TIMEOUT_OVERRIDE: Final = "AzureFunctionsJobHost__functionTimeout"
 _REQUIRED = ("alert_key", "partition", "row", "version")
 _BAD_KEY = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 """Characters Table Storage forbids in keys."""
@@ -45,7 +43,7 @@ def _host_queues_and_timeout() -> tuple[int, float]:
     except (OSError, json.JSONDecodeError):
         host = {}
     # The Functions host lets an app setting override a host.json value (AzureFunctionsJobHost__<path>).
-    override = os.environ.get(FUNCTION_TIMEOUT_OVERRIDE, "").strip()
+    override = host_json_override("functionTimeout")
     if override and isinstance(host, dict):
         host = {**host, "functionTimeout": override}
     return _max_dequeue(host), _timeout(host)

@@ -17,7 +17,7 @@ def fresh_cache() -> Iterator[None]:
 
 
 def test_function_timeout_comes_from_host_json_by_default(fresh_cache: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(jobs.FUNCTION_TIMEOUT_OVERRIDE, raising=False)
+    monkeypatch.delenv("AzureFunctionsJobHost__functionTimeout", raising=False)
     assert jobs.function_timeout_seconds() == 600.0  # host.json functionTimeout 00:10:00
 
 
