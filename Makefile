@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
 
-.PHONY: install test lint typecheck pytest run sandbox bench requirements clean
+.PHONY: install test lint typecheck pytest run sandbox bench chaos fuzz requirements clean
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -42,6 +42,16 @@ sandbox: install
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+# Fault campaign: SIGKILLs the function host 20 times under injected faults, then prints the figures
+# (exit 1 when one is wrong). Bounded to 5 minutes. Options: make chaos CHAOS_ARGS="--kills 40 --seed 7"
+chaos: install
+	$(BIN)/python -m chaos campaign $(CHAOS_ARGS)
+
+# Webhook fuzz run: 10,000 hostile requests at the receiver on loopback; fails on any 5xx or drop.
+# Options: make fuzz FUZZ_ARGS="--requests 50000 --seed 3"
+fuzz: install
+	$(BIN)/python -m chaos fuzz $(FUZZ_ARGS)
 
 requirements: install
 	$(BIN)/python -m shared.requirements write

@@ -25,7 +25,7 @@ from devhost.http_server import AdminError, HttpFrontEnd
 from devhost.invocations import InvocationLog
 from devhost.invoker import EventLoopThread, Invoker
 from devhost.keys import FunctionKeys
-from devhost.queues import QueueListener, storage_connection
+from devhost.queues import LEASE_SECONDS, QueueListener, storage_connection
 from devhost.timers import TimerRunner, resolve_schedule
 
 logger = logging.getLogger("devhost")
@@ -47,13 +47,15 @@ class DevHost:
     the environment, as under the Functions host) and restored on ``stop``. ``functions`` limits
     the host to those names, like ``func start --functions``. ``keys`` are the function keys HTTP
     calls must present (random ones when not given; each function gets a default key): see
-    ``devhost.keys``.
+    ``devhost.keys``. ``message_lease_seconds`` is how long a fetched queue message stays invisible
+    while its function runs (the host's 10 minutes by default; a fault campaign shortens it so a
+    killed invocation's message comes back sooner).
     """
 
     def __init__(self, app: Any | None = None, *, environ: Mapping[str, str] | None = None,
                  host_json: Mapping[str, Any] | Path | None = None, http_port: int = 7071,
                  functions: Collection[str] | None = None, app_root: Path = REPO_ROOT,
-                 keys: FunctionKeys | None = None) -> None:
+                 keys: FunctionKeys | None = None, message_lease_seconds: float = LEASE_SECONDS) -> None:
         self._app = app
         self._environ = dict(environ or {})
         if isinstance(host_json, Mapping):
@@ -64,6 +66,7 @@ class DevHost:
         self._only = set(functions) if functions is not None else None
         self._app_root = app_root
         self.keys = keys or FunctionKeys()
+        self._message_lease_seconds = message_lease_seconds
         self.invocations = InvocationLog()
         self.functions: list[AppFunction] = []
         self.skipped: list[SkippedFunction] = []
@@ -218,7 +221,8 @@ class DevHost:
                 self._timers[function.name] = TimerRunner(function, schedule, self._invoker)
             elif isinstance(trigger, QueueTrigger):
                 connection = storage_connection(trigger.connection, environ)
-                self._queues[function.name] = QueueListener(function, connection, self.config.queues, self._invoker)
+                self._queues[function.name] = QueueListener(function, connection, self.config.queues, self._invoker,
+                                                            lease_seconds=self._message_lease_seconds)
         self.keys.ensure(f.name for f in functions if isinstance(f.trigger, HttpTrigger))
         self._http = HttpFrontEnd(functions, self._invoker, route_prefix=self.config.route_prefix, fire=self.fire,
                                   port=self._http_port, keys=self.keys)

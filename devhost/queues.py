@@ -81,13 +81,14 @@ class QueueListener:
     """Polls one queue for one function on a thread, running messages on a bounded thread pool."""
 
     def __init__(self, function: AppFunction, connection: StorageConnection, options: QueueOptions,
-                 invoker: Invoker) -> None:
+                 invoker: Invoker, *, lease_seconds: float = LEASE_SECONDS) -> None:
         if not isinstance(function.trigger, QueueTrigger):
             raise TypeError(f"{function.name} is not a queue function")
         self.function = function
         self.queue_name = function.trigger.queue_name
         self.poison_name = poison_queue(self.queue_name)
         self.options = options
+        self.lease_seconds = max(1, int(lease_seconds))
         self._connection = connection
         self._invoker = invoker
         self._stop = threading.Event()
@@ -143,7 +144,7 @@ class QueueListener:
                     ensured = True
                 messages = list(self._queue.receive_messages(
                     messages_per_page=self.options.batch_size, max_messages=self.options.batch_size,
-                    visibility_timeout=LEASE_SECONDS,
+                    visibility_timeout=self.lease_seconds,
                 ))
             except ResourceNotFoundError:
                 ensured = False

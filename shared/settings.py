@@ -439,3 +439,17 @@ def get_settings() -> Settings:
 
 def reset_settings_cache() -> None:
     get_settings.cache_clear()
+
+
+HOST_JSON_OVERRIDE_PREFIX = "AzureFunctionsJobHost__"
+
+
+def host_json_override(path: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The app setting that overrides a host.json value, as the Functions host allows.
+
+    ``path`` is the host.json path with dots (``functionTimeout``, ``extensions.queues.batchSize``);
+    the setting is ``AzureFunctionsJobHost__`` plus the path with ``__`` for the dots. None when unset.
+    """
+    source = os.environ if environ is None else environ
+    value = source.get(HOST_JSON_OVERRIDE_PREFIX + path.replace(".", "__"), "").strip()
+    return value or None

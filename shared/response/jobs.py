@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 from shared.jobs import InvalidJob, parse_job
 from shared.logs import add_context, contextual
 from shared.names import CHECKPOINTS_TABLE, RESPOND_QUEUE
-from shared.settings import APP_ROOT, Settings, get_settings
+from shared.settings import APP_ROOT, Settings, get_settings, host_json_override
 
 if TYPE_CHECKING:
     from shared.response.engine import Responder, RespondResult
@@ -45,7 +45,11 @@ def _host_queues_and_timeout() -> tuple[int, float]:
     try:
         host = json.loads((APP_ROOT / "host.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        return DEFAULT_MAX_DEQUEUE_COUNT, DEFAULT_FUNCTION_TIMEOUT_SECONDS
+        host = {}
+    # The Functions host lets an app setting override a host.json value (AzureFunctionsJobHost__<path>).
+    override = host_json_override("functionTimeout")
+    if override and isinstance(host, dict):
+        host = {**host, "functionTimeout": override}
     return _max_dequeue(host), _timeout(host)
 
 
