@@ -359,3 +359,27 @@ def test_rejections_are_logged_with_the_reason_but_not_the_signature_or_body(
     assert "invalid_signature" in text
     assert forged not in text
     assert SUBSCRIPTION not in text and "ResourceUri" not in text
+
+
+def test_a_failed_re_enqueue_of_a_stale_delivery_is_re_enqueued_on_the_retry(
+        webhook_settings: Settings, chain: SigningChain, host: CertificateHost) -> None:
+    """A stale row's re-enqueue fails (503): Partner Center's retry must enqueue again, not hear "duplicate"."""
+    from datetime import UTC, datetime, timedelta
+
+    from shared.intake.webhook import parse_event
+
+    rig = make_rig(webhook_settings, chain, host, fail_first_enqueue=True)
+    body = fraud_event()
+    key = parse_event(body).dedupe_key
+    TableDeliveryLog(TableStore(rig.settings)).insert_once(key, {
+        "State": "received", "ReceivedAt": (datetime.now(UTC) - timedelta(minutes=30)).isoformat()})
+
+    with pytest.raises(StorageUnreachable):
+        rig.post(body)  # the stale row's job could not be enqueued again: answered 503
+    assert rig.messages() == []
+
+    retried = rig.post(body)
+    assert (retried.status, retried.body["status"]) == (200, "enqueued")
+    assert len(rig.messages()) == 1
+    assert rig.post(body).body["status"] == "duplicate"
+    assert len(rig.messages()) == 1
