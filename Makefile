@@ -1,5 +1,5 @@
 # Two commands set everything up on a fresh machine: `make run` and `make test`.
-# Needs Python 3.11, Node.js (18+) and npm; everything else installs inside the repo.
+# Needs Python 3.11, Node.js (20.6+) and npm; everything else installs inside the repo.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml requirements.txt
 	touch $(STAMP)
 
 $(NODE_STAMP): package.json package-lock.json
-	@command -v npm >/dev/null || { echo "npm is required for Azurite: install Node.js 18+ with npm"; exit 1; }
+	@command -v npm >/dev/null || { echo "npm is required for Azurite: install Node.js 20.6+ with npm"; exit 1; }
 	npm ci --no-audit --no-fund
 	touch $(NODE_STAMP)
 
