@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from shared.intake.signature import WebhookRejected, parse_signature_headers, verify_body_signature
+from shared.jsonbody import JsonBodyError, parse_json_body
 from shared.logs import add_context, contextual
 from shared.names import DELIVERIES_TABLE, SYNC_QUEUE
 
@@ -137,9 +138,9 @@ def _is_json_content_type(value: str) -> bool:
 def parse_event(body: bytes) -> WebhookEvent:
     """The webhook payload: a JSON object with EventName, ResourceUri and ResourceChangeUtcDate."""
     try:
-        document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise _reject(400, "malformed_body", "the body is not UTF-8 JSON") from None
+        document = parse_json_body(body)
+    except JsonBodyError as exc:
+        raise _reject(400, "malformed_body", str(exc)) from None
     if not isinstance(document, dict):
         raise _reject(400, "malformed_body", "the body must be a JSON object")
     fields = {str(k).lower(): v for k, v in document.items()}
