@@ -14,6 +14,7 @@ import json
 import sys
 from typing import Any, Final
 
+from shared.admin.api import SINCE_PATTERN
 from shared.admin.routes import BY_ID, OPERATIONS
 from shared.response.actions.update_status import STATUSES
 
@@ -169,11 +170,12 @@ def _digest_schema() -> dict[str, Any]:
 
 
 def _schemas() -> dict[str, Any]:
-    from shared.admin.api import RESOLVE_REASONS
+    from shared.admin.api import MAX_OPERATOR_CHARS, MAX_REASON_CHARS, OPERATOR_PATTERN, RESOLVE_REASONS
 
     alert_detail = {"allOf": [_ref("Alert"), _object({"description": STRING, "additional_details": FREE_OBJECT})]}
-    operator = {"type": "string", "minLength": 1, "maxLength": 128,
-                "description": "who decides; recorded on the row (approved_by, rejected_by, undone_by, resolved_by)"}
+    operator = {"type": "string", "minLength": 1, "maxLength": MAX_OPERATOR_CHARS, "pattern": OPERATOR_PATTERN,
+                "description": "who decides, one line of text; recorded on the row (approved_by, rejected_by, "
+                               "undone_by, resolved_by)"}
     return {
         "Error": _object({
             "error": {"type": "string", "enum": ["bad_request", "not_found", "conflict", "action_failed",
@@ -203,7 +205,9 @@ def _schemas() -> dict[str, Any]:
         "ResolveRequest": _object({"reason": {"type": "string", "enum": list(RESOLVE_REASONS)},
                                    "operator": operator}, open_=False),
         "DecisionRequest": _object({"operator": operator}, open_=False),
-        "RejectRequest": _object({"operator": operator, "reason": {"type": "string", "maxLength": 1000}},
+        "RejectRequest": _object({"operator": operator,
+                                  "reason": {"type": "string", "maxLength": MAX_REASON_CHARS,
+                                             "pattern": r"^[^\u0000-\u001f]*$", "description": "one line of text"}},
                                  required=["operator"], open_=False),
         "TokenStatus": _token_status_schema(),
         "Digest": _digest_schema(),
@@ -229,7 +233,9 @@ _PARAMS: Final[dict[str, list[tuple[str, str, dict[str, Any]]]]] = {
         ("status", "only alerts with this status", {"type": "string", "enum": list(STATUSES)}),
         ("customer", "only this customer tenant id", STRING),
         ("type", "only this alert type (case-insensitive), e.g. cryptoMining", STRING),
-        ("since", "changed since: ISO 8601, or an age such as 30m, 24h, 7d", STRING),
+        ("since", "changed since: ISO 8601 from 1970-01-01 on (UTC when no offset is given), or an age such as "
+                  "30m, 24h, 7d (at most 9999d, 99999h or 9999999m)", {"type": "string", "maxLength": 64,
+                                                                       "pattern": SINCE_PATTERN}),
         ("limit", "at most this many, newest change first (default 200)", {"type": "integer", "minimum": 1,
                                                                            "maximum": 1000}),
     ],
