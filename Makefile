@@ -34,8 +34,12 @@ pytest: install
 
 test: lint typecheck pytest
 
+# make run PORT=7072 AZURITE_PORTS=10010,10011,10012 runs a second stack (from another checkout) beside the first.
+PORT ?= 7071
+AZURITE_PORTS ?= 10000,10001,10002
+
 run: install
-	$(BIN)/python -m devhost run
+	$(BIN)/python -m devhost run --port $(PORT) --azurite-ports $(AZURITE_PORTS)
 
 sandbox: install
 	$(BIN)/python -m sandbox serve
