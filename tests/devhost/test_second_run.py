@@ -50,8 +50,8 @@ def stack_env(tmp_path: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_stack(tmp_path: Path, *, sandbox: bool) -> Iterator[RunningStack]:
-    state_dir = tmp_path / "state"
+def running_stack(tmp_path: Path, *, sandbox: bool, state_dir: Path | None = None) -> Iterator[RunningStack]:
+    state_dir = state_dir or tmp_path / "state"
     http_port, azurite_ports = free_port(), [free_port() for _ in range(3)]
     process = subprocess.Popen(command(state_dir, http_port, azurite_ports, sandbox=sandbox), cwd=ROOT,
                                env=stack_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
