@@ -94,3 +94,10 @@ def test_piping_into_head_ends_quietly(cli_env: dict[str, str], lines: int) -> N
     done = subprocess.run(["bash", "-c", pipeline], env=cli_env, capture_output=True, text=True, timeout=60,
                           check=False)
     assert done.stderr == "" and done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("since", ["999999d", "0001-01-01", "yesterday"])
+def test_since_out_of_range_is_a_usage_error_not_a_traceback(cli_env: dict[str, str], since: str) -> None:  # noqa: F811
+    out = cli(cli_env, "alerts", "list", "--since", since)
+    assert out.returncode == 2, out.stderr
+    assert "--since" in out.stderr and "Traceback" not in out.stderr, out.stderr
