@@ -33,7 +33,14 @@ from typing import TextIO
 from devhost.azurite import Azurite, connection_string, start_azurite
 from devhost.host import DevHost
 from devhost.sandbox_proc import SANDBOX_COMMAND, Sandbox, SandboxUnavailable, start_sandbox
-from shared.local_stack import CLI_SETTINGS_FILE, STATE_DIR_NAME, StackAlreadyRunning, StackInfo, StackLock
+from shared.local_stack import (
+    CLI_SETTINGS_FILE,
+    STATE_DIR_NAME,
+    StackAlreadyRunning,
+    StackInfo,
+    StackLock,
+    find_checkout,
+)
 from shared.settings import LOCAL_SETTINGS_FILE, STORAGE_SETTING, SettingsError, load_settings, read_local_settings
 
 logger = logging.getLogger("devhost")
@@ -199,8 +206,13 @@ class Stack:
         self.say(f"Policy        {policy.summary()} ({_shown(settings.policy_path)})")
         # Beside the stack's other local state (.run/ by default), not in the repo's root.
         written = write_cli_settings(env, options.state / CLI_SETTINGS_FILE)
-        self.say(f"CLI           fraud-responder run in this checkout uses this stack ({_shown(written)}); "
-                 f"elsewhere: export FRAUD_RESPONDER_LOCAL_SETTINGS={written.resolve()}")
+        checkout = options.state.resolve().parent
+        if options.state.name == STATE_DIR_NAME and find_checkout(checkout, Path()) == checkout:
+            self.say(f"CLI           fraud-responder run in this checkout uses this stack ({_shown(written)}); "
+                     f"elsewhere: export FRAUD_RESPONDER_LOCAL_SETTINGS={written.resolve()}")
+        else:
+            self.say(f"CLI           export FRAUD_RESPONDER_LOCAL_SETTINGS={written.resolve()}   "
+                     "(fraud-responder then uses this stack)")
         use_func = options.host == "func" or (options.host == "auto" and shutil.which("func") is not None)
         if use_func:
             self._start_func(env)
