@@ -11,16 +11,22 @@ settings of the local stack running from it (``.run/local.settings.json``, writt
 from __future__ import annotations
 
 import functools
-import os
-from collections.abc import MutableMapping
 from pathlib import Path
 
 from shared.cli import CommandFailed
 from shared.local_stack import CLI_SETTINGS_FILE, STATE_DIR_NAME, find_checkout, running_stack
-from shared.settings import APP_ROOT, LOCAL_SETTINGS_FILE, Settings, SettingsError, get_settings, reset_settings_cache
+from shared.settings import (
+    APP_ROOT,
+    LOCAL_SETTINGS_FILE,
+    Settings,
+    SettingsError,
+    get_settings,
+    local_settings_named,
+    local_settings_path,
+    use_local_settings,
+)
 from shared.storage.tables import TableStore
 
-LOCAL_SETTINGS_ENV = "FRAUD_RESPONDER_LOCAL_SETTINGS"
 HOW_TO_CONFIGURE = (
     "no settings were found: start the local stack with `make run` in this checkout (the CLI then reads its "
     f"{STATE_DIR_NAME}/{CLI_SETTINGS_FILE} by itself), or copy local.settings.sample.json to "
@@ -29,9 +35,9 @@ HOW_TO_CONFIGURE = (
 )
 
 
-def discover_settings_file(environ: MutableMapping[str, str], cwd: Path) -> tuple[Path | None, str]:
+def discover_settings_file(cwd: Path) -> tuple[Path | None, str]:
     """The settings file this CLI run should read (None: leave it to shared.settings) and a note for stderr."""
-    if environ.get(LOCAL_SETTINGS_ENV):
+    if local_settings_named():
         return None, ""
     checkout = find_checkout(cwd, APP_ROOT)
     state_dir = checkout / STATE_DIR_NAME
@@ -46,20 +52,17 @@ def discover_settings_file(environ: MutableMapping[str, str], cwd: Path) -> tupl
     return None, ""
 
 
-def use_discovered_settings(environ: MutableMapping[str, str] | None = None, cwd: Path | None = None) -> str:
+def use_discovered_settings(cwd: Path | None = None) -> str:
     """Point this process (every get_settings() caller) at the discovered settings file; the note to print."""
-    env = os.environ if environ is None else environ
-    found, note = discover_settings_file(env, cwd or Path.cwd())
+    found, note = discover_settings_file(cwd or Path.cwd())
     if found is not None:
-        env[LOCAL_SETTINGS_ENV] = str(found)
-        reset_settings_cache()
+        use_local_settings(found)
     return note
 
 
 def _settings_source() -> Path | None:
     """The settings file get_settings() reads, when there is one."""
-    named = os.environ.get(LOCAL_SETTINGS_ENV)
-    path = Path(named) if named else APP_ROOT / LOCAL_SETTINGS_FILE
+    path = local_settings_path()
     return path if path.is_file() else None
 
 
