@@ -1,5 +1,5 @@
 # Two commands set everything up on a fresh machine: `make run` and `make test`.
-# Needs Python 3.11, Node.js (18+) and npm; everything else installs inside the repo.
+# Needs Python 3.11, Node.js (20.6+) and npm; everything else installs inside the repo.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml requirements.txt
 	touch $(STAMP)
 
 $(NODE_STAMP): package.json package-lock.json
-	@command -v npm >/dev/null || { echo "npm is required for Azurite: install Node.js 18+ with npm"; exit 1; }
+	@command -v npm >/dev/null || { echo "npm is required for Azurite: install Node.js 20.6+ with npm"; exit 1; }
 	npm ci --no-audit --no-fund
 	touch $(NODE_STAMP)
 
@@ -34,8 +34,12 @@ pytest: install
 
 test: lint typecheck pytest
 
+# make run PORT=7072 AZURITE_PORTS=10010,10011,10012 runs a second stack (from another checkout) beside the first.
+PORT ?= 7071
+AZURITE_PORTS ?= 10000,10001,10002
+
 run: install
-	$(BIN)/python -m devhost run
+	$(BIN)/python -m devhost run --port $(PORT) --azurite-ports $(AZURITE_PORTS)
 
 sandbox: install
 	$(BIN)/python -m sandbox serve

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from devhost.stack import DEFAULT_AZURITE_PORTS, REPO_ROOT, StackOptions, run
+from devhost.stack import DEFAULT_AZURITE_PORTS, StackOptions, run
 
 
 def _ports(text: str) -> tuple[int, int, int]:
@@ -31,8 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--no-azurite", action="store_true", help="use the storage in AzureWebJobsStorage as is")
     run_cmd.add_argument("--azurite-ports", type=_ports, default=DEFAULT_AZURITE_PORTS, metavar="BLOB,QUEUE,TABLE",
                          help="Azurite ports (default 10000,10001,10002, which UseDevelopmentStorage=true expects)")
-    run_cmd.add_argument("--azurite-location", type=Path, default=REPO_ROOT / ".run" / "azurite", metavar="DIR",
-                         help="where Azurite keeps its data (default .run/azurite)")
+    run_cmd.add_argument("--azurite-location", type=Path, default=None, metavar="DIR",
+                         help="where Azurite keeps its data (default STATE_DIR/azurite)")
+    run_cmd.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
+                         help="the stack's state: its lock, the CLI's settings, the sandbox CA (default .run, or "
+                              "the parent of --azurite-location); one running stack per state directory")
     run_cmd.add_argument("--functions", nargs="+", metavar="NAME", help="run only these functions")
     return parser
 
@@ -48,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       fmt=log_format if log_format in ("text", "json") else "text", stream=sys.stderr)
     options = StackOptions(
         port=args.port, sandbox=not args.no_sandbox, azurite=not args.no_azurite, azurite_ports=args.azurite_ports,
-        azurite_location=args.azurite_location, host=args.host,
+        azurite_location=args.azurite_location, state_dir=args.state_dir, host=args.host,
         functions=tuple(args.functions) if args.functions else None,
     )
     try:

@@ -94,7 +94,7 @@ def start_azurite(
     if not AZURITE_BIN.exists():
         raise AzuriteNotInstalled(f"Azurite is not installed at {AZURITE_BIN.relative_to(REPO_ROOT)}: run `npm ci`")
     if shutil.which("node") is None:
-        raise AzuriteNotInstalled("Node.js is not on PATH: install Node.js 18 or newer, then run `npm ci`")
+        raise AzuriteNotInstalled("Node.js is not on PATH: install Node.js 20.6 or newer, then run `npm ci`")
     ports = (blob_port or free_port(), queue_port or free_port(), table_port or free_port())
     args = [
         str(AZURITE_BIN),

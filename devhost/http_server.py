@@ -1,7 +1,10 @@
 """HTTP front end: ``/api/<route>`` to HTTP-triggered functions, ``/admin/...`` like Core Tools.
 
 Loopback only. Answers as the Functions host does: 404 for no route, 405 for a method the
-function does not declare, 500 (short JSON, traceback in the log) when the function raises.
+function does not declare (or no HTTP method at all), 500 (short JSON, traceback in the log) when
+the function raises. Broken framing (two Content-Length headers, Content-Length with chunked, a
+malformed chunk size) is a 400 and the connection is closed; a client that hangs up early (short
+body, reset while the answer is written) is logged on one debug line, never as a traceback.
 Function keys are checked as the Functions host checks them (``devhost.keys``): 401 with no body.
 """
 
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
@@ -16,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from devhost.app import AppFunction, HttpTrigger
+from devhost.app import HTTP_METHODS, AppFunction, HttpTrigger
 from devhost.invoker import Invoker
 from devhost.keys import FunctionKeys, presented_key
 from devhost.routes import Router
@@ -35,6 +39,16 @@ class AdminError(Exception):
         self.status = status
 
 
+class _ClientGone(Exception):
+    """The client closed the connection (or stopped sending) before the request was complete."""
+
+
+_DISCONNECTS = (ConnectionError, TimeoutError, _ClientGone)
+"""What a client hanging up early looks like while reading a request or writing its answer."""
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
+"""A chunk size: hex digits only (no sign, 0x or underscores, which int(..., 16) would accept)."""
+
+
 FireFunction = Callable[[str, str], None]
 """Runs a non-HTTP function now with an input string (raises AdminError when it cannot)."""
 
@@ -42,6 +56,16 @@ FireFunction = Callable[[str, str], None]
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     front: HttpFrontEnd
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away is one debug line; anything else is logged (socketserver prints to stderr)."""
+        import sys
+
+        error = sys.exc_info()[1]
+        if isinstance(error, _DISCONNECTS):
+            logger.debug("client %s went away: %s", client_address[0], type(error).__name__)
+            return
+        logger.error("request from %s failed in the dev host", client_address[0], exc_info=error)
 
 
 class HttpFrontEnd:
@@ -116,6 +140,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_TRACE = do_GET
 
+    def __getattr__(self, name: str) -> Callable[[], None]:
+        """Any other method (BREW, PROPFIND, CONNECT...): 405 as the Functions host, not http.server's 501 page."""
+        if name.startswith("do_"):
+            return self._unknown_method
+        raise AttributeError(name)
+
+    def _unknown_method(self) -> None:
+        self.close_connection = True  # its body, if any, is not read
+        matches = self.server.front.router.find(urlsplit(self.path).path)
+        methods = sorted({m for f, _ in matches for m in _methods(f)}) or list(HTTP_METHODS)
+        status, headers, payload = _json(HTTPStatus.METHOD_NOT_ALLOWED, {
+            "error": "method_not_allowed", "message": f"{self.command[:32]} is not allowed here; use "
+                                                      f"{', '.join(methods)}"})
+        self._send(status, [*headers, ("Allow", ", ".join(methods))], payload)
+
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.address_string(), format % args)
 
@@ -124,7 +163,13 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = self._read_body()
         except ValueError as exc:
+            self.close_connection = True  # the framing is lost: nothing after this request can be trusted
             self._send(*_json(HTTPStatus.BAD_REQUEST, {"error": "bad_request", "message": str(exc)}))
+            return
+        except _DISCONNECTS as exc:
+            self.close_connection = True
+            logger.debug("client %s went away before its request was complete: %s", self.address_string(),
+                         type(exc).__name__)
             return
         if body is None:
             self._send(*_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
@@ -192,12 +237,17 @@ class _Handler(BaseHTTPRequestHandler):
                 "error": "not_found", "message": "admin API: POST /admin/functions/<name> or GET /admin/host/status",
             })
         name = unquote(path[len(ADMIN_PREFIX):].strip("/"))
+        from shared.jsonbody import JsonBodyError, parse_json_body
+
         try:
-            document = json.loads(body or b"{}")
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            document = parse_json_body(body or b"{}")
+        except JsonBodyError as exc:
             return _json(HTTPStatus.BAD_REQUEST,
-                         {"error": "bad_request", "message": 'body must be JSON: {"input": "..."}'})
-        value = document.get("input", "") if isinstance(document, dict) else ""
+                         {"error": "bad_request", "message": f'{exc}; the body must be JSON: {{"input": "..."}}'})
+        if not isinstance(document, dict):
+            return _json(HTTPStatus.BAD_REQUEST,
+                         {"error": "bad_request", "message": 'the body must be a JSON object: {"input": "..."}'})
+        value = document.get("input", "")
         try:
             front.fire(name, value if isinstance(value, str) else json.dumps(value))
         except AdminError as exc:
@@ -206,44 +256,77 @@ class _Handler(BaseHTTPRequestHandler):
         return HTTPStatus.ACCEPTED, [("Content-Length", "0")], b""
 
     def _read_body(self) -> bytes | None:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            total = 0
-            while True:
-                size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
-                try:
-                    size = int(size_line, 16)
-                except ValueError:
-                    raise ValueError("malformed chunked body") from None
-                if size == 0:
-                    while self.rfile.readline(1024).strip():
-                        pass  # trailers
-                    break
-                total += size
-                if total > MAX_BODY_BYTES:
-                    self.close_connection = True
-                    return None
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(1024)
-            return b"".join(chunks)
-        length_text = self.headers.get("Content-Length", "0") or "0"
-        if not length_text.isdigit():
+        """The request body; None when over MAX_BODY_BYTES. ValueError (400) for broken framing,
+        _ClientGone when the client stops before the body is complete."""
+        lengths = self.headers.get_all("Content-Length") or []
+        encodings = [e.strip().lower() for v in self.headers.get_all("Transfer-Encoding") or [] for e in v.split(",")]
+        if len(lengths) > 1:
+            raise ValueError("the request has more than one Content-Length header; send exactly one")
+        if encodings:
+            if lengths:
+                raise ValueError("the request has both Content-Length and Transfer-Encoding; send one of them")
+            if encodings != ["chunked"]:
+                raise ValueError("only Transfer-Encoding: chunked is supported")
+            return self._read_chunked()
+        length_text = (lengths[0] if lengths else "0").strip() or "0"
+        if not length_text.isdigit() or not length_text.isascii():
             raise ValueError("Content-Length must be a whole number")
         length = int(length_text)
         if length > MAX_BODY_BYTES:
             self.close_connection = True
             return None
-        return self.rfile.read(length) if length else b""
+        return self._read_exactly(length) if length else b""
+
+    def _read_exactly(self, size: int) -> bytes:
+        data = self.rfile.read(size)
+        if len(data) < size:
+            raise _ClientGone(f"{len(data)} of {size} bytes arrived")
+        return data
+
+    def _read_line(self) -> bytes:
+        line = self.rfile.readline(1024)
+        if not line.endswith(b"\n"):
+            if not line:
+                raise _ClientGone("the connection closed inside a chunked body")
+            raise ValueError("malformed chunked body: a line is longer than 1024 bytes")
+        return line
+
+    def _read_chunked(self) -> bytes | None:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            size_line = self._read_line().split(b";", 1)[0].strip()
+            if not _CHUNK_SIZE.fullmatch(size_line):
+                raise ValueError(f"malformed chunked body: chunk size {size_line[:20]!r} is not a hex number")
+            size = int(size_line, 16)
+            if size == 0:
+                while self._read_line().strip():
+                    pass  # trailers
+                return b"".join(chunks)
+            total += size
+            if total > MAX_BODY_BYTES:
+                self.close_connection = True
+                return None
+            chunks.append(self._read_exactly(size))
+            if self._read_line().strip():
+                raise ValueError("malformed chunked body: a chunk is longer than its size says")
 
     def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-        self.send_response(status)
-        for name, value in headers:
-            if name.lower() not in ("content-length", "transfer-encoding", "connection"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD" and body:
-            self.wfile.write(body)
+        try:
+            self.send_response(status)
+            for name, value in headers:
+                if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD" and body:
+                self.wfile.write(body)
+        except _DISCONNECTS as exc:  # the client left before reading its answer: nothing to report to anyone
+            self.close_connection = True
+            logger.debug("client %s went away before its answer was sent: %s", self.address_string(),
+                         type(exc).__name__)
 
 
 def _response(name: str, result: Any) -> tuple[int, list[tuple[str, str]], bytes]:

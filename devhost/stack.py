@@ -1,5 +1,10 @@
 """``make run``: Azurite, then the sandbox, then the function app; Ctrl-C or SIGTERM stops them all.
 
+Before anything is written or started, the state directory's lock is taken (a second ``make run``
+from the same checkout is refused, naming the first) and every fixed port is checked (a busy one
+is refused, naming the setting that changes it), so a refused start leaves a running stack's CA,
+ports and CLI settings as they were.
+
 The app runs under ``func start`` when Azure Functions Core Tools is on PATH, otherwise under
 the in-repo DevHost. Its environment is built the way the Functions host builds it:
 local.settings.json ``Values`` (local.settings.sample.json when there is none), overridden by
@@ -14,18 +19,28 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
 from devhost.azurite import Azurite, connection_string, start_azurite
 from devhost.host import DevHost
-from devhost.sandbox_proc import Sandbox, SandboxUnavailable, start_sandbox
+from devhost.sandbox_proc import SANDBOX_COMMAND, Sandbox, SandboxUnavailable, start_sandbox
+from shared.local_stack import (
+    CLI_SETTINGS_FILE,
+    STATE_DIR_NAME,
+    StackAlreadyRunning,
+    StackInfo,
+    StackLock,
+    find_checkout,
+)
 from shared.settings import LOCAL_SETTINGS_FILE, STORAGE_SETTING, SettingsError, load_settings, read_local_settings
 
 logger = logging.getLogger("devhost")
@@ -43,10 +58,23 @@ class StackOptions:
     sandbox: bool = True
     azurite: bool = True
     azurite_ports: tuple[int, int, int] = DEFAULT_AZURITE_PORTS
-    azurite_location: Path = REPO_ROOT / ".run" / "azurite"
+    azurite_location: Path | None = None
+    """Azurite's data; default ``<state>/azurite``."""
     host: str = "auto"
     """``auto`` (func when on PATH), ``func`` or ``devhost``."""
     functions: tuple[str, ...] | None = None
+    state_dir: Path | None = None
+    """The stack's state (lock, CLI settings, sandbox CA); default ``.run/``, or the parent of azurite_location."""
+
+    @property
+    def state(self) -> Path:
+        if self.state_dir is not None:
+            return self.state_dir
+        return self.azurite_location.parent if self.azurite_location is not None else REPO_ROOT / STATE_DIR_NAME
+
+    @property
+    def azurite_data(self) -> Path:
+        return self.azurite_location or self.state / "azurite"
 
 
 def local_settings_values(environ: Mapping[str, str]) -> tuple[dict[str, str], str]:
@@ -113,20 +141,44 @@ class Stack:
         self.out.write(line + "\n")
         self.out.flush()
 
+    def _claim(self) -> None:
+        """Refuse, before anything is written or started, when a stack runs here or a port is taken."""
+        options = self.options
+        lock = StackLock(options.state)
+        azurite_ports = options.azurite_ports if options.azurite else ()
+        try:
+            lock.acquire(StackInfo(pid=os.getpid(), app_url=f"http://localhost:{options.port}",
+                                   azurite_ports=tuple(azurite_ports),
+                                   started_at=datetime.now(UTC).isoformat(timespec="seconds")))
+        except StackAlreadyRunning as exc:
+            raise StartupError(str(exc)) from None
+        self._cleanup.callback(lock.release)
+        if options.port and not port_free(options.port):
+            raise StartupError(f"port {options.port} (the function app) is in use: stop what listens there, or "
+                               f"choose another with `make run PORT={options.port + 1}` (python -m devhost run "
+                               "--port N)")
+        busy = [port for port in azurite_ports if not port_free(port)]
+        if busy:
+            raise StartupError(f"port {busy[0]} (Azurite) is in use: another Azurite or stack may be running; stop "
+                               "it, or choose other ports with `make run AZURITE_PORTS=10010,10011,10012` "
+                               "(python -m devhost run --azurite-ports BLOB,QUEUE,TABLE)")
+
     def start(self) -> None:
         options = self.options
+        self._claim()
         if options.azurite:
-            options.azurite_location.mkdir(parents=True, exist_ok=True)
+            options.azurite_data.mkdir(parents=True, exist_ok=True)
             blob, queue, table = options.azurite_ports
             self.azurite = start_azurite(blob_port=blob, queue_port=queue, table_port=table, in_memory=False,
-                                         location=options.azurite_location)
+                                         location=options.azurite_data)
             self._cleanup.callback(self.azurite.stop)
             self.say(f"Azurite       blob http://127.0.0.1:{blob}  queue http://127.0.0.1:{queue}  "
-                     f"table http://127.0.0.1:{table}  (data in {_shown(options.azurite_location)})")
+                     f"table http://127.0.0.1:{table}  (data in {_shown(options.azurite_data)})")
         sandbox_settings: dict[str, str] = {}
         if options.sandbox:
             try:
-                self.sandbox = start_sandbox(env=os.environ, output=self.out)
+                self.sandbox = start_sandbox((*SANDBOX_COMMAND, "--state-dir", str(options.state / "sandbox")),
+                                             env=os.environ, output=self.out)
             except (SandboxUnavailable, OSError) as exc:
                 self.say(f"WARNING: sandbox not started: {exc}. Going on without it: the app talks to the "
                          "endpoints in its settings (the real Microsoft ones by default).")
@@ -153,9 +205,14 @@ class Stack:
                                "`fraud-responder policy check`)") from None
         self.say(f"Policy        {policy.summary()} ({_shown(settings.policy_path)})")
         # Beside the stack's other local state (.run/ by default), not in the repo's root.
-        written = write_cli_settings(env, options.azurite_location.parent / LOCAL_SETTINGS_FILE)
-        self.say(f"CLI           export FRAUD_RESPONDER_LOCAL_SETTINGS={_shown(written)}   "
-                 "(fraud-responder then uses this stack)")
+        written = write_cli_settings(env, options.state / CLI_SETTINGS_FILE)
+        checkout = options.state.resolve().parent
+        if options.state.name == STATE_DIR_NAME and find_checkout(checkout, Path()) == checkout:
+            self.say(f"CLI           fraud-responder run in this checkout uses this stack ({_shown(written)}); "
+                     f"elsewhere: export FRAUD_RESPONDER_LOCAL_SETTINGS={written.resolve()}")
+        else:
+            self.say(f"CLI           export FRAUD_RESPONDER_LOCAL_SETTINGS={written.resolve()}   "
+                     "(fraud-responder then uses this stack)")
         use_func = options.host == "func" or (options.host == "auto" and shutil.which("func") is not None)
         if use_func:
             self._start_func(env)
@@ -165,7 +222,7 @@ class Stack:
     def _start_devhost(self, env: Mapping[str, str]) -> None:
         from devhost.keys import FunctionKeys
 
-        key_file = self.options.azurite_location.parent / "function-keys.json"  # stable across restarts
+        key_file = self.options.state / "function-keys.json"  # stable across restarts
         keys = FunctionKeys.load(key_file) if key_file.is_file() else FunctionKeys()
         self.host = DevHost(environ=env, http_port=self.options.port, functions=self.options.functions, keys=keys)
         self.host.start()
@@ -199,6 +256,17 @@ class Stack:
 
     def stop(self) -> None:
         self._cleanup.close()
+
+
+def port_free(port: int) -> bool:
+    """Whether 127.0.0.1:``port`` can be listened on now (as the stack's servers would, with SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _stop_group(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

@@ -400,11 +400,33 @@ def read_local_settings(path: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in values.items()}
 
 
+LOCAL_SETTINGS_ENV = "FRAUD_RESPONDER_LOCAL_SETTINGS"
+_DISCOVERED: dict[str, Path] = {}
+"""The settings file a process found for itself (the CLI: a running local stack's), see use_local_settings."""
+
+
+def local_settings_named(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether FRAUD_RESPONDER_LOCAL_SETTINGS names the settings file (then nothing is looked for)."""
+    return bool((os.environ if environ is None else environ).get(LOCAL_SETTINGS_ENV, ""))
+
+
+def local_settings_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The local.settings.json read: FRAUD_RESPONDER_LOCAL_SETTINGS, else one found by use_local_settings,
+    else the one in the app's root."""
+    named = (os.environ if environ is None else environ).get(LOCAL_SETTINGS_ENV, "")
+    return Path(named) if named else _DISCOVERED.get("path", APP_ROOT / LOCAL_SETTINGS_FILE)
+
+
+def use_local_settings(path: Path) -> None:
+    """Read ``path`` when FRAUD_RESPONDER_LOCAL_SETTINGS is unset (the CLI found a running stack's settings)."""
+    _DISCOVERED["path"] = path
+    reset_settings_cache()
+
+
 def merged_values(environ: Mapping[str, str] | None = None, local_settings: Path | None = None) -> dict[str, str]:
     """local.settings.json values overridden by the environment."""
     env = os.environ if environ is None else environ
-    path = local_settings if local_settings is not None else Path(env.get("FRAUD_RESPONDER_LOCAL_SETTINGS", "")
-                                                                    or APP_ROOT / LOCAL_SETTINGS_FILE)
+    path = local_settings if local_settings is not None else local_settings_path(env)
     values = read_local_settings(path)
     values.update(env)
     return values

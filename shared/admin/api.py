@@ -49,7 +49,13 @@ RESOLVE_REASONS: Final = REASONS
 KEY_QUERY_PARAM: Final = "code"
 """The Functions host accepts the function key as ``?code=``; handlers ignore it like any host parameter."""
 
-_AGE = re.compile(r"^([0-9]{1,6})([mhd])$")
+_AGE = re.compile(r"^(?:([0-9]{1,7})(m)|([0-9]{1,5})(h)|([0-9]{1,4})(d))$")
+"""An age: at most 7 digits of minutes, 5 of hours or 4 of days (all within the years since EARLIEST_SINCE)."""
+EARLIEST_SINCE: Final = datetime(1970, 1, 1, tzinfo=UTC)
+"""``since`` before this is refused (400): no alert is that old, and year-1 times break date arithmetic."""
+SINCE_PATTERN: Final = (r"^([0-9]{1,7}m|[0-9]{1,5}h|[0-9]{1,4}d|"
+                        r"(19[7-9][0-9]|[2-9][0-9]{3})-[0-9]{2}-[0-9]{2}([T ][0-9:.]+(Z|[+-][0-9]{2}:?[0-9]{2})?)?)$")
+"""What the OpenAPI document states for ``since`` (the handler's rules, as a pattern)."""
 _AGE_UNITS: Final = {"m": "minutes", "h": "hours", "d": "days"}
 
 
@@ -142,14 +148,16 @@ def _query(request: AdminRequest, allowed: tuple[str, ...]) -> dict[str, str]:
 
 
 def _json_body(request: AdminRequest, allowed: tuple[str, ...]) -> dict[str, Any]:
+    from shared.jsonbody import JsonBodyError, parse_json_body
+
     if not request.body.strip():
         return {}
     try:
-        document = json.loads(request.body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise bad_request('the body is not JSON; send an object such as {"operator": "alice"}') from None
+        document = parse_json_body(request.body)
+    except JsonBodyError as exc:
+        raise bad_request(f'{exc}; send a JSON object such as {{"reason": "fraud"}}') from None
     if not isinstance(document, dict):
-        raise bad_request('the body must be a JSON object such as {"operator": "alice"}')
+        raise bad_request('the body must be a JSON object such as {"reason": "fraud"}')
     unknown = sorted(k for k in document if k not in allowed)
     if unknown:
         raise bad_request(f"unknown field {unknown[0]!r}; this operation takes {', '.join(allowed)}")
@@ -162,8 +170,7 @@ def _text_field(body: Mapping[str, Any], name: str, *, required: bool, limit: in
         raise bad_request(f"{name} must be a string")
     value = value.strip()
     if required and not value:
-        raise bad_request(f"{name} is required: who decides is recorded, e.g. {{\"{name}\": \"alice@contoso.com\"}}"
-                          if name == "operator" else f"{name} is required")
+        raise bad_request(f"{name} is required")
     if len(value) > limit:
         raise bad_request(f"{name} is longer than {limit} characters")
     if any(ord(c) < 32 for c in value):
@@ -179,17 +186,30 @@ def _no_operator_field(body: Mapping[str, Any]) -> None:
 
 
 def parse_since(text: str, *, now: datetime | None = None) -> datetime:
-    """An ISO 8601 time (UTC when no offset is given), or an age such as ``30m``, ``24h``, ``7d``."""
+    """An ISO 8601 time (UTC when no offset is given), or an age such as ``30m``, ``24h``, ``7d``.
+
+    Bounded (400 otherwise) so no later date arithmetic can overflow: from EARLIEST_SINCE on, ages
+    of at most 4 digits of days, 5 of hours or 7 of minutes (SINCE_PATTERN states it in OpenAPI).
+    """
+    shown = text[:40]
     found = _AGE.match(text)
-    if found:
-        amount, unit = int(found.group(1)), found.group(2)
-        return (now or datetime.now(UTC)) - timedelta(**{_AGE_UNITS[unit]: amount})
     try:
-        value = datetime.fromisoformat(text)
+        if found:
+            amount, unit = next((int(found.group(i)), found.group(i + 1)) for i in (1, 3, 5) if found.group(i))
+            value = (now or datetime.now(UTC)) - timedelta(**{_AGE_UNITS[unit]: amount})
+        else:
+            if re.fullmatch(r"[0-9]+[mhd]", text):
+                raise bad_request(f"since={shown!r} is too long an age: at most 9999d, 99999h or 9999999m")
+            parsed = datetime.fromisoformat(text)
+            value = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
     except ValueError:
-        raise bad_request(f"since={text!r} is not a time: use ISO 8601 (2024-05-01T08:00:00Z) or an age like "
+        raise bad_request(f"since={shown!r} is not a time: use ISO 8601 (2024-05-01T08:00:00Z) or an age like "
                           "30m, 24h or 7d") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    except OverflowError:
+        raise bad_request(f"since={shown!r} is out of range: use a time from {EARLIEST_SINCE:%Y-%m-%d} on") from None
+    if value < EARLIEST_SINCE:
+        raise bad_request(f"since={shown!r} is before {EARLIEST_SINCE:%Y-%m-%d}: use a later time or a shorter age")
+    return value
 
 
 def _route_param(request: AdminRequest, name: str) -> str:

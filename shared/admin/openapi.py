@@ -14,6 +14,7 @@ import json
 import sys
 from typing import Any, Final
 
+from shared.admin.api import SINCE_PATTERN
 from shared.admin.routes import BY_ID, DECIDE, OPERATIONS, READ
 from shared.response.actions.update_status import STATUSES
 
@@ -189,7 +190,7 @@ def _digest_schema() -> dict[str, Any]:
 
 
 def _schemas() -> dict[str, Any]:
-    from shared.admin.api import RESOLVE_REASONS
+    from shared.admin.api import MAX_REASON_CHARS, RESOLVE_REASONS
 
     alert_detail = {"allOf": [_ref("Alert"), _object({"description": STRING, "additional_details": FREE_OBJECT})]}
     return {
@@ -222,8 +223,9 @@ def _schemas() -> dict[str, Any]:
         "ResolveRequest": _object({"reason": {"type": "string", "enum": list(RESOLVE_REASONS)}}, open_=False,
                                   description=_NO_OPERATOR),
         "DecisionRequest": _object({}, open_=False, description=_NO_OPERATOR),
-        "RejectRequest": _object({"reason": {"type": "string", "maxLength": 1000}}, required=[], open_=False,
-                                 description=_NO_OPERATOR),
+        "RejectRequest": _object({"reason": {"type": "string", "maxLength": MAX_REASON_CHARS,
+                                             "pattern": r"^[^\u0000-\u001f]*$", "description": "one line of text"}},
+                                 required=[], open_=False, description=_NO_OPERATOR),
         "TokenStatus": _token_status_schema(),
         "Digest": _digest_schema(),
         "PoisonReport": _poison_schema(),
@@ -253,7 +255,9 @@ _PARAMS: Final[dict[str, list[tuple[str, str, dict[str, Any]]]]] = {
         ("status", "only alerts with this status", {"type": "string", "enum": list(STATUSES)}),
         ("customer", "only this customer tenant id", STRING),
         ("type", "only this alert type (case-insensitive), e.g. cryptoMining", STRING),
-        ("since", "changed since: ISO 8601, or an age such as 30m, 24h, 7d", STRING),
+        ("since", "changed since: ISO 8601 from 1970-01-01 on (UTC when no offset is given), or an age such as "
+                  "30m, 24h, 7d (at most 9999d, 99999h or 9999999m)", {"type": "string", "maxLength": 64,
+                                                                       "pattern": SINCE_PATTERN}),
         ("limit", "at most this many, newest change first (default 200)", {"type": "integer", "minimum": 1,
                                                                            "maximum": 1000}),
     ],

@@ -30,6 +30,36 @@ class SecretAccessDenied(SecretStoreError):
     pass
 
 
+class SecretStoreUnreachable(SecretStoreError):
+    """No answer: the vault or the sign-in authority is not listening, or its TLS certificate is not trusted."""
+
+
+def _transport_cause(exc: BaseException) -> tuple[str, str] | None:
+    """("tls" | "connect", detail) when ``exc`` (or what it wraps) is a TLS trust or connection failure.
+
+    azure-identity reports a sign-in that never reached the authority as ClientAuthenticationError,
+    which would otherwise read as a missing role; the text is checked too, as it does not always chain.
+    """
+    import ssl
+
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        text = str(current)
+        if isinstance(current, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+            reason = getattr(current, "verify_message", "") or "certificate verify failed"
+            return "tls", str(reason)
+        if isinstance(current, ConnectionRefusedError) or "Connection refused" in text \
+                or "Failed to establish a new connection" in text:
+            return "connect", "connection refused"
+        pending += [current.__cause__, current.__context__, getattr(current, "inner_exception", None)]
+    return None
+
+
 @dataclass(frozen=True)
 class SecretInfo:
     """A secret version's metadata (never the value)."""
@@ -95,6 +125,20 @@ class SecretStore:
         from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 
         vault = _vault_name(self.vault_url)
+        cause = _transport_cause(exc)
+        if cause is not None:
+            where = (f"the sign-in authority {self._settings.entra_authority_host} (ENTRA_AUTHORITY_HOST)"
+                     if isinstance(exc, ClientAuthenticationError) else f"the vault {self.vault_url}")
+            if cause[0] == "tls":
+                return SecretStoreUnreachable(
+                    f"cannot {action} secret {name}: the TLS certificate of {where} is not trusted ({cause[1]}); "
+                    "check TRUSTED_CA_BUNDLE (locally it is the sandbox's CA, which a restarted sandbox replaces: "
+                    "restart the stack)"
+                )
+            return SecretStoreUnreachable(
+                f"cannot {action} secret {name}: cannot connect to {where} ({cause[1]}); check that it is running "
+                "and that the URL is right"
+            )
         if isinstance(exc, ResourceNotFoundError):
             return SecretNotFound(
                 f"secret {name} not found in vault {self.vault_url}: set it with "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from shared.cli import EXIT_OK, CommandFailed
@@ -13,15 +13,13 @@ from shared.cli.output import print_json, print_table
 
 
 def _since(text: str) -> datetime:
-    """An ISO date/time, or a relative age such as 30m, 24h, 7d."""
-    units = {"m": "minutes", "h": "hours", "d": "days"}
-    if text[-1:] in units and text[:-1].isdigit():
-        return datetime.now(UTC) - timedelta(**{units[text[-1]]: int(text[:-1])})
+    """An ISO date/time, or a relative age such as 30m, 24h, 7d: the admin API's rules and bounds."""
+    from shared.admin.api import ApiError, parse_since
+
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a time: use ISO 8601 or an age like 24h or 7d") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return parse_since(text)
+    except ApiError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def register(subparsers: Any) -> None:

@@ -5,7 +5,8 @@ once a day by the poll) and which token reads Graph partner alerts (app-only, or
 SAM token after Graph answered Unauthorized_MissingMFA).
 
 Exit 0 when the app can work (a near expiry is a WARNING line, still 0); 1 when a token is
-refused now or the refresh token has expired, with the re-consent steps.
+refused now or the refresh token has expired, with the re-consent steps, and 1 whenever
+``--check`` itself failed (e.g. Key Vault or the secret could not be read).
 """
 
 from __future__ import annotations
@@ -38,14 +39,18 @@ def show_status(args: argparse.Namespace) -> int:
     from shared.operations.token_status import check_now, token_status
 
     config, tables = settings(), store()
+    check_failed = False
     if args.check:
         print("redeeming the refresh token for Partner Center ...", file=sys.stderr)
         checked = check_now(config, tables)
+        check_failed = not checked["ok"]
         print(("ok: " if checked["ok"] else "failed: ") + checked["message"], file=sys.stderr)
     doc = token_status(config, tables)
+    # --check that failed is a failure even when nothing was recorded (e.g. the secret is unreadable)
+    result = EXIT_OK if doc["ok"] and not check_failed else EXIT_FAILED
     if args.json:
         print_json(doc)
-        return EXIT_OK if doc["ok"] else EXIT_FAILED
+        return result
     age = doc["refresh_token"]
     print(f"{'state':>22}: {doc['state']}")
     print(f"{'refresh token secret':>22}: {age['secret_name']}")
@@ -83,4 +88,4 @@ def show_status(args: argparse.Namespace) -> int:
         print("\nwhat to do:")
         for number, step in enumerate(doc["next_steps"], 1):
             print(f"  {number}. {step}")
-    return EXIT_OK if doc["ok"] else EXIT_FAILED
+    return result

@@ -10,7 +10,9 @@ the job is enqueued. If the enqueue fails, the row is deleted again and the answ
 Partner Center's retry enqueues it. The sync job marks the row "synced" when it has run. If the
 worker dies between insert and enqueue, a redelivery finding the row still "received" after
 REENQUEUE_AFTER enqueues again (a second sync job is harmless, a lost one is not); younger rows
-are taken to be in flight, and the poller finds the alerts within one interval regardless.
+are taken to be in flight, and the poller finds the alerts within one interval regardless. The
+row's time is updated only after that send succeeds, so a failed re-enqueue (503) stays stale
+and Partner Center's retry enqueues again instead of being told "duplicate".
 No Partner Center call is made here; the sync job does that.
 """
 
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from shared.intake.signature import WebhookRejected, parse_signature_headers, verify_body_signature
+from shared.jsonbody import JsonBodyError, parse_json_body
 from shared.logs import add_context, contextual
 from shared.names import DELIVERIES_TABLE, SYNC_QUEUE
 
@@ -135,9 +138,9 @@ def _is_json_content_type(value: str) -> bool:
 def parse_event(body: bytes) -> WebhookEvent:
     """The webhook payload: a JSON object with EventName, ResourceUri and ResourceChangeUtcDate."""
     try:
-        document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise _reject(400, "malformed_body", "the body is not UTF-8 JSON") from None
+        document = parse_json_body(body)
+    except JsonBodyError as exc:
+        raise _reject(400, "malformed_body", str(exc)) from None
     if not isinstance(document, dict):
         raise _reject(400, "malformed_body", "the body must be a JSON object")
     fields = {str(k).lower(): v for k, v in document.items()}
@@ -276,7 +279,6 @@ class WebhookReceiver:
             logger.warning("webhook delivery %s was recorded %s ago and is still not synced: its sync job may "
                            "never have been enqueued; enqueuing again", key[:16], now - enqueued_at if enqueued_at
                            else "long")
-            self._deliveries.touch(key, now)
         subscription_id, event_status = scope
         add_context(subscription=subscription_id)
         try:
@@ -286,7 +288,14 @@ class WebhookReceiver:
             if inserted:  # forget it, so Partner Center's retry (we answer 503) enqueues it again
                 with contextlib.suppress(Exception):
                     self._deliveries.delete(key)
-            raise
+            raise  # a stale row is left untouched, so the retry finds it stale and enqueues again
+        if not inserted:
+            # Only after the send: touching first made a failed re-enqueue look done to the retry.
+            try:
+                self._deliveries.touch(key, now)
+            except Exception as exc:  # the job is enqueued; a later redelivery may enqueue once more (harmless)
+                logger.warning("webhook delivery %s re-enqueued but its time not updated: %s", key[:16],
+                               type(exc).__name__)
         logger.info("webhook %s for subscription %s: alerts-sync job enqueued (delivery %s)",
                     FRAUD_EVENT, subscription_id, key[:16])
         return WebhookAnswer(200, {"status": "enqueued", "delivery_id": key, "duplicate": not inserted})

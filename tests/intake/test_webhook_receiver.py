@@ -112,7 +112,7 @@ class Rig:
 
 
 def make_rig(settings: Settings, chain: SigningChain, host: CertificateHost, *,
-             fail_first_enqueue: bool = False) -> Rig:
+             fail_first_enqueue: bool = False, max_body_bytes: int | None = None) -> Rig:
     queue = "sync-" + uuid.uuid4().hex[:12]
     jobs: Any = QueueJobSender(QueueSender(settings), queue=queue)
     if fail_first_enqueue:
@@ -121,7 +121,7 @@ def make_rig(settings: Settings, chain: SigningChain, host: CertificateHost, *,
                                  tls_verify=str(host.tls.ca_cert_path))
     certificates = SigningCertificates(fetcher=fetcher, anchors=TrustAnchors.from_file(settings.webhook_trusted_roots))
     receiver = WebhookReceiver(certificates=certificates, deliveries=TableDeliveryLog(TableStore(settings)), jobs=jobs,
-                               max_body_bytes=settings.webhook_max_body_bytes)
+                               max_body_bytes=max_body_bytes or settings.webhook_max_body_bytes)
     return Rig(settings, receiver, chain, host, queue, jobs)
 
 
@@ -327,11 +327,29 @@ def test_non_json_content_type_is_415(rig: Rig, content_type: str) -> None:
     assert_nothing_kept(rig)
 
 
-@pytest.mark.parametrize("body", [b"{not json", b"[]", b'{"EventName": 5}', b"\xff\xfe",
-                                  b'{"EventName": "azure-fraud-event-detected"}'])
+@pytest.mark.parametrize("body", [
+    b"{not json", b"[]", b'{"EventName": 5}', b"\xff\xfe", b'{"EventName": "azure-fraud-event-detected"}',
+    b'{"EventName": "x", "Nested": ' + b"[" * 200 + b"]" * 200 + b"}",  # deeper than any payload needs
+    b'{"EventName": "caf\xc3\x28"}',  # invalid UTF-8 inside a string
+    b'{"EventName": NaN}', b"\xef\xbb\xbf{}",
+], ids=["syntax", "array", "number-name", "not-utf8", "fields-missing", "deeper-than-limit",
+        "bad-utf8-in-string", "nan", "bom"])
 def test_malformed_body_is_400(rig: Rig, body: bytes) -> None:
     answer = rig.post(body)
     assert (answer.status, answer.body["error"]) == (400, "malformed_body")
+    assert_nothing_kept(rig)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"EventName": "azure-fraud-event-detected", "HitCount": ' + b"9" * 5000 + b"}",
+    b'{"EventName": "x", "Nested": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    fraud_event()[:-1] + b', "Nested": ' + b"[" * 200 + b"]" * 200 + b"}",
+], ids=["number-over-the-int-digit-limit", "nested-past-the-recursion-limit", "valid-event-nested-too-deep"])
+def test_hostile_json_within_the_size_limit_is_400(webhook_settings: Settings, chain: SigningChain,
+                                                   host: CertificateHost, body: bytes) -> None:
+    rig = make_rig(webhook_settings, chain, host, max_body_bytes=1 << 20)
+    answer = rig.post(body)
+    assert (answer.status, answer.body["error"]) == (400, "malformed_body"), answer.body
     assert_nothing_kept(rig)
 
 
@@ -359,3 +377,27 @@ def test_rejections_are_logged_with_the_reason_but_not_the_signature_or_body(
     assert "invalid_signature" in text
     assert forged not in text
     assert SUBSCRIPTION not in text and "ResourceUri" not in text
+
+
+def test_a_failed_re_enqueue_of_a_stale_delivery_is_re_enqueued_on_the_retry(
+        webhook_settings: Settings, chain: SigningChain, host: CertificateHost) -> None:
+    """A stale row's re-enqueue fails (503): Partner Center's retry must enqueue again, not hear "duplicate"."""
+    from datetime import UTC, datetime, timedelta
+
+    from shared.intake.webhook import parse_event
+
+    rig = make_rig(webhook_settings, chain, host, fail_first_enqueue=True)
+    body = fraud_event()
+    key = parse_event(body).dedupe_key
+    TableDeliveryLog(TableStore(rig.settings)).insert_once(key, {
+        "State": "received", "ReceivedAt": (datetime.now(UTC) - timedelta(minutes=30)).isoformat()})
+
+    with pytest.raises(StorageUnreachable):
+        rig.post(body)  # the stale row's job could not be enqueued again: answered 503
+    assert rig.messages() == []
+
+    retried = rig.post(body)
+    assert (retried.status, retried.body["status"]) == (200, "enqueued")
+    assert len(rig.messages()) == 1
+    assert rig.post(body).body["status"] == "duplicate"
+    assert len(rig.messages()) == 1
