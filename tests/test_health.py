@@ -62,7 +62,7 @@ def test_health_details_need_a_token_with_the_read_role(app_environment: None, f
     detailed = call_health(bearer(user_token(fresh_sandbox, BOB)))
     doc = json.loads(detailed.get_body())
     assert detailed.status_code == 200 and doc["status"] == "ok"
-    assert set(doc["parts"]) == {"settings", "storage", "key_vault", "tokens", "policy"}
+    assert set(doc["parts"]) == {"settings", "storage", "key_vault", "tokens", "policy", "sources"}
     refused = call_health(bearer("not-a-token"))
     assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer ")
     assert "parts" not in json.loads(refused.get_body())

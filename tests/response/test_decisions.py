@@ -37,8 +37,11 @@ def _responded(azurite: Azurite, sandbox: Sandbox) -> Stage:
     return st
 
 
-def _cli(st: Stage, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(st: Stage, *args: str, user: str = "") -> subprocess.CompletedProcess[str]:
+    """The CLI as the local OS user ``user`` (against Azurite decisions are recorded as local:<user>)."""
     env = {**os.environ, **st.env, "FRAUD_RESPONDER_LOCAL_SETTINGS": str(REPO_ROOT / "does-not-exist.json")}
+    if user:
+        env.update({"USER": user, "LOGNAME": user, "LNAME": user, "USERNAME": user})
     return subprocess.run([sys.executable, "-m", "shared.cli", *args], env=env, capture_output=True, text=True,
                           check=False, timeout=120, cwd=REPO_ROOT)
 
@@ -51,22 +54,21 @@ def _event(sandbox: Sandbox) -> dict[str, Any]:
 def test_two_resolutions_by_two_operators_are_both_on_record(azurite: Azurite, fresh_sandbox: Sandbox) -> None:
     st = stage(azurite, fresh_sandbox)
 
-    first = _cli(st, "alerts", "resolve", ids.MINING_ALERT_EVENT_ID, "--reason", "legitimate", "--as", "alice",
-                 "--json")
-    second = _cli(st, "alerts", "resolve", ids.MINING_ALERT_EVENT_ID, "--reason", "fraud", "--as", "bob", "--json")
+    first = _cli(st, "alerts", "resolve", ids.MINING_ALERT_EVENT_ID, "--reason", "legitimate", "--json", user="alice")
+    second = _cli(st, "alerts", "resolve", ids.MINING_ALERT_EVENT_ID, "--reason", "fraud", "--json", user="bob")
 
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     ids_ = {json.loads(first.stdout)["action_id"], json.loads(second.stdout)["action_id"]}
     rows = json.loads(_cli(st, "actions", "list", "--alert", ids.MINING_ALERT_EVENT_ID, "--json").stdout)
     assert len(ids_) == 2  # a row each: the second did not overwrite the first
     resolutions = {r["id"]: r for r in rows if r["id"] in ids_}
-    assert {(r["approved_by"], r["state"]) for r in resolutions.values()} == {("alice", SUCCEEDED),
-                                                                            ("bob", SUCCEEDED)}
+    assert {(r["approved_by"], r["state"]) for r in resolutions.values()} == {("local:alice", SUCCEEDED),
+                                                                            ("local:bob", SUCCEEDED)}
     shown = json.loads(_cli(st, "alerts", "show", ids.MINING_ALERT_EVENT_ID, "--json").stdout)
     assert [(d["decision"], d["operator"], d["reason"]) for d in shown["decisions"]] == [
-        ("resolve", "alice", "legitimate"), ("resolve", "bob", "fraud")]
+        ("resolve", "local:alice", "legitimate"), ("resolve", "local:bob", "fraud")]
     assert all(d["at"] for d in shown["decisions"])
-    assert (shown["resolved_reason"], shown["resolved_by"]) == ("fraud", "operator:bob")  # the latest
+    assert (shown["resolved_reason"], shown["resolved_by"]) == ("fraud", "operator:local:bob")  # the latest
     text = _cli(st, "alerts", "show", ids.MINING_ALERT_EVENT_ID).stdout
     assert "alice" in text and "legitimate" in text and "bob" in text
     listed = _cli(st, "actions", "list", "--alert", ids.MINING_ALERT_EVENT_ID).stdout
