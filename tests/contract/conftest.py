@@ -111,3 +111,14 @@ def graph_client(sandbox: Sandbox, credential: TokenCredential, *, beta: bool = 
     adapter = GraphRequestAdapter(auth, http)
     adapter.base_url = sandbox.url("graph") + ("/beta" if beta else "/v1.0")
     return GraphServiceClient(request_adapter=adapter)
+
+
+def arm_client(client_class: type[T], sandbox: Sandbox, credential: TokenCredential, *args: Any) -> T:
+    """An azure-mgmt-* client against the sandbox ARM (base URL and CA are the only changes).
+
+    ``polling_interval`` 0: the stand-in answers ``Retry-After: 0``, which azure-core treats as
+    absent (its default is 30 s between polls).
+    """
+    return client_class(credential, *args, base_url=sandbox.url("arm"),  # type: ignore[call-arg]
+                        credential_scopes=[ARM_SCOPE], connection_verify=str(sandbox.ca_cert_path),
+                        polling_interval=0)
