@@ -104,7 +104,8 @@ def _required_action(request: Request) -> tuple[str, str]:
     sub = request.params["sub"]
     path = request.path.rstrip("/")
     if "/providers/microsoft.subscription/" in path.lower():
-        return f"Microsoft.Subscription/{request.params.get('action', 'cancel').lower()}/action", f"/subscriptions/{sub}"
+        action = request.params.get("action", "cancel").lower()
+        return f"Microsoft.Subscription/{action}/action", f"/subscriptions/{sub}"
     if "/providers/microsoft.insights/" in path.lower():
         return "Microsoft.Insights/eventtypes/values/read", f"/subscriptions/{sub}"
     if "/operations/" in path.lower():
@@ -654,7 +655,8 @@ class ArmService(Service):
         """VMs or scale sets of a subscription or resource group, paged with ``nextLink``."""
         kind = "virtualMachines" if request.params["kind"].lower() == "virtualmachines" else "virtualMachineScaleSets"
         sub, group = request.params["sub"].lower(), request.params.get("rg")
-        offset = read_offset_token(request.arg("$skipToken"), message="Invalid $skipToken: follow nextLink as returned.")
+        offset = read_offset_token(request.arg("$skipToken"),
+                                   message="Invalid $skipToken: follow nextLink as returned.")
         with self.lock:
             if group is not None and (sub, group.lower()) not in self._resource_groups:
                 raise HttpError(404, "ResourceGroupNotFound", f"Resource group '{group}' could not be found.")

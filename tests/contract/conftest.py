@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import httpx
-import pytest
 import requests
 from azure.core.credentials import AccessToken, TokenCredential
 from azure.identity import ClientSecretCredential
@@ -103,7 +102,8 @@ def graph_client(sandbox: Sandbox, credential: TokenCredential, *, beta: bool = 
     if beta:
         from msgraph_beta import GraphRequestAdapter, GraphServiceClient
     else:
-        from msgraph import GraphRequestAdapter, GraphServiceClient  # type: ignore[assignment]
+        from msgraph.graph_request_adapter import GraphRequestAdapter  # type: ignore[assignment]
+        from msgraph.graph_service_client import GraphServiceClient  # type: ignore[assignment]
     host = httpx.URL(sandbox.url("graph")).host
     http = GraphClientFactory.create_with_default_middleware(
         client=httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(sandbox.ca_cert_path))))

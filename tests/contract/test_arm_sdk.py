@@ -25,6 +25,9 @@ from tests.contract.conftest import PARTNER_APP_SECRET, RefreshTokenCredential, 
 from tests.contract.routes import covers
 
 VMSS_NAME = "vmss-gpu-pool"
+# README spellings of the routes (see tests/contract/routes.py).
+VM_ROUTE = "/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm}"
+VMSS_ROUTE = "/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachineScaleSets/{name}"
 
 
 def arm_state(sandbox: Sandbox) -> ArmService:
@@ -47,8 +50,8 @@ def compute(sandbox: Sandbox, credential: Any) -> ComputeManagementClient:
 # -- virtual machines -------------------------------------------------------------------------------
 
 
-@covers("arm", "GET /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm}",
-        "GET /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm}/instanceView")
+@covers("arm", "GET " + VM_ROUTE,
+        "GET " + VM_ROUTE + "/instanceView")
 def test_vm_get_with_instance_view(fresh_sandbox: Sandbox, fabrikam: RefreshTokenCredential) -> None:
     client = compute(fresh_sandbox, fabrikam)
     vm = client.virtual_machines.get(ids.MINING_RESOURCE_GROUP, "vm-gpu-01", expand="instanceView")
@@ -70,10 +73,10 @@ def test_vm_list_in_subscription_and_resource_group(fresh_sandbox: Sandbox, fabr
     assert in_group < everything and all(f"/subscriptions/{ids.SUB_FABRIKAM_PROD}/" in i for i in everything)
 
 
-@covers("arm", "POST /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm}/deallocate",
-        "POST /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm}/powerOff",
-        "POST /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm}/start",
-        "POST /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm}/restart",
+@covers("arm", "POST " + VM_ROUTE + "/deallocate",
+        "POST " + VM_ROUTE + "/powerOff",
+        "POST " + VM_ROUTE + "/start",
+        "POST " + VM_ROUTE + "/restart",
         "GET /subscriptions/{s}/providers/Microsoft.Compute/locations/{location}/operations/{id}")
 def test_vm_power_operations_complete_through_the_sdk_poller(fresh_sandbox: Sandbox,
                                                               fabrikam: RefreshTokenCredential) -> None:
@@ -95,7 +98,8 @@ def test_vm_power_operations_complete_through_the_sdk_poller(fresh_sandbox: Sand
 def test_failed_operation_surfaces_as_http_response_error(fresh_sandbox: Sandbox,
                                                           fabrikam: RefreshTokenCredential) -> None:
     arm_state(fresh_sandbox).fail_next_operation("OperationPreempted", "The operation was preempted.")
-    poller = compute(fresh_sandbox, fabrikam).virtual_machines.begin_deallocate(ids.MINING_RESOURCE_GROUP, "vm-gpu-01")
+    vms = compute(fresh_sandbox, fabrikam).virtual_machines
+    poller = vms.begin_deallocate(ids.MINING_RESOURCE_GROUP, "vm-gpu-01")
     with pytest.raises(HttpResponseError) as caught:
         poller.result(timeout=30)
     assert "OperationPreempted" in str(caught.value)
@@ -112,13 +116,13 @@ def test_unknown_vm_is_resource_not_found(fresh_sandbox: Sandbox, fabrikam: Refr
 
 
 @covers("arm",
-        "GET /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachineScaleSets/{name}",
-        "GET /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachineScaleSets/{name}/instanceView",
+        "GET " + VMSS_ROUTE,
+        "GET " + VMSS_ROUTE + "/instanceView",
         "GET /subscriptions/{s}/providers/Microsoft.Compute/virtualMachineScaleSets",
         "GET /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachineScaleSets",
-        "POST /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachineScaleSets/{name}/deallocate",
-        "POST /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachineScaleSets/{name}/powerOff",
-        "POST /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachineScaleSets/{name}/start")
+        "POST " + VMSS_ROUTE + "/deallocate",
+        "POST " + VMSS_ROUTE + "/powerOff",
+        "POST " + VMSS_ROUTE + "/start")
 def test_scale_set_get_list_and_power(fresh_sandbox: Sandbox, fabrikam: RefreshTokenCredential) -> None:
     client = compute(fresh_sandbox, fabrikam)
     sets = client.virtual_machine_scale_sets

@@ -78,8 +78,8 @@ def test_security_alert_get_and_resolve(fresh_sandbox: Sandbox) -> None:
     from msgraph_beta.generated.models.partner.security.security_alert_status import SecurityAlertStatus
 
     async def scenario() -> tuple[Any, Any]:
-        item = partner_app_client(fresh_sandbox, beta=True).security.partner.security_alerts.by_partner_security_alert_id(
-            MINING_SECURITY_ALERT_ID)
+        alerts = partner_app_client(fresh_sandbox, beta=True).security.partner.security_alerts
+        item = alerts.by_partner_security_alert_id(MINING_SECURITY_ALERT_ID)
         before = await item.get()
         after = await item.patch(PartnerSecurityAlert(status=SecurityAlertStatus.Resolved,
                                                       resolved_reason=SecurityAlertResolvedReason.Fraud))
@@ -309,7 +309,7 @@ def test_directory_roles_by_id_and_by_template_id(fresh_sandbox: Sandbox) -> Non
             url).get()
         return roles, by_id, members, by_template, by_template_members
 
-    roles, by_id, members, by_template, by_template_members = run(scenario())
+    _, by_id, members, by_template, by_template_members = run(scenario())
     assert by_id.display_name == "Global Administrator" and by_template.id == by_id.id
     member_ids = {m.id for m in members.value}
     assert ids.FABRIKAM_GLOBAL_ADMIN_ID in member_ids

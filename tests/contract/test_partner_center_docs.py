@@ -109,8 +109,8 @@ def test_status_update_takes_the_documented_example_body(pc: httpx.Client) -> No
     assert updated["resolvedBy"] and not updated["resolvedOn"].startswith("9999")
 
 
-@covers("partner_center", "GET /v1/customers/{customerId}/subscriptions", "GET /v1/customers/{customerId}/subscriptions/{id}",
-        "PATCH /v1/customers/{customerId}/subscriptions/{id}")
+@covers("partner_center", "GET /v1/customers/{customerId}/subscriptions",
+        "GET /v1/customers/{customerId}/subscriptions/{id}", "PATCH /v1/customers/{customerId}/subscriptions/{id}")
 def test_subscription_resource_and_suspend_with_the_full_resource(pc: httpx.Client) -> None:
     collection = pc.get(f"/v1/customers/{ids.CUSTOMER_FABRIKAM}/subscriptions").json()
     assert collection["totalCount"] == len(collection["items"]) >= 1
