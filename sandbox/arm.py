@@ -3,6 +3,11 @@
 Reached with a delegated token issued in the subscription's (customer's) tenant; a token from any
 other tenant gets ARM's real 401 ``InvalidAuthenticationTokenTenant`` naming the right
 authority. Every request needs ``api-version`` (400 ``MissingApiVersionParameter`` otherwise).
+Access is checked like Azure RBAC: without a role assignment for the token's principal at the
+scope (scenario ``roleAssignments``; by default the partner's admin agent is Owner of every GDAP
+customer's subscription, as admin-on-behalf-of gives it) the answer is 403 ``AuthorizationFailed``.
+
+- ``GET /subscriptions``, VM and scale-set lists per subscription or resource group.
 
 - ``GET /subscriptions/{s}/providers/Microsoft.Insights/eventtypes/management/values``: activity
   log events as Azure Monitor returns them, newest first, filtered by
