@@ -33,8 +33,17 @@ LOCAL_APP_SECRET = "sandbox-local-app-secret-9Vd3"
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run one msgraph-sdk (kiota, async) call to completion."""
-    return asyncio.run(coroutine)
+    """Run one msgraph-sdk (kiota, async) scenario to completion on a loop of its own.
+
+    Not ``asyncio.run``: it leaves the main thread without a current event loop, which breaks
+    later tests in the same process that rely on ``asyncio.get_event_loop()`` (Pulumi's mocks).
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 def app_credential(sandbox: Sandbox, client_id: str, secret: str,
