@@ -3,6 +3,11 @@
 Reached with a delegated token issued in the subscription's (customer's) tenant; a token from any
 other tenant gets ARM's real 401 ``InvalidAuthenticationTokenTenant`` naming the right
 authority. Every request needs ``api-version`` (400 ``MissingApiVersionParameter`` otherwise).
+Access is checked like Azure RBAC: without a role assignment for the token's principal at the
+scope (scenario ``roleAssignments``; by default the partner's admin agent is Owner of every GDAP
+customer's subscription, as admin-on-behalf-of gives it) the answer is 403 ``AuthorizationFailed``.
+
+- ``GET /subscriptions``, VM and scale-set lists per subscription or resource group.
 
 - ``GET /subscriptions/{s}/providers/Microsoft.Insights/eventtypes/management/values``: activity
   log events as Azure Monitor returns them, newest first, filtered by
@@ -84,6 +89,40 @@ _EVENT_FIELDS: dict[str, Callable[[dict[str, Any]], str]] = {
 }
 _FILTER_FIELDS = ("eventtimestamp", "resourceuri", "resourcegroupname", "resourceprovider", "correlationid",
                   "caller", "status")
+
+
+# Built-in roles by what they permit (Owner and Contributor: every action here; Reader: reads).
+_ROLE_ACTIONS: dict[str, Callable[[str], bool]] = {
+    "Owner": lambda action: True,
+    "Contributor": lambda action: not action.lower().startswith("microsoft.authorization/"),
+    "Reader": lambda action: action.lower().endswith("/read"),
+}
+_COMPUTE_PATH = re.compile(
+    r"(?P<scope>/subscriptions/[^/]+(?:/resourceGroups/[^/]+)?/providers/Microsoft\.Compute/"
+    r"(?P<kind>virtualMachines|virtualMachineScaleSets)(?:/(?P<name>[^/]+))?)(?:/(?P<verb>[^/]+))?",
+    re.IGNORECASE,
+)
+
+
+def _required_action(request: Request) -> tuple[str, str]:
+    """The RBAC action a request needs and the scope it acts on, as Azure names them."""
+    sub = request.params["sub"]
+    path = request.path.rstrip("/")
+    if "/providers/microsoft.subscription/" in path.lower():
+        action = request.params.get("action", "cancel").lower()
+        return f"Microsoft.Subscription/{action}/action", f"/subscriptions/{sub}"
+    if "/providers/microsoft.insights/" in path.lower():
+        return "Microsoft.Insights/eventtypes/values/read", f"/subscriptions/{sub}"
+    if "/operations/" in path.lower():
+        return "Microsoft.Compute/locations/operations/read", f"/subscriptions/{sub}"
+    match = _COMPUTE_PATH.fullmatch(path)
+    if match:
+        kind = "virtualMachines" if match["kind"].lower() == "virtualmachines" else "virtualMachineScaleSets"
+        verb = match["verb"]
+        if request.method == "POST" and verb:
+            return f"Microsoft.Compute/{kind}/{verb}/action", match["scope"]
+        return f"Microsoft.Compute/{kind}/read", match["scope"]
+    return "Microsoft.Resources/subscriptions/read", f"/subscriptions/{sub}"
 
 
 def _now() -> dt.datetime:
@@ -204,6 +243,24 @@ class ArmService(Service):
         self._events.sort(key=lambda e: parse_timestamp(e["eventTimestamp"]), reverse=True)
         self._operations = {}
         self._fail_next = []
+        self._assignments = [self._assignment_from(raw) for raw in section.get("roleAssignments",
+                                                                                self._default_assignments())]
+
+    def _default_assignments(self) -> list[dict[str, Any]]:
+        """Without ``arm.roleAssignments``: admin-on-behalf-of, the partner's admin agent is Owner of
+        every subscription of a customer the partner has a GDAP (or DAP) relationship with."""
+        agent = str(self.sandbox.scenario.get("entra", {}).get("partner_user", {}).get("oid", ids.ADMIN_AGENT_USER_ID))
+        return [{"scope": f"/subscriptions/{sub['id']}", "principalId": agent, "roleDefinitionName": "Owner"}
+                for customer in self.sandbox.scenario.get("tenants", {}).get("customers", [])
+                if customer.get("gdap", True) for sub in customer.get("subscriptions", [])]
+
+    @staticmethod
+    def _assignment_from(raw: dict[str, Any]) -> dict[str, str]:
+        role = str(raw.get("roleDefinitionName", "Owner"))
+        if role not in _ROLE_ACTIONS:
+            raise ValueError(f"arm.roleAssignments: role {role!r} is not one of {', '.join(_ROLE_ACTIONS)}")
+        return {"scope": str(raw["scope"]).rstrip("/"), "principalId": str(raw["principalId"]).lower(),
+                "roleDefinitionName": role}
 
     @staticmethod
     def _resource_from(kind: str, raw: dict[str, Any]) -> _Resource:
@@ -298,6 +355,23 @@ class ArmService(Service):
         with self.lock:
             return str(self._subscriptions[subscription_id.lower()]["state"])
 
+    def role_assignments(self) -> list[dict[str, str]]:
+        with self.lock:
+            return copy.deepcopy(self._assignments)
+
+    def add_role_assignment(self, scope: str, principal_id: str, role: str = "Owner") -> None:
+        with self.lock:
+            self._assignments.append(self._assignment_from({"scope": scope, "principalId": principal_id,
+                                                            "roleDefinitionName": role}))
+
+    def remove_role_assignments(self, scope: str) -> int:
+        """Drop every role assignment at ``scope`` (e.g. the partner's access to a subscription)."""
+        with self.lock:
+            kept = [a for a in self._assignments if a["scope"].lower() != scope.rstrip("/").lower()]
+            removed = len(self._assignments) - len(kept)
+            self._assignments = kept
+        return removed
+
     def fail_next_operation(self, code: str = "OperationPreempted", message: str = "The operation failed.") -> None:
         """Make the next long-running operation end in ``Failed`` with this error."""
         with self.lock:
@@ -361,6 +435,37 @@ class ArmService(Service):
                 "WWW-Authenticate": f'Bearer authorization_uri="https://login.windows.net/{owner}", '
                                     'error="invalid_token", error_description="The access token is from the wrong '
                                     'issuer."'})
+        action, scope = _required_action(request)
+        if not self._allowed(claims, action, scope):
+            principal = str(claims.get("oid", ""))
+            client = str(claims.get("upn") or claims.get("appid") or principal)
+            raise HttpError(403, "AuthorizationFailed", (
+                f"The client '{client}' with object id '{principal}' does not have authorization to perform action "
+                f"'{action}' over scope '{scope}' or the scope is invalid. If access was recently granted, please "
+                "refresh your credentials."))
+
+    def _allowed(self, claims: dict[str, Any], action: str, scope: str) -> bool:
+        """Azure RBAC, simplified: a role assignment to the token's principal (oid or one of its
+        groups) at the scope or above, whose role permits the action."""
+        principals = {str(claims.get("oid", "")).lower(), *(str(g).lower() for g in claims.get("groups", []) or [])}
+        wanted = scope.lower().rstrip("/")
+        with self.lock:
+            assignments = list(self._assignments)
+        for assignment in assignments:
+            if assignment["principalId"] not in principals:
+                continue
+            granted = assignment["scope"].lower()
+            if wanted != granted and not wanted.startswith(granted + "/"):
+                continue
+            if _ROLE_ACTIONS[assignment["roleDefinitionName"]](action):
+                return True
+        return False
+
+    def _readable_subscriptions(self, claims: dict[str, Any]) -> list[dict[str, Any]]:
+        tenant = str(claims.get("tid", "")).lower()
+        return [sub for sub in self._subscriptions.values() if sub["tenantId"] == tenant
+                and self._allowed(claims, "Microsoft.Resources/subscriptions/read",
+                                  f"/subscriptions/{sub['subscriptionId']}")]
 
     def _ok(self, status: int, obj: Any, request: Request, headers: dict[str, str] | None = None) -> Response:
         base = self._ids(request)
@@ -384,15 +489,26 @@ class ArmService(Service):
     @route("GET", r"/subscriptions/(?P<sub>[^/]+)")
     def get_subscription(self, request: Request) -> Response:
         with self.lock:
-            sub = self._subscriptions[request.params["sub"].lower()]
-            body = {
-                "id": f"/subscriptions/{sub['subscriptionId']}", "authorizationSource": "RoleBased",
-                "managedByTenants": [{"tenantId": ids.PARTNER_TENANT_ID}], "subscriptionId": sub["subscriptionId"],
-                "tenantId": sub["tenantId"], "displayName": sub["displayName"], "state": sub["state"],
-                "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01", "quotaId": "CSP_2015-05-01",
-                                         "spendingLimit": "Off"},
-            }
+            body = self._subscription_view(self._subscriptions[request.params["sub"].lower()])
         return self._ok(200, body, request)
+
+    @route("GET", r"/subscriptions")
+    def list_subscriptions(self, request: Request) -> Response:
+        """The subscriptions of the token's tenant the caller has a role on (as Azure lists them)."""
+        with self.lock:
+            subs = self._readable_subscriptions(request.claims or {})
+            body = {"value": [self._subscription_view(sub) for sub in subs], "count": {"type": "Total",
+                                                                                       "value": len(subs)}}
+        return self._ok(200, body, request)
+
+    def _subscription_view(self, sub: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": f"/subscriptions/{sub['subscriptionId']}", "authorizationSource": "RoleBased",
+            "managedByTenants": [{"tenantId": ids.PARTNER_TENANT_ID}], "subscriptionId": sub["subscriptionId"],
+            "tenantId": sub["tenantId"], "displayName": sub["displayName"], "state": sub["state"],
+            "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01", "quotaId": "CSP_2015-05-01",
+                                     "spendingLimit": "Off"},
+        }
 
     @route("POST", r"/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.Subscription/(?P<action>cancel|enable)")
     def cancel_subscription(self, request: Request) -> Response:
@@ -537,6 +653,27 @@ class ArmService(Service):
                 "sku": {"name": resource.size, "tier": "Standard", "capacity": resource.capacity},
                 "properties": {"uniqueId": resource.unique_id, "provisioningState": resource.provisioning_state,
                                "timeCreated": resource.time_created, "upgradePolicy": {"mode": "Manual"}}}
+
+    @route("GET", r"/subscriptions/(?P<sub>[^/]+)(?:/resourceGroups/(?P<rg>[^/]+))?/providers/Microsoft\.Compute/"
+                  r"(?P<kind>virtualMachines|virtualMachineScaleSets)")
+    def list_resources(self, request: Request) -> Response:
+        """VMs or scale sets of a subscription or resource group, paged with ``nextLink``."""
+        kind = "virtualMachines" if request.params["kind"].lower() == "virtualmachines" else "virtualMachineScaleSets"
+        sub, group = request.params["sub"].lower(), request.params.get("rg")
+        offset = read_offset_token(request.arg("$skipToken"),
+                                   message="Invalid $skipToken: follow nextLink as returned.")
+        with self.lock:
+            if group is not None and (sub, group.lower()) not in self._resource_groups:
+                raise HttpError(404, "ResourceGroupNotFound", f"Resource group '{group}' could not be found.")
+            matching = [r for r in self._resources.values() if r.kind == kind and r.subscription.lower() == sub
+                        and (group is None or r.resource_group.lower() == group.lower())]
+            page = [self._view(r, False) for r in matching[offset:offset + self.page_size]]
+        body: dict[str, Any] = {"value": page}
+        if offset + self.page_size < len(matching):
+            params = [(k, v) for k, values in request.query.items() if k.lower() != "$skiptoken" for v in values]
+            params.append(("$skipToken", offset_token(offset + self.page_size)))
+            body["nextLink"] = f"{self.base_url}{request.path}?{urlencode(params)}"
+        return self._ok(200, body, request)
 
     @route("GET", _VM)
     def get_resource(self, request: Request) -> Response:

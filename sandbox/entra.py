@@ -73,6 +73,13 @@ def _now_text() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def _v1_body(body: dict[str, Any], resource: str, lifetime: int) -> dict[str, Any]:
+    """The v1 endpoint's token response: numbers as strings, plus expires_on / not_before / resource."""
+    now = int(time.time())
+    return {**body, "expires_in": str(lifetime), "ext_expires_in": str(lifetime), "expires_on": str(now + lifetime),
+            "not_before": str(now), "resource": resource}
+
+
 class EntraService(Service):
     name = "entra"
     audiences = ()
@@ -416,7 +423,7 @@ class EntraService(Service):
         body: dict[str, Any] = {"token_type": "Bearer", "expires_in": self.access_token_lifetime,
                                 "ext_expires_in": self.access_token_lifetime, "access_token": access_token}
         if v1:
-            body["resource"] = resource
+            body = _v1_body(body, resource, self.access_token_lifetime)
         return json_response(200, body, {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
 
     def _refresh_token(self, request: Request, form: dict[str, str], app: App, tenant: str,
@@ -484,7 +491,7 @@ class EntraService(Service):
             info = json.dumps({"uid": self.user_oid, "utid": self.partner_tenant}).encode()
             body["client_info"] = base64.urlsafe_b64encode(info).rstrip(b"=").decode()
         if v1:
-            body["resource"] = resource
+            body = _v1_body(body, resource, self.access_token_lifetime)
         return json_response(200, body, {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
 
     def _id_token(self, tenant: str, client_id: str) -> str:

@@ -371,6 +371,44 @@ def _credential_view(credential: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
+def _without_annotations(body: Any, type_name: str) -> dict[str, Any]:
+    """A PATCH body without its OData instance annotations (``@odata.type`` and the like).
+
+    OData lets a client annotate any object it sends; msgraph-sdk always sends ``@odata.type``.
+    Graph ignores annotations but refuses a type that is not the entity's own.
+    """
+    if not isinstance(body, dict):
+        raise HttpError(400, "Request_BadRequest", "The request body must be a JSON object.")
+    declared = body.get("@odata.type")
+    if declared is not None and str(declared).lstrip("#").lower() != type_name.lstrip("#").lower():
+        raise HttpError(400, "Request_BadRequest", f"A type named '{declared}' could not be resolved by the model; "
+                        f"expected '{type_name}'.")
+    return {key: value for key, value in body.items() if not key.startswith("@") and "@odata." not in key}
+
+
+def _action_parameters(body: Any, names: Iterable[str]) -> dict[str, Any]:
+    """An OData action's parameters keyed by their documented names, matched case-insensitively.
+
+    The docs' examples use camelCase (``message``); msgraph-sdk sends the names of Graph's
+    metadata (``Message``, ``SaveToSentItems``). Graph accepts both; unknown parameters are refused.
+    """
+    if not isinstance(body, dict):
+        raise HttpError(400, "Request_BadRequest", "The request body must be a JSON object.")
+    known = {name.lower(): name for name in names}
+    found: dict[str, Any] = {}
+    for key, value in body.items():
+        if key.startswith("@"):
+            continue
+        name = known.get(key.lower())
+        if name is None:
+            raise HttpError(400, "Request_BadRequest", f"The parameter '{key}' in the request payload is not a valid "
+                            f"parameter for the operation; expected {', '.join(known.values())}.")
+        if name in found:
+            raise HttpError(400, "Request_BadRequest", f"The parameter '{name}' is given more than once.")
+        found[name] = value
+    return found
+
+
 def _new_secret() -> str:
     """A client secret shaped like Entra's (40 characters, ``~`` in the fourth place)."""
     body = "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(37))
@@ -777,8 +815,8 @@ class GraphService(Service):
     @route("PATCH", r"/v1\.0/users/(?P<user>[^/]+)")
     def update_user(self, request: Request) -> Response:
         self._require_permission(request, USER_WRITE_PERMISSIONS)
-        patch = request.json()
-        if not isinstance(patch, dict) or not patch:
+        patch = _without_annotations(request.json(), "#microsoft.graph.user")
+        if not patch:
             raise HttpError(400, "Request_BadRequest", "The request body must be a JSON object with the properties "
                             "to update.")
         for key in patch:
@@ -791,6 +829,7 @@ class GraphService(Service):
         if profile is not None:
             if not isinstance(profile, dict):
                 raise HttpError(400, "Request_BadRequest", "Invalid value for property 'passwordProfile'.")
+            profile = _without_annotations(profile, "#microsoft.graph.passwordProfile")
             for key, value in profile.items():
                 if key == "password":
                     if not isinstance(value, str) or len(value) < 8 or len(value) > 256:
@@ -830,8 +869,8 @@ class GraphService(Service):
     @route("POST", r"/v1\.0/users/(?P<user>[^/]+)/sendMail")
     def send_mail(self, request: Request) -> Response:
         self._require_permission(request, MAIL_SEND_PERMISSIONS, "ErrorAccessDenied")
-        payload = request.json()
-        if not isinstance(payload, dict) or not isinstance(payload.get("message"), dict):
+        payload = _action_parameters(request.json(), ("message", "saveToSentItems"))
+        if not isinstance(payload.get("message"), dict):
             raise HttpError(400, "ErrorInvalidRequest", "The request body must hold a 'message' object.")
         message = payload["message"]
         body = message.get("body") or {}
@@ -852,6 +891,8 @@ class GraphService(Service):
             raise HttpError(400, "ErrorInvalidRecipients", "At least one recipient is not valid., A message can't be "
                             "sent because it contains no recipients.")
         save = payload.get("saveToSentItems", True)
+        if not isinstance(save, bool):
+            raise HttpError(400, "ErrorInvalidRequest", "saveToSentItems must be true or false.")
         with self.lock:
             sender = self._user(request, request.params["user"])
             self._mail.append({
@@ -917,9 +958,7 @@ class GraphService(Service):
     @route("POST", _OBJECT + r"/addPassword")
     def add_password(self, request: Request) -> Response:
         self._require_permission(request, APP_WRITE_PERMISSIONS)
-        payload = request.json() if request.body.strip() else {}
-        if not isinstance(payload, dict):
-            raise HttpError(400, "Request_BadRequest", "The request body must be a JSON object.")
+        payload = _action_parameters(request.json() if request.body.strip() else {}, ("passwordCredential",))
         requested = payload.get("passwordCredential") or {}
         if not isinstance(requested, dict):
             raise HttpError(400, "Request_BadRequest", "passwordCredential must be an object.")
@@ -948,8 +987,8 @@ class GraphService(Service):
     @route("POST", _OBJECT + r"/removePassword")
     def remove_password(self, request: Request) -> Response:
         self._require_permission(request, APP_WRITE_PERMISSIONS)
-        payload = request.json()
-        key_id = payload.get("keyId") if isinstance(payload, dict) else None
+        payload = _action_parameters(request.json(), ("keyId",))
+        key_id = payload.get("keyId")
         if not isinstance(key_id, str) or not key_id:
             raise HttpError(400, "Request_BadRequest", "The property 'keyId' is required.")
         with self.lock:
@@ -978,22 +1017,45 @@ class GraphService(Service):
         return self._ok(200, {"@odata.context": f"{self.base_url}/v1.0/$metadata#directoryRoles", "value": roles},
                         request)
 
-    @route("GET", r"/v1\.0/directoryRoles/(?P<role>[^/]+)/members")
+    # Addressed by object id (/directoryRoles/{id}) or by template id, in the documented form
+    # /directoryRoles(roleTemplateId='{id}'); the older /directoryRoles/roleTemplateId={id} is not
+    # documented any more and gets Graph's answer to a malformed object id (see sandbox/README.md).
+    _ROLE = r"/v1\.0/directoryRoles(?:/(?P<role>[^/()]+)|\(roleTemplateId='(?P<template>[^']*)'\))"
+
+    def _role(self, request: Request) -> dict[str, Any]:
+        tenant = self._tenant(request)
+        roles = self._roles(tenant)
+        template = request.params.get("template")
+        if template is not None:
+            key = f"roleTemplateId='{template}'"
+            role = next((r for r in roles if r["roleTemplateId"] == template.lower()), None)
+        else:
+            key = request.params["role"]
+            try:
+                uuid.UUID(key)
+            except ValueError:
+                raise HttpError(400, "Request_BadRequest", f"Invalid object identifier '{key}'.") from None
+            role = next((r for r in roles if r["id"] == key.lower()), None)
+        if role is None:
+            raise HttpError(404, "Request_ResourceNotFound", f"Resource '{key}' does not exist or one of its "
+                            "queried reference-property objects are not present.")
+        return role
+
+    @route("GET", _ROLE)
+    def get_role(self, request: Request) -> Response:
+        self._require_permission(request, ROLE_READ_PERMISSIONS)
+        with self.lock:
+            role = self._role(request)
+        return self._ok(200, {"@odata.context": f"{self.base_url}/v1.0/$metadata#directoryRoles/$entity", **role},
+                        request)
+
+    @route("GET", _ROLE + r"/members")
     def list_role_members(self, request: Request) -> Response:
         self._require_permission(request, ROLE_READ_PERMISSIONS)
-        key = request.params["role"]
         tenant = self._tenant(request)
         select = self._select(request.arg("$select"), USER_SELECTABLE, "microsoft.graph.directoryObject")
         with self.lock:
-            roles = self._roles(tenant)
-            if key.lower().startswith("roletemplateid="):
-                wanted = key.split("=", 1)[1].strip("'").lower()
-                role = next((r for r in roles if r["roleTemplateId"] == wanted), None)
-            else:
-                role = next((r for r in roles if r["id"] == key.lower()), None)
-            if role is None:
-                raise HttpError(404, "Request_ResourceNotFound", f"Resource '{key}' does not exist or one of its "
-                                "queried reference-property objects are not present.")
+            role = self._role(request)
             members = [{"@odata.type": "#microsoft.graph.user", **self._user_view(user, select)}
                        for user in self._users.get(tenant, {}).values()
                        if role["roleTemplateId"] in user["directoryRoles"]]

@@ -12,6 +12,9 @@ PARTNER_NAME: Final = "Contoso CSP (sandbox)"
 # The Secure Application Model app (App+User, delegated) and the app-only Graph alerts reader.
 PARTNER_APP_CLIENT_ID: Final = "22222222-2222-4222-8222-222222222222"
 GRAPH_APP_CLIENT_ID: Final = "33333333-3333-4333-8333-333333333333"
+# The partner's Admin Agent user who consented to the SAM app (the App+User tokens' oid); by
+# admin-on-behalf-of / GDAP it holds Owner on the customers' Azure subscriptions.
+ADMIN_AGENT_USER_ID: Final = "99999999-0001-4000-8000-000000000001"
 # The identity the function app itself uses for Key Vault locally (stands in for managed identity).
 LOCAL_APP_CLIENT_ID: Final = "44444444-4444-4444-8444-444444444444"
 # The function app's own API (the admin API): its app registration exposes two app roles.

@@ -290,8 +290,12 @@ class GraphClient(ServiceClient):
         self.http.request("PATCH", f"/v1.0/users/{_segment(user)}", json=body, expected=(204, 200))
 
     def list_global_admins(self) -> list[DirectoryUser]:
-        """Members of the Global Administrator role (empty when the role is not activated)."""
-        path = f"/v1.0/directoryRoles/roleTemplateId={GLOBAL_ADMIN_ROLE_TEMPLATE_ID}/members"
+        """Members of the Global Administrator role (empty when the role is not activated).
+
+        Addressed by template id in the form Graph documents, ``directoryRoles(roleTemplateId='…')``
+        (the object id differs per tenant).
+        """
+        path = f"/v1.0/directoryRoles(roleTemplateId='{GLOBAL_ADMIN_ROLE_TEMPLATE_ID}')/members"
         admins: list[DirectoryUser] = []
         try:
             for page in self._pages(path, {"$select": ",".join(MEMBER_PROPERTIES)}):

@@ -18,7 +18,7 @@ from sandbox.testing import sandbox_settings
 from shared.auth import ARM_RESOURCE
 from shared.auth.partner_tokens import PartnerTokenProvider
 from shared.clients.arm import ArmClient, OperationFailed, OperationTimedOut
-from shared.http import BadRequest, Conflict, NotFound, RetryPolicy, Unauthorized, verify_from_settings
+from shared.http import BadRequest, Conflict, Forbidden, NotFound, RetryPolicy, Unauthorized, verify_from_settings
 from shared.settings import Settings
 
 FAST_RETRY = RetryPolicy(max_attempts=3, total_seconds=20, backoff_base=0.0)
@@ -258,6 +258,22 @@ def test_a_token_from_another_tenant_gets_arms_401(settings: Settings, partner_t
     assert set(response.json()) == {"error"}
     assert set(response.json()["error"]) == {"code", "message"}
     assert ids.CUSTOMER_FABRIKAM in response.headers["WWW-Authenticate"]
+
+
+def test_without_aobo_access_the_client_gets_arms_authorization_failed(fabrikam: ArmClient,
+                                                                         arm_state: ArmService) -> None:
+    """The failure a partner hits when admin-on-behalf-of / GDAP access to the subscription is gone."""
+    assert arm_state.remove_role_assignments(f"/subscriptions/{ids.SUB_FABRIKAM_PROD}") == 1
+    with pytest.raises(Forbidden) as caught:
+        fabrikam.deallocate_vm(ids.MINING_VM_1)
+    assert caught.value.code == "AuthorizationFailed"
+    assert "Microsoft.Compute/virtualMachines/deallocate/action" in str(caught.value)
+    assert arm_state.power_state(ids.MINING_VM_1) == "running"
+    arm_state.add_role_assignment(f"/subscriptions/{ids.SUB_FABRIKAM_PROD}/resourceGroups/{ids.MINING_RESOURCE_GROUP}",
+                                  ids.ADMIN_AGENT_USER_ID, "Reader")
+    assert fabrikam.get_vm(ids.MINING_VM_1).running
+    with pytest.raises(Forbidden):
+        fabrikam.deallocate_vm(ids.MINING_VM_1)
 
 
 def test_a_request_without_api_version_is_refused(fresh_sandbox: Sandbox,
