@@ -1,4 +1,4 @@
-"""``python -m devhost run``: the local stack (what ``make run`` calls). See README "Local stack"."""
+"""``python -m devhost run``: the local stack (what ``make run`` calls). See docs/local-stack.md."""
 
 from __future__ import annotations
 

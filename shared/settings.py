@@ -1,7 +1,7 @@
 """Typed settings: the only module that reads the environment.
 
 Every setting is declared once in ``SPECS`` with its meaning, default and an example.
-``local.settings.sample.json``, the README table and the infrastructure's app settings are
+``local.settings.sample.json``, the table in docs/settings.md and the infrastructure's app settings are
 checked against this list by tests, so a setting cannot be added in one place and forgotten in
 another. Environment variables override ``local.settings.json`` (the same precedence the
 Functions host uses when it loads that file into the environment).
