@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import queue
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -19,11 +21,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from devhost.azurite import free_port
+from tests.admin.auth_support import BOB
 from tests.devhost.test_run import descendants, listening
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +46,17 @@ def command(state_dir: Path, http_port: int, azurite_ports: list[int], *, sandbo
     return [sys.executable, "-m", "devhost", "run", "--host", "devhost", "--port", str(http_port),
             "--azurite-ports", ",".join(map(str, azurite_ports)), "--state-dir", str(state_dir),
             *([] if sandbox else ["--no-sandbox"])]
+
+
+def detailed_health(stack: RunningStack) -> dict[str, Any]:
+    """The health report with its parts: asked, checked at that moment, with a reader's token from the stack's Entra."""
+    settings = json.loads((stack.state_dir / "local.settings.json").read_text())["Values"]
+    verify = ssl.create_default_context(cafile=str(stack.state_dir / "sandbox" / "ca.pem"))
+    token = httpx.post(f"{settings['ENTRA_AUTHORITY_HOST'].rstrip('/')}/_sandbox/entra/operator_tokens",
+                       json={"username": BOB}, verify=verify, timeout=60).json()["access_token"]
+    answer = httpx.get(f"http://127.0.0.1:{stack.http_port}/api/health", timeout=60,
+                       headers={"Authorization": f"Bearer {token}"})
+    return dict(answer.json())
 
 
 def stack_env(tmp_path: Path) -> dict[str, str]:
@@ -96,7 +111,7 @@ def test_a_second_run_from_the_same_checkout_is_refused_before_touching_anything
     with running_stack(tmp_path, sandbox=True) as first:
         before = fingerprint(first.state_dir)
         assert {"local.settings.json", "stack.lock", "sandbox/ca.pem"} <= set(before), before
-        health_before = httpx.get(f"http://127.0.0.1:{first.http_port}/api/health", timeout=60).json()
+        health_before = detailed_health(first)
 
         other_http, other_azurite = free_port(), [free_port() for _ in range(3)]
         started = time.monotonic()
@@ -110,7 +125,7 @@ def test_a_second_run_from_the_same_checkout_is_refused_before_touching_anything
         assert not any(listening(port) for port in [other_http, *other_azurite])
 
         assert fingerprint(first.state_dir) == before  # same CA, same CLI settings, same lock
-        health_after = httpx.get(f"http://127.0.0.1:{first.http_port}/api/health", timeout=60).json()
+        health_after = detailed_health(first)
         assert health_after["parts"]["key_vault"] == {**health_before["parts"]["key_vault"],
                                                       "elapsed_ms": health_after["parts"]["key_vault"]["elapsed_ms"]}
         assert health_after["parts"]["key_vault"]["ok"] is True
