@@ -217,8 +217,8 @@ class Digest:
         for row in self.failures[:MAX_ROWS_SHOWN]:
             lines.append(f"  - {row['id']}: {row['action']} on {row['target']} (alert {row['alert']}) "
                          f"{row['state']} at {_when(row['at'])}: {row['error'] or 'no error recorded'}")
-            lines.append(f"      retry: {CLI} actions approve {row['id']} --as <your name>" if row["state"] == "failed"
-                         else f"      retry the undo: {CLI} actions undo {row['id']} --as <your name>")
+            lines.append(f"      retry: {CLI} actions approve {row['id']}" if row["state"] == "failed"
+                         else f"      retry the undo: {CLI} actions undo {row['id']}")
         for sync in self.sync_errors:
             lines.append(f"  - sync ({sync['trigger']}) at {_when(sync['at'])}: {sync['error']}")
         return lines
@@ -312,8 +312,8 @@ def _pending(entries: Iterable[LedgerEntry]) -> list[dict[str, Any]]:
     return [{"id": e.action_id, "alert": e.alert_key, "customer_tenant_id": e.customer_tenant_id,
              "action": e.action, "target": _target(e), "mode": e.mode, "reason": e.reason,
              "waiting_since": _iso(e.created_at),
-             "approve": f"{CLI} actions approve {e.action_id} --as <your name>",
-             "reject": f"{CLI} actions reject {e.action_id} --as <your name> --reason \"<why>\""} for e in rows]
+             "approve": f"{CLI} actions approve {e.action_id}",
+             "reject": f"{CLI} actions reject {e.action_id} --reason \"<why>\""} for e in rows]
 
 
 def _failures(entries: Iterable[LedgerEntry], since: datetime) -> list[dict[str, Any]]:

@@ -85,7 +85,7 @@ def test_digest_lists_unresolved_alerts_pending_actions_failures_poison_and_toke
     waiting = {r.action_id for r in responder.list_actions(pending_only=True)}
     assert {p["id"] for p in doc["pending"]} == waiting and stop.action_id not in waiting
     for action_id in waiting:
-        assert f"fraud-responder actions approve {action_id} --as <your name>" in text
+        assert f"fraud-responder actions approve {action_id}\n" in text + "\n"
     # failures of the last 24 hours, with the error and how to retry
     assert [f["id"] for f in doc["failures"]] == [stop.action_id]
     assert "403" in doc["failures"][0]["error"]
