@@ -146,9 +146,12 @@ def credential(name: str) -> str:
 
 def categorise(source: str, alert_type: str) -> str:
     """The category of an alert type, as its source defines it; OTHER when the source is unknown."""
-    if source not in _ENTRIES:
-        return OTHER
-    return load(source).categorise(alert_type) or OTHER
+    module = _MODULES.get(source)  # the hot path: every stored alert asks
+    if module is None:
+        if source not in _ENTRIES:
+            return OTHER
+        module = load(source)
+    return module.categorise(alert_type) or OTHER  # type: ignore[no-any-return]
 
 
 def categories() -> tuple[str, ...]:
