@@ -42,10 +42,11 @@ def run(alerts: int = 10_000, customers: int = 200, *, bare: bool = True) -> dic
 
 
 def _child(env: dict[str, str], with_bare: bool) -> dict[str, Any]:
-    from shared.alerts import from_partner_center, to_entity
+    from shared.alerts import to_entity
     from shared.intake.jobs import IntakeRuntime, run_sync
     from shared.intake.sync import SyncScope
     from shared.settings import load_settings
+    from shared.sources.partner_center import parse as from_partner_center
     from shared.storage.tables import TableStore
 
     settings = load_settings(env, local_settings=None)

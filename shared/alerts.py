@@ -1,4 +1,5 @@
-"""One alert model for both sources (Partner Center FraudEvents and Graph partner security alerts).
+"""One alert model for every source (Partner Center fraud events, Graph partner security alerts,
+and the detectors registered in ``shared.sources``, which parse their records into it).
 
 Parsing is tolerant where Microsoft's contract is loose (key case, ``hitCount`` as a string,
 ``activityLogs`` as a JSON string or an array, missing optional fields, unknown event types kept
@@ -15,10 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any
 
-Source = Literal["partner_center", "graph"]
-SOURCES: tuple[Source, ...] = ("partner_center", "graph")
+Source = str
+"""A registered source's name (``shared.sources``): an open set, so a new source needs no edit here."""
 
 STATUSES = ("active", "investigating", "resolved")
 SEVERITIES = ("informational", "low", "medium", "high")
@@ -89,25 +90,14 @@ class Alert:
 
     @property
     def category(self) -> str:
-        return categorise(self.type)
+        """As the alert's source categorises its type (``shared.sources``); 'other' when unknown."""
+        from shared.sources import categorise
+
+        return categorise(self.source, self.type)
 
     def fingerprint(self) -> str:
         """Hash of the normalised content (not the raw payload): equal means nothing changed."""
         return hashlib.sha256(json.dumps(_content(self), sort_keys=True, default=str).encode()).hexdigest()
-
-
-def categorise(alert_type: str) -> str:
-    """A coarse category for policies and throttling; unknown types stay 'other', never dropped."""
-    t = alert_type.lower()
-    if "crypto" in t or t == "legacyfraudevent":
-        return "crypto_mining"
-    if "servicehealth" in t:
-        return "service_health"
-    if "anomal" in t or "deployment" in t or "consumption" in t or "usage" in t:
-        return "anomalous_compute"
-    if "suspicious" in t:
-        return "suspicious_operations"
-    return "other"
 
 
 def _content(alert: Alert) -> dict[str, Any]:
@@ -254,85 +244,18 @@ def _require(fields: _Fields, what: str, *names: str) -> str:
 # --- sources ------------------------------------------------------------------------------------
 
 
-def from_partner_center(record: Mapping[str, Any]) -> Alert:
-    """A /v1/fraudEvents item, legacy or new events model."""
-    if not isinstance(record, Mapping):
-        raise AlertParseError("record is not a JSON object")
-    f = _Fields(record)
-    event_id = _require(f, "event id", "eventId")
-    customer = _require(f, "customer tenant", "customerTenantId")
-    subscription = f.text("subscriptionId")
-    resources = _resources(f.get("affectedResources"))
-    if not resources and f.text("entityUrl", "entityId"):
-        # Legacy events name one entity instead of a resource list.
-        resources = (AffectedResource(f.text("entityUrl") or f.text("entityId"), f.text("serviceName")),)
-    return Alert(
-        id=event_id,
-        source="partner_center",
-        customer_tenant_id=customer.lower(),
-        subscription_id=subscription.lower(),
-        type=f.text("eventType") or "LegacyFraudEvent",
-        status=_lower_enum(f.text("eventStatus"), STATUSES),
-        severity=_lower_enum(f.text("severity"), SEVERITIES) if f.text("severity") else "unknown",
-        confidence=_lower_enum(f.text("confidenceLevel"), ("low", "medium", "high")) if f.text("confidenceLevel")
-        else "unknown",
-        detected_at=parse_time(f.get("eventTime")),
-        first_observed_at=parse_time(f.get("firstObserved", "firstOccurrence")),
-        last_observed_at=parse_time(f.get("lastObserved", "lastOccurrence")),
-        hit_count=_int(f.get("hitCount")),
-        affected_resources=resources,
-        additional_details=_details(f.get("additionalDetails")),
-        is_test=_bool(f.get("isTest")),
-        raw=dict(record),
-        customer_name=f.text("customerFriendlyName"),
-        subscription_name=f.text("subscriptionName"),
-        display_name=f.text("displayName"),
-        description=f.text("description"),
-        partner_tenant_id=f.text("partnerTenantId").lower(),
-        resolved_reason="" if f.text("resolvedReason").lower() in ("", "none") else f.text("resolvedReason").lower(),
-        resolved_by=f.text("resolvedBy"),
-        resolved_at=parse_time(f.get("resolvedOn")),
-        activity_logs=_activity_logs(f.get("activityLogs")),
-        catalog_offer_id=f.text("catalogOfferId"),
-    )
-
-
-def from_graph(record: Mapping[str, Any]) -> Alert:
-    """A Graph beta security/partner/securityAlerts item."""
-    if not isinstance(record, Mapping):
-        raise AlertParseError("record is not a JSON object")
-    f = _Fields(record)
-    alert_id = _require(f, "alert id", "id")
-    customer = _require(f, "customer tenant", "customerTenantId")
-    return Alert(
-        id=alert_id,
-        source="graph",
-        customer_tenant_id=customer.lower(),
-        subscription_id=f.text("subscriptionId").lower(),
-        type=f.text("alertType") or "unknown",
-        status=_lower_enum(f.text("status"), STATUSES),
-        severity=_lower_enum(f.text("severity"), SEVERITIES),
-        confidence=_lower_enum(f.text("confidenceLevel"), ("low", "medium", "high")),
-        detected_at=parse_time(f.get("detectedDateTime")),
-        first_observed_at=parse_time(f.get("firstObservedDateTime")),
-        last_observed_at=parse_time(f.get("lastObservedDateTime")),
-        hit_count=_int(_details(f.get("additionalDetails")).get("connectionCount")),
-        affected_resources=_resources(f.get("affectedResources")),
-        additional_details=_details(f.get("additionalDetails")),
-        is_test=_bool(f.get("isTest")),
-        raw=dict(record),
-        display_name=f.text("displayName"),
-        description=f.text("description"),
-        resolved_reason=f.text("resolvedReason").lower(),
-        resolved_by=f.text("resolvedBy"),
-        resolved_at=parse_time(f.get("resolvedOnDateTime")),
-        activity_logs=_activity_logs(f.get("activityLogs")),
-        catalog_offer_id=f.text("catalogOfferId"),
-    )
-
-
 def parse_alert(source: Source, record: Mapping[str, Any]) -> Alert:
-    return from_partner_center(record) if source == "partner_center" else from_graph(record)
+    """A raw record of ``source`` as an Alert, parsed by that source's module (``shared.sources``).
+
+    :raises AlertParseError: the record cannot become an alert, or no source has that name.
+    """
+    from shared.sources import UnknownSource, load
+
+    try:
+        module = load(source)
+    except UnknownSource as exc:
+        raise AlertParseError(str(exc)) from None
+    return module.parse(record)
 
 
 # --- material change ----------------------------------------------------------------------------
@@ -468,7 +391,7 @@ def from_entity(entity: Mapping[str, Any]) -> Alert:
     """Rebuild an Alert from its row: re-parsed from the stored raw payload when it is whole
     (the row's columns are for queries and may be shortened), else from the columns."""
     raw_text = "".join(str(entity.get(f"raw_{i}", "")) for i in range(int(entity.get("raw_chunks", 0))))
-    source: Source = "graph" if entity.get("source") == "graph" else "partner_center"
+    source: Source = str(entity.get("source") or "partner_center")  # rows from before the column: Partner Center
     try:
         raw = json.loads(raw_text) if raw_text else {}
         return parse_alert(source, raw)

@@ -1,23 +1,173 @@
-"""Queue job messages: small JSON documents, validated before any work starts."""
+"""Queue job messages, typed: the one module that builds and reads them.
+
+Why: a job crosses a process boundary (and outlives a deployment on its queue), so its shape is
+a contract. Producers build these frozen dataclasses and send ``to_json()``; consumers call
+``from_json(body)``, which validates before any work starts:
+
+* ``SyncJob`` on ``alerts-sync``: made by the webhook receiver (one subscription), read by
+  ``shared.intake.jobs.handle_sync_message``; poison replay moves it as it is.
+* ``RespondJob`` on ``alerts-respond``: made by the sync for each new alert version (and stored
+  on the alert row as its outbox entry), read by ``shared.response.jobs`` and poison replay.
+
+Versions: ``schema_version`` 1 is the shape queued before the field existed; a message without it
+is version 1, so jobs already on a queue during a deployment still parse. A message of a newer
+version than this worker knows raises ``UnsupportedJob`` (not ``InvalidJob``): it is retried and
+ends in the poison queue, where it can be replayed once the newer code runs, instead of being
+dropped. To change a shape: add fields with defaults (same version), or bump ``SCHEMA_VERSION``
+and keep reading the older versions here.
+
+Errors: ``InvalidJob`` (can never succeed: logged and dropped) and ``UnsupportedJob``.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from shared.names import RESPOND_QUEUE, SYNC_QUEUE
+
+SCHEMA_VERSION: Final = 1
+"""The version this code writes and the newest it reads."""
+SYNC_KIND: Final = SYNC_QUEUE
+RESPOND_KIND: Final = RESPOND_QUEUE
+
+_BAD_KEY = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
+"""Characters Table Storage forbids in keys."""
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
 class InvalidJob(ValueError):
     """A queue message that can never succeed: it is recorded and dropped, not retried."""
 
 
-def parse_job(body: bytes, *, kind: str, required: tuple[str, ...]) -> dict[str, Any]:
-    try:
-        document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidJob(f"{kind} message is not JSON: {exc}") from None
+class UnsupportedJob(RuntimeError):
+    """A job written by newer code (a higher schema_version): retried, then kept in the poison queue."""
+
+
+def parse_job(body: bytes | str | Mapping[str, Any], *, kind: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A JSON object with the ``required`` fields, and a schema version this code reads."""
+    if isinstance(body, Mapping):
+        document: Any = dict(body)
+    else:
+        try:
+            document = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidJob(f"{kind} message is not JSON: {exc}") from None
     if not isinstance(document, dict):
         raise InvalidJob(f"{kind} message must be a JSON object")
     missing = [name for name in required if name not in document]
     if missing:
         raise InvalidJob(f"{kind} message lacks {', '.join(missing)}")
+    version = document.get("schema_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InvalidJob(f"{kind} message: schema_version must be a whole number of 1 or more, not {version!r}")
+    if version > SCHEMA_VERSION:
+        raise UnsupportedJob(f"{kind} message has schema_version {version}; this worker reads up to "
+                             f"{SCHEMA_VERSION} (replay it from the poison queue once the newer code runs)")
     return document
+
+
+def _optional_text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True)
+class SyncJob:
+    """Sync alerts: every subscription, or one (a webhook nudge), of one source or all of them."""
+
+    scope: Literal["all", "subscription"] = "all"
+    subscription_id: str | None = None
+    source: str | None = None
+    """One registered source (``shared.sources``); None: the ALERT_SOURCES setting."""
+    event_status: str | None = None
+    trigger: str = "queue"
+    delivery_id: str | None = None
+    """The webhook delivery that asked for it: marked synced once the job has run."""
+    requested_at: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"scope": self.scope}
+        if self.scope == "subscription":
+            document["subscription_id"] = self.subscription_id
+        if self.source is not None:
+            document["source"] = self.source
+        document.update({"event_status": self.event_status, "trigger": self.trigger})
+        for name in ("delivery_id", "requested_at"):
+            if getattr(self, name) is not None:
+                document[name] = getattr(self, name)
+        document["schema_version"] = self.schema_version
+        return document
+
+    @classmethod
+    def from_json(cls, body: bytes | str | Mapping[str, Any]) -> SyncJob:
+        """:raises InvalidJob: not a sync job (bad scope, a subscription that is not a GUID, an unknown source).
+        :raises UnsupportedJob: written by newer code."""
+        from shared import sources
+
+        job = parse_job(body, kind=SYNC_KIND, required=("scope",))
+        scope = job["scope"]
+        subscription: str | None = None
+        if scope == "subscription":
+            subscription = str(job.get("subscription_id", ""))
+            if not _GUID.match(subscription):
+                raise InvalidJob(f"{SYNC_KIND} job names subscription {subscription!r}, which is not a GUID")
+            subscription = subscription.lower()
+        elif scope != "all":
+            raise InvalidJob(f"{SYNC_KIND} job has scope {scope!r}; expected 'all' or 'subscription'")
+        source = job.get("source")
+        if isinstance(source, str) and source not in sources.names():
+            raise InvalidJob(f"{SYNC_KIND} job names unknown source {source!r}; known: {', '.join(sources.names())}")
+        return cls(scope=scope, subscription_id=subscription, source=source if isinstance(source, str) else None,
+                   event_status=_optional_text(job.get("event_status")), trigger=str(job.get("trigger", "queue")),
+                   delivery_id=_optional_text(job.get("delivery_id")),
+                   requested_at=_optional_text(job.get("requested_at")), schema_version=job.get("schema_version", 1))
+
+
+@dataclass(frozen=True)
+class RespondJob:
+    """Respond to one version of one stored alert (the row the sync wrote)."""
+
+    alert_key: str
+    """``source:id`` (``Alert.key``)."""
+    partition: str
+    row: str
+    version: int
+    """The alert row's version this job answers (not the schema version)."""
+    reasons: tuple[str, ...] = ()
+    is_test: bool = False
+    schema_version: int = SCHEMA_VERSION
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    """Fields this version does not know, kept so a re-sent job loses nothing."""
+
+    @property
+    def alert_id(self) -> str:
+        return self.alert_key.partition(":")[2] or self.alert_key
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.extra, "alert_key": self.alert_key, "partition": self.partition, "row": self.row,
+                "version": self.version, "reasons": list(self.reasons), "is_test": self.is_test,
+                "schema_version": self.schema_version}
+
+    @classmethod
+    def from_json(cls, body: bytes | str | Mapping[str, Any]) -> RespondJob:
+        """:raises InvalidJob: fields missing or of the wrong kind, keys Table Storage forbids.
+        :raises UnsupportedJob: written by newer code."""
+        job = parse_job(body, kind=RESPOND_KIND, required=("alert_key", "partition", "row", "version"))
+        for name in ("alert_key", "partition", "row"):
+            if not isinstance(job[name], str) or not job[name]:
+                raise InvalidJob(f"{RESPOND_KIND} job: {name} must be a non-empty string")
+        if not isinstance(job["version"], int) or isinstance(job["version"], bool) or job["version"] < 1:
+            raise InvalidJob(f"{RESPOND_KIND} job: version must be a whole number of 1 or more")
+        for name in ("partition", "row"):
+            if _BAD_KEY.search(job[name]):
+                raise InvalidJob(f"{RESPOND_KIND} job: {name} is not a table key")
+        reasons = job.get("reasons")
+        known = {"alert_key", "partition", "row", "version", "reasons", "is_test", "schema_version"}
+        return cls(alert_key=job["alert_key"], partition=job["partition"], row=job["row"], version=job["version"],
+                   reasons=tuple(str(r) for r in reasons) if isinstance(reasons, list) else (),
+                   is_test=job.get("is_test") is True, schema_version=job.get("schema_version", 1),
+                   extra={k: v for k, v in job.items() if k not in known})

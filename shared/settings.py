@@ -92,6 +92,13 @@ def _choices(*allowed: str) -> Callable[[str], tuple[str, ...]]:
     return parse
 
 
+def _source_choices(raw: str) -> tuple[str, ...]:
+    """Registered alert sources (``shared.sources``), read when the setting is parsed."""
+    from shared.sources import names
+
+    return _choices(*names())(raw)
+
+
 def _emails(raw: str) -> tuple[str, ...]:
     values = _csv(raw)
     for value in values:
@@ -222,7 +229,7 @@ SPECS: tuple[SettingSpec, ...] = (
     # --- Intake -----------------------------------------------------------------------------
     SettingSpec("ALERT_SOURCES", "alert_sources",
                 "Alert sources to poll, comma separated: partner_center, graph.",
-                "partner_center", "partner_center,graph", _choices("partner_center", "graph")),
+                "partner_center", "partner_center,graph", _source_choices),
     SettingSpec("POLL_SCHEDULE", "poll_schedule", "NCRONTAB schedule of the poll_alerts timer.",
                 "0 */5 * * * *", "0 */5 * * * *", _ncrontab),
     SettingSpec("WEBHOOK_CERT_HOSTS", "webhook_cert_hosts",

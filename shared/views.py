@@ -96,7 +96,9 @@ def query_alerts(
 
 def find_alert(store: TableStore, alert_id: str) -> dict[str, Any] | None:
     """An alert by its id or source-qualified key (``partner_center:<id>``), in any partition."""
-    keys = [alert_id] if ":" in alert_id else [f"partner_center:{alert_id}", f"graph:{alert_id}"]
+    from shared.sources import names
+
+    keys = [alert_id] if ":" in alert_id else [f"{source}:{alert_id}" for source in names()]
     for key in keys:
         for page in store.query(ALERTS_TABLE, "RowKey eq @row", {"row": row_key(key)}):
             for entity in page.entities:

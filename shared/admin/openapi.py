@@ -14,6 +14,7 @@ import json
 import sys
 from typing import Any, Final
 
+from shared import sources
 from shared.admin.api import SINCE_PATTERN
 from shared.admin.routes import BY_ID, DECIDE, OPERATIONS, READ
 from shared.response.actions.update_status import STATUSES
@@ -46,7 +47,7 @@ def _alert_schema() -> dict[str, Any]:
 
     properties: dict[str, Any] = {name: dict(STRING) for name in ALERT_JSON_FIELDS}
     properties.update({
-        "source": {"type": "string", "enum": ["partner_center", "graph"]},
+        "source": {"type": "string", "enum": list(sources.names())},
         "is_test": {"type": "boolean", "description": "a Microsoft test alert: only a notification marked as a test"},
         "hit_count": {"type": ["integer", "null"]},
         "detected_at": TIME, "first_observed_at": TIME, "last_observed_at": TIME, "resolved_at": TIME,

@@ -15,8 +15,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.alerts import SOURCES
-from shared.jobs import InvalidJob, parse_job
+from shared import sources as source_registry
+from shared.jobs import InvalidJob, SyncJob
 from shared.logs import add_context, contextual
 from shared.names import ALERTS_TABLE, RESPOND_QUEUE
 from shared.settings import Settings, get_settings
@@ -27,9 +27,6 @@ from .checkpoints import record_source, record_sync, record_token_health
 from .sync import AlertSource, AlertSync, SyncResult, SyncScope
 
 log = logging.getLogger(__name__)
-
-TOKEN_PRINCIPAL = {"partner_center": "partner_center", "graph": "graph_app"}
-
 
 class SourceSyncFailed(RuntimeError):
     """A queued sync's source failed (not a token problem): raised after recording it so that the
@@ -50,23 +47,8 @@ class IntakeRuntime:
         return cls(settings, TableStore(settings), QueueSender(settings))
 
     def source(self, name: str) -> AlertSource:
-        from shared.auth import PARTNER_CENTER_RESOURCE
-
-        if name == "partner_center":
-            from shared.auth.partner_tokens import PartnerTokenProvider
-            from shared.clients.partner_center import PartnerCenterClient
-
-            from .sources import PartnerCenterSource
-
-            tokens = self._providers.setdefault(name, PartnerTokenProvider(self.settings))
-            client = PartnerCenterClient.from_settings(self.settings,
-                                                       token=lambda: tokens.token(PARTNER_CENTER_RESOURCE))
-            return PartnerCenterSource(client)
-        if name == "graph":
-            from .sources import graph_source
-
-            return graph_source(self.settings, self.store, self._providers)
-        raise ValueError(f"unknown alert source {name!r}; choose from {', '.join(SOURCES)}")
+        """The registered source ``name`` with its clients (``shared.sources``); ValueError when unknown."""
+        return source_registry.load(name).fetcher(self.settings, self.store, self._providers)
 
 
 @functools.lru_cache(maxsize=4)
@@ -110,7 +92,7 @@ def run_sync(runtime: IntakeRuntime, scope: SyncScope, *, trigger: str,
     run = SyncRun()
     sync = AlertSync(table=runtime.store.table_client(ALERTS_TABLE), queue=runtime.queue, respond_queue=RESPOND_QUEUE)
     for name in sources or runtime.settings.alert_sources:
-        principal = TOKEN_PRINCIPAL.get(name, name)
+        principal = source_registry.credential(name)
         error = ""
         sync.last_result = None
         try:
@@ -158,37 +140,19 @@ def handle_sync_message(body: bytes, *, dequeue_count: int = 1, runtime: IntakeR
     """An alerts-sync job. A malformed job is logged and dropped (it can never succeed); a
     transient failure raises, so the queue retries it (and poisons it after maxDequeueCount)."""
     try:
-        job = parse_job(body, kind="alerts-sync", required=("scope",))
-        scope = _scope(job)
+        job = SyncJob.from_json(body)
     except InvalidJob as exc:
         log.error("alerts-sync job dropped: %s", exc)
         return None
-    add_context(subscription=scope.subscription_id)
-    source = job.get("source")
-    sources = (source,) if isinstance(source, str) else None
-    if sources and sources[0] not in SOURCES:
-        log.error("alerts-sync job dropped: unknown source %r", source)
-        return None
+    add_context(subscription=job.subscription_id)
+    scope = SyncScope(subscription_id=job.subscription_id)
+    sources = (job.source,) if job.source else None
     rt = runtime or default_runtime()
-    run = run_sync(rt, scope, trigger=str(job.get("trigger", "queue")), sources=sources)
+    run = run_sync(rt, scope, trigger=job.trigger, sources=sources)
     if run.errors:
         raise SourceSyncFailed("; ".join(f"{name}: {error}" for name, error in run.errors.items()))
-    delivery_id = job.get("delivery_id")
-    if isinstance(delivery_id, str) and delivery_id and run.ok:
+    if job.delivery_id and run.ok:
         from shared.intake.webhook import mark_synced
 
-        mark_synced(rt.store, delivery_id)  # a redelivery of that webhook is now a plain duplicate
+        mark_synced(rt.store, job.delivery_id)  # a redelivery of that webhook is now a plain duplicate
     return run
-
-
-def _scope(job: dict[str, Any]) -> SyncScope:
-    from shared.alerts import is_guid
-
-    if job["scope"] == "all":
-        return SyncScope()
-    if job["scope"] == "subscription":
-        sub = str(job.get("subscription_id", ""))
-        if not is_guid(sub):
-            raise InvalidJob(f"alerts-sync job names subscription {sub!r}, which is not a GUID")
-        return SyncScope(subscription_id=sub.lower())
-    raise InvalidJob(f"alerts-sync job has scope {job['scope']!r}; expected 'all' or 'subscription'")

@@ -69,6 +69,7 @@ from shared.alerts import (
     row_key,
     to_entity,
 )
+from shared.jobs import RespondJob
 from shared.storage.tables import (
     DEFAULT_TRANSACTION_BUDGET,
     MAX_TRANSACTION_ENTITIES,
@@ -108,7 +109,7 @@ class SyncScope:
 
 
 class AlertSource(Protocol):
-    """A source of raw alert records, page by page (Partner Center or Graph)."""
+    """A source of raw alert records, page by page (a registered source's ``fetcher``, ``shared.sources``)."""
 
     name: Source
 
@@ -183,11 +184,10 @@ class _Op:
     record_id: str = ""
 
 
-def respond_job(alert: Alert, version: int, reasons: list[str]) -> dict[str, Any]:
-    return {
-        "alert_key": alert.key, "partition": partition_key(alert.customer_tenant_id), "row": row_key(alert.key),
-        "version": version, "reasons": reasons, "is_test": alert.is_test,
-    }
+def respond_job(alert: Alert, version: int, reasons: list[str]) -> RespondJob:
+    """The alerts-respond job of one alert version (``shared.jobs.RespondJob``)."""
+    return RespondJob(alert_key=alert.key, partition=partition_key(alert.customer_tenant_id), row=row_key(alert.key),
+                      version=version, reasons=tuple(reasons), is_test=alert.is_test)
 
 
 def job_is_current(entity: dict[str, Any], version: int) -> bool:
@@ -381,7 +381,7 @@ class AlertSync:
         pending = overdue.pop(key, None)  # left pending too long: re-sent with this run's own write
         if reasons:
             result.material += 1
-            job = respond_job(alert, version, reasons)
+            job = respond_job(alert, version, reasons).to_json()
             entity.update({"respond_version": version, "respond_state": PENDING, "respond_queued_at": now,
                            "respond_job": json.dumps(job),
                            "answered_hit_count": NO_HIT_COUNT if alert.hit_count is None else alert.hit_count})

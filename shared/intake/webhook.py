@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from shared.intake.signature import WebhookRejected, parse_signature_headers, verify_body_signature
+from shared.jobs import SyncJob
 from shared.jsonbody import JsonBodyError, parse_json_body
 from shared.logs import add_context, contextual
 from shared.names import DELIVERIES_TABLE, SYNC_QUEUE
@@ -185,17 +186,11 @@ def fraud_event_scope(resource_uri: str) -> tuple[str, str | None]:
     return subscription_id.lower(), status
 
 
-def sync_job(*, subscription_id: str, event_status: str | None, delivery_id: str, now: datetime) -> dict[str, Any]:
-    """The alerts-sync job for one subscription (the contract with the sync engine)."""
-    return {
-        "scope": "subscription",
-        "subscription_id": subscription_id,
-        "source": "partner_center",
-        "event_status": event_status,
-        "trigger": "webhook",
-        "delivery_id": delivery_id,
-        "requested_at": now.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-    }
+def sync_job(*, subscription_id: str, event_status: str | None, delivery_id: str, now: datetime) -> SyncJob:
+    """The alerts-sync job for one subscription (``shared.jobs.SyncJob``, the contract with the sync)."""
+    return SyncJob(scope="subscription", subscription_id=subscription_id, source="partner_center",
+                   event_status=event_status, trigger="webhook", delivery_id=delivery_id,
+                   requested_at=now.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"))
 
 
 class WebhookReceiver:
@@ -283,7 +278,7 @@ class WebhookReceiver:
         add_context(subscription=subscription_id)
         try:
             self._jobs.send_json(sync_job(subscription_id=subscription_id, event_status=event_status,
-                                          delivery_id=key, now=now))
+                                          delivery_id=key, now=now).to_json())
         except Exception:
             if inserted:  # forget it, so Partner Center's retry (we answer 503) enqueues it again
                 with contextlib.suppress(Exception):

@@ -141,16 +141,15 @@ def _records_for(store: TableStore, queue: str) -> list[dict[str, Any]]:
 def _rearm(store: TableStore, record: dict[str, Any]) -> bool:
     """Set the alert row of a poisoned respond job back to pending (same version only); True if it was."""
     from shared.intake import sync
-    from shared.jobs import InvalidJob
-    from shared.response.jobs import parse_respond_job
+    from shared.jobs import InvalidJob, RespondJob, UnsupportedJob
 
     try:
-        job = parse_respond_job(str(record.get("body", "")).encode("utf-8"))
-    except InvalidJob:
+        job = RespondJob.from_json(str(record.get("body", "")))
+    except (InvalidJob, UnsupportedJob):
         return False
-    entity = store.get(ALERTS_TABLE, job["partition"], job["row"])
-    if entity is None or int(entity.get("respond_version", 0)) != job["version"]:
+    entity = store.get(ALERTS_TABLE, job.partition, job.row)
+    if entity is None or int(entity.get("respond_version", 0)) != job.version:
         return False  # gone, or a newer version is already on its way
     if entity.get("respond_state") != sync.POISONED:
         return False
-    return sync.mark_respond_state(store.table_client(ALERTS_TABLE), entity, job["version"], sync.PENDING)
+    return sync.mark_respond_state(store.table_client(ALERTS_TABLE), entity, job.version, sync.PENDING)

@@ -17,10 +17,11 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from shared.jobs import InvalidJob, parse_job
+from shared.jobs import InvalidJob, RespondJob, UnsupportedJob
 from shared.logs import add_context, contextual
 from shared.names import CHECKPOINTS_TABLE, RESPOND_QUEUE
 from shared.settings import APP_ROOT, Settings, get_settings, host_json_override
@@ -34,9 +35,6 @@ log = logging.getLogger(__name__)
 POISON_PARTITION: Final = "poison"
 DEFAULT_MAX_DEQUEUE_COUNT: Final = 5
 DEFAULT_FUNCTION_TIMEOUT_SECONDS: Final = 600.0
-_REQUIRED = ("alert_key", "partition", "row", "version")
-_BAD_KEY = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
-"""Characters Table Storage forbids in keys."""
 
 
 @functools.cache
@@ -87,18 +85,12 @@ def responder_for(settings: Settings) -> Responder:
     return Responder(settings, TableStore(settings), lease_seconds=function_timeout_seconds())
 
 
-def parse_respond_job(body: bytes) -> dict[str, Any]:
-    """The job the sync queued (``shared.intake.sync.respond_job``), checked; InvalidJob otherwise."""
-    job = parse_job(body, kind=RESPOND_QUEUE, required=_REQUIRED)
-    for name in ("alert_key", "partition", "row"):
-        if not isinstance(job[name], str) or not job[name]:
-            raise InvalidJob(f"{RESPOND_QUEUE} job: {name} must be a non-empty string")
-    if not isinstance(job["version"], int) or isinstance(job["version"], bool) or job["version"] < 1:
-        raise InvalidJob(f"{RESPOND_QUEUE} job: version must be a whole number of 1 or more")
-    for name in ("partition", "row"):
-        if _BAD_KEY.search(job[name]):
-            raise InvalidJob(f"{RESPOND_QUEUE} job: {name} is not a table key")
-    return job
+def parse_respond_job(body: bytes) -> RespondJob:
+    """The job the sync queued (``shared.intake.sync.respond_job``), checked.
+
+    :raises InvalidJob: it can never succeed. :raises UnsupportedJob: written by newer code.
+    """
+    return RespondJob.from_json(body)
 
 
 @contextual(job="respond")
@@ -110,10 +102,15 @@ def handle_respond_message(body: bytes, *, dequeue_count: int = 1,
     except InvalidJob as exc:
         log.error("alerts-respond job dropped: %s", exc)
         return None
-    add_context(alert_id=job["alert_key"].partition(":")[2] or job["alert_key"], customer=job["partition"])
+    except UnsupportedJob as exc:  # newer code wrote it: kept (poison queue) for a replay, never dropped
+        if dequeue_count >= max_dequeue_count():
+            record_poison(responder.store if responder else _store(), queue=RESPOND_QUEUE, body=body, error=exc,
+                          dequeue_count=dequeue_count)
+        raise
+    add_context(alert_id=job.alert_id, customer=job.partition)
     runner = responder or responder_for(get_settings())
     try:
-        return runner.respond(job["partition"], job["row"], job["version"], job=job, dequeue_count=dequeue_count)
+        return runner.respond(job.partition, job.row, job.version, job=job.to_json(), dequeue_count=dequeue_count)
     except Exception as exc:
         if dequeue_count >= max_dequeue_count() and _resent_after_lease(runner, job, exc):
             return getattr(exc, "result", None)
@@ -124,7 +121,13 @@ def handle_respond_message(body: bytes, *, dequeue_count: int = 1,
         raise
 
 
-def _resent_after_lease(runner: Responder, job: dict[str, Any], exc: Exception) -> bool:
+def _store() -> TableStore:
+    from shared.storage.tables import TableStore
+
+    return TableStore(get_settings())
+
+
+def _resent_after_lease(runner: Responder, job: RespondJob, exc: Exception) -> bool:
     """A job held off by another invocation's lease: send it again, visible once the lease ends; True if sent."""
     import math
 
@@ -136,27 +139,27 @@ def _resent_after_lease(runner: Responder, job: dict[str, Any], exc: Exception) 
         return False
     delay = max(1, min(math.ceil((held_until - datetime.now(UTC)).total_seconds()) + 1, 6 * 24 * 3600))
     try:
-        QueueSender(runner.settings).send_json(RESPOND_QUEUE, job, visibility_timeout=delay)
+        QueueSender(runner.settings).send_json(RESPOND_QUEUE, job.to_json(), visibility_timeout=delay)
     except Exception:  # cannot re-send: the poison path records it
-        log.exception("could not re-send the held job of %s v%s", job["alert_key"], job["version"])
+        log.exception("could not re-send the held job of %s v%s", job.alert_key, job.version)
         return False
     log.warning("respond %s v%s: rows held by another invocation until %s; the job is sent again for then",
-                job["alert_key"], job["version"], held_until)
+                job.alert_key, job.version, held_until)
     return True
 
 
-def _mark_poisoned(runner: Responder, job: dict[str, Any]) -> None:
+def _mark_poisoned(runner: Responder, job: RespondJob) -> None:
     """Tell the sync this version's job gave up (so it is not re-sent as if it were lost)."""
     from shared.intake.sync import POISONED
 
     try:
-        runner.mark_job(job["partition"], job["row"], job["version"], POISONED)
+        runner.mark_job(job.partition, job.row, job.version, POISONED)
     except Exception:  # the poison record and the poison queue still show it
-        log.exception("could not mark alert %s v%s poisoned", job["alert_key"], job["version"])
+        log.exception("could not mark alert %s v%s poisoned", job.alert_key, job.version)
 
 
 def record_poison(store: TableStore, *, queue: str, body: bytes, error: BaseException, dequeue_count: int,
-                  job: dict[str, Any] | None = None) -> str:
+                  job: RespondJob | Mapping[str, Any] | None = None) -> str:
     """Record a message on its last delivery (checkpoints table, partition "poison"); returns the RowKey.
 
     One row per queue and message body, so a replayed message that fails again updates its row.
@@ -168,7 +171,9 @@ def record_poison(store: TableStore, *, queue: str, body: bytes, error: BaseExce
         "dequeue_count": dequeue_count, "error_type": type(error).__name__, "error": first,
         "body": body.decode("utf-8", "replace")[:30000],
     }
-    if job is not None:
+    if isinstance(job, RespondJob):
+        entity["alert_key"], entity["version"] = job.alert_key, job.version
+    elif job is not None:
         entity["alert_key"] = str(job.get("alert_key", ""))
         entity["version"] = int(job.get("version", 0) or 0)
     try:

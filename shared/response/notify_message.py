@@ -23,13 +23,6 @@ PARTNER_CENTER_ALERTS: Final = "https://partner.microsoft.com/dashboard"
 PORTAL: Final = "https://portal.azure.com"
 CLI: Final = "fraud-responder"
 
-HEADLINES: Final = {
-    "crypto_mining": "Crypto-mining detected",
-    "anomalous_compute": "Anomalous compute detected",
-    "suspicious_operations": "Suspicious operations detected",
-    "service_health": "Service health security advisory",
-}
-
 NEXT_STEPS: Final = (
     "Review any other Azure resources or services provisioned in this subscription in the last week, "
     "and suspend any that look suspicious.",
@@ -80,7 +73,10 @@ def severity_label(alert: Alert) -> str:
 
 
 def headline(alert: Alert) -> str:
-    return HEADLINES.get(alert.category) or f"Security alert: {alert.display_name or alert.type}"
+    """The category's headline as its source declares it (``shared.sources``), else the alert's own name."""
+    from shared import sources
+
+    return sources.headline(alert.category) or f"Security alert: {alert.display_name or alert.type}"
 
 
 def subject(alert: Alert, *, test: bool = False) -> str:
@@ -160,8 +156,9 @@ def _what(alert: Alert) -> list[str]:
     hits = "unknown" if alert.hit_count is None else str(alert.hit_count)
     lines.append(f"  Hits: {hits}; first observed {when(alert.first_observed_at)}, "
                  f"last observed {when(alert.last_observed_at)}; detected {when(alert.detected_at)}")
-    source = "Partner Center" if alert.source == "partner_center" else "Microsoft Graph"
-    lines.append(f"  Alert {alert.id} from {source}, status {alert.status}")
+    from shared import sources
+
+    lines.append(f"  Alert {alert.id} from {sources.display_name(alert.source)}, status {alert.status}")
     return [*lines, ""]
 
 

@@ -28,15 +28,16 @@ from shared.storage.tables import TableStore, safe_key
 
 THROTTLE_PARTITION: Final = "notify_throttle"
 DONE_PARTITION: Final = "notify_done"
-CRYPTO_MINING_HOURS: Final = 24.0
-OTHER_HOURS: Final = 1.0
 CLAIM_TIMEOUT: Final = timedelta(minutes=10)
 MAX_KEPT_IDS: Final = 50
 
 
 def default_hours(category: str) -> float:
-    """The window when the policy gives none: crypto-mining once a day, anything else once an hour."""
-    return CRYPTO_MINING_HOURS if category == "crypto_mining" else OTHER_HOURS
+    """The window when the policy gives none, as the category's source declares it (``shared.sources``):
+    crypto-mining once a day, anything else once an hour."""
+    from shared import sources
+
+    return sources.throttle_hours(category)
 
 
 def throttle_row(alert: Alert, *, test: bool) -> str:

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from shared.alerts import SEVERITIES, SOURCES, STATUSES, Alert
+from shared.alerts import SEVERITIES, STATUSES, Alert
 from shared.settings import APP_ROOT
+from shared.sources import CATEGORY_NAMES, SOURCE_NAMES
 
 if TYPE_CHECKING:
     from shared.health import PartStatus
@@ -49,8 +50,8 @@ Mode = Literal["enforce", "dry-run", "approve"]
 READ_ONLY_ACTIONS: Final = ("notify", "investigate")
 """Actions that change nothing in the customer's tenant: the only ones kept for a resolved alert."""
 
-CATEGORIES: Final = ("crypto_mining", "anomalous_compute", "suspicious_operations", "service_health", "other")
-"""The values of ``Alert.category`` (``shared.alerts.categorise``)."""
+CATEGORIES: Final = CATEGORY_NAMES
+"""The values of ``Alert.category``: the categories the registered sources declare (``shared.sources``)."""
 
 MATCH_FIELDS: Final = (
     "source", "type", "category", "min_severity", "min_confidence", "is_test", "customers",
@@ -537,7 +538,7 @@ def _match(label: str, raw: Mapping[str, Any], errors: list[str]) -> Match:
             errors.append(_unknown(label, "match field", key, MATCH_FIELDS))
     values: dict[str, Any] = {}
     sources = _text_list(label, "source", raw.get("source"), errors)
-    values["sources"] = _choose_all(label, "source", sources, SOURCES, errors)
+    values["sources"] = _choose_all(label, "source", sources, SOURCE_NAMES, errors)
     types = _text_list(label, "type", raw.get("type"), errors)
     values["types"] = tuple(t.lower() for t in types)
     categories = _text_list(label, "category", raw.get("category"), errors)

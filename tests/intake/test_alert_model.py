@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from shared.alerts import (
     AlertParseError,
     from_entity,
-    from_graph,
-    from_partner_center,
     material_changes,
     parse_time,
     to_entity,
 )
+from shared.sources.graph import parse as from_graph
+from shared.sources.partner_center import parse as from_partner_center
 
 NEW_MODEL: dict[str, Any] = {
     "eventTime": "2021-12-08T00:25:45.69",

@@ -155,7 +155,8 @@ def test_fraud_event_is_recorded_and_one_sync_job_enqueued(rig: Rig) -> None:
     requested_at = job.pop("requested_at")
     assert requested_at.endswith("Z")
     assert job == {"scope": "subscription", "subscription_id": SUBSCRIPTION, "source": "partner_center",
-                   "event_status": "Active", "trigger": "webhook", "delivery_id": answer.body["delivery_id"]}
+                   "event_status": "Active", "trigger": "webhook", "delivery_id": answer.body["delivery_id"],
+                   "schema_version": 1}
 
 
 def test_duplicate_delivery_is_acknowledged_and_enqueues_nothing(rig: Rig) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.alerts import Alert, from_partner_center
+from shared.alerts import Alert
 from shared.response.actions.base import Target
 from shared.response.ledger import (
     AWAITING_APPROVAL,
@@ -17,6 +17,7 @@ from shared.response.ledger import (
     ledger_keys,
 )
 from shared.settings import Settings
+from shared.sources.partner_center import parse as from_partner_center
 from shared.storage.tables import TableStore
 
 VM = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm-1"

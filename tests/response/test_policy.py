@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from shared.alerts import Alert, from_graph, from_partner_center
+from shared.alerts import Alert
 from shared.response.policy import (
     ACTIONS,
     Decision,
@@ -21,6 +21,8 @@ from shared.response.policy import (
     policy_health,
 )
 from shared.settings import load_settings
+from shared.sources.graph import parse as from_graph
+from shared.sources.partner_center import parse as from_partner_center
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POLICY = REPO_ROOT / "policy" / "default.toml"

@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.alerts import from_partner_center
 from shared.response.policy import READ_ONLY_ACTIONS, load_policy
+from shared.sources.partner_center import parse as from_partner_center
 
 DEFAULT_POLICY = load_policy(Path(__file__).resolve().parents[2] / "policy" / "default.toml")
 KNOWN_TYPES = ["NetworkConnectionsToCryptoMiningPools", "UsageAnomalyDetection", "VirtualMachineDeploymentAnomaly",

@@ -1,14 +1,16 @@
-"""update_status: write the alert's status back to Microsoft (Investigating, or Resolved with a reason).
+"""update_status: write the alert's status back to its source (Investigating, or Resolved with a reason).
 
-Partner Center: ``POST /v1/fraudEvents/subscription/{sub}/status`` with this event's id only (an
-empty EventIds would update every event on the subscription) and the new-events-model header.
-Graph: ``PATCH /beta/security/partner/securityAlerts/{id}``.
+The alert's source module (``shared.sources``) reads and writes the status: Partner Center
+``POST /v1/fraudEvents/subscription/{sub}/status`` for this event only, Graph ``PATCH
+.../securityAlerts/{id}``. A local-only source (a detector, ``writes_status=False``) has nothing
+at Microsoft to write: the status is recorded on the stored alert row only.
 
-Reasons: Graph takes fraud, ignore and legitimate. Partner Center REST documents only Fraud and
-Ignore, so "legitimate" is sent there as **Ignore** (not a failure: the alert is closed as
-not-fraud, which is what the operator meant) and the outcome records that substitution; the
-stored alert row keeps "legitimate". The stored row's status is updated at once, so
-``alerts list`` shows it and the next sync sees no status change to respond to.
+Reasons: the source says how it records ours (``sent_reason``): Graph takes fraud, ignore and
+legitimate; Partner Center REST documents only Fraud and Ignore, so "legitimate" is sent there as
+**Ignore** (not a failure: the alert is closed as not-fraud, which is what the operator meant)
+and the outcome records that substitution; the stored alert row keeps "legitimate". The stored
+row's status is updated at once, so ``alerts list`` shows it and the next sync sees no status
+change to respond to.
 
 Undo sets the status recorded before (Active when none was recorded, e.g. after a crash), resolved
 alerts included: reopening a wrongly resolved alert is exactly what an operator needs undo for. An
@@ -21,9 +23,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from shared.alerts import Alert, from_entity, from_graph, from_partner_center, row_key
+from shared import sources
+from shared.alerts import Alert, from_entity, row_key
 from shared.names import ALERTS_TABLE
-from shared.response.actions._errors import permanent_errors
 from shared.response.actions.base import ActionContext, ActionFailed, Clients, NotReversible, Outcome, Target
 
 if TYPE_CHECKING:
@@ -32,10 +34,6 @@ if TYPE_CHECKING:
 
 STATUSES: Final = ("active", "investigating", "resolved")
 REASONS: Final = ("fraud", "ignore", "legitimate")
-PC_STATUS: Final = {"active": "Active", "investigating": "Investigating", "resolved": "Resolved"}
-PC_REASON: Final = {"fraud": "Fraud", "ignore": "Ignore", "legitimate": "Ignore"}
-LEGITIMATE_NOTE: Final = ("Partner Center REST accepts only Fraud or Ignore as ResolvedReason; Legitimate was sent "
-                          "as Ignore")
 
 
 class UpdateStatus:
@@ -46,8 +44,9 @@ class UpdateStatus:
         status, reason = wanted(ctx.params)
         shown = f"{status} ({reason})" if reason else status
         details: dict[str, Any] = {"status": status, "reason": reason, "source": ctx.alert.source}
-        if ctx.alert.source == "partner_center" and reason:
-            details["sent_reason"] = PC_REASON[reason]
+        writer = sources.status_writer(ctx.alert.source)
+        if writer is not None and reason and writer.sent_reason(reason) != reason:
+            details["sent_reason"] = writer.sent_reason(reason)
         # One ledger row per status and alert version: "investigating" and a later "resolved" must
         # not share a row, and an alert Microsoft reopens (a new version) is marked again. verify
         # still skips the call when the source already shows the status.
@@ -59,7 +58,7 @@ class UpdateStatus:
     def verify(self, ctx: ActionContext, target: Target) -> bool:
         status, reason = _from_target(ctx, target)
         current = read_source(ctx.clients, ctx.alert)
-        return _matches(current, ctx.alert.source, status, reason)
+        return _matches(current, ctx.alert, status, reason)
 
     def execute(self, ctx: ActionContext, target: Target) -> Outcome:
         status, reason = _from_target(ctx, target)
@@ -67,7 +66,7 @@ class UpdateStatus:
         data: dict[str, Any] = {"source": ctx.alert.source, "status": status, "reason": reason,
                                 "previous_status": before.status if before else "",
                                 "previous_reason": before.resolved_reason if before else ""}
-        if before is not None and _matches(before, ctx.alert.source, status, reason):
+        if before is not None and _matches(before, ctx.alert, status, reason):
             store_status(ctx.clients.store, ctx.alert, status, reason, ctx.actor)
             data["found_status"] = _shown(before.status, before.resolved_reason)
             return Outcome(f"the alert already showed {_shown(status, reason)} at the source, nothing done", data,
@@ -116,15 +115,17 @@ def _shown(status: str, reason: str) -> str:
 
 
 def _source_name(alert: Alert) -> str:
-    return "Partner Center" if alert.source == "partner_center" else "Microsoft Graph"
+    name = sources.display_name(alert.source)
+    return name if sources.status_writer(alert.source) is not None else f"{name} (recorded locally)"
 
 
-def _matches(current: Alert | None, source: str, status: str, reason: str) -> bool:
+def _matches(current: Alert | None, alert: Alert, status: str, reason: str) -> bool:
     if current is None or current.status != status:
         return False
     if status != "resolved":
         return True
-    sent = PC_REASON[reason].lower() if source == "partner_center" else reason
+    writer = sources.status_writer(alert.source)
+    sent = writer.sent_reason(reason).lower() if writer is not None else reason
     return current.resolved_reason == sent
 
 
@@ -132,50 +133,29 @@ def _matches(current: Alert | None, source: str, status: str, reason: str) -> bo
 
 
 def read_source(clients: Clients, alert: Alert) -> Alert | None:
-    """The alert as its source shows it now (None when the source no longer has it)."""
-    if alert.source == "graph":
-        from shared.http import NotFound
+    """The alert as its source shows it now (None when the source no longer has it).
 
+    A local-only source's alert is read back from its stored row: that row is its only record.
+    """
+    writer = sources.status_writer(alert.source)
+    if writer is None:
         try:
-            with permanent_errors(f"reading security alert {alert.id} from Microsoft Graph"):
-                return from_graph(clients.graph_app().get_security_alert(alert.id))
-        except ActionFailed as exc:
-            if isinstance(exc.__cause__, NotFound):
-                return None
-            raise
-    if not alert.subscription_id:
-        raise ActionFailed(f"fraud event {alert.id} has no subscription id, so its status cannot be read or set")
-    with permanent_errors(f"reading fraud events of subscription {alert.subscription_id} from Partner Center"):
-        for event in clients.partner_center().fraud_events(subscription_id=alert.subscription_id):
-            if str(_field(event, "eventId")).lower() == alert.id.lower():
-                return from_partner_center(event)
-    return None
+            return find_alert(clients.store, alert.key)
+        except ActionFailed:
+            return None
+    return writer.read_status(clients, alert)
 
 
 def write_source(clients: Clients, alert: Alert, status: str, reason: str) -> dict[str, Any]:
-    """Set the status at the source; returns what was sent (and a note when it differs from the ask)."""
-    if alert.source == "graph":
-        with permanent_errors(f"updating security alert {alert.id} in Microsoft Graph"):
-            clients.graph_app().update_security_alert(alert.id, status=status, resolved_reason=reason or None)
-        return {"sent_status": status, "sent_reason": reason}
-    if not alert.subscription_id or not alert.id:
-        raise ActionFailed(f"fraud event {alert.id!r} has no subscription id; refusing to update every event")
-    sent_reason = PC_REASON[reason] if reason else None
-    with permanent_errors(f"updating fraud event {alert.id} in Partner Center"):
-        updated = clients.partner_center().update_fraud_event_status(
-            alert.subscription_id, event_ids=[alert.id], status=PC_STATUS[status], resolved_reason=sent_reason)
-    if not any(str(_field(e, "eventId")).lower() == alert.id.lower() for e in updated):
-        raise ActionFailed(f"Partner Center did not return fraud event {alert.id} as updated; check the event id "
-                           f"and subscription {alert.subscription_id}")
-    result: dict[str, Any] = {"sent_status": PC_STATUS[status], "sent_reason": sent_reason or ""}
-    if reason == "legitimate":
-        result["note"] = LEGITIMATE_NOTE
-    return result
+    """Set the status at the source; returns what was sent (and a note when it differs from the ask).
 
-
-def _field(item: dict[str, Any], name: str) -> Any:
-    wanted_name = name.lower()
-    return next((v for k, v in item.items() if k.lower() == wanted_name), "")
+    A local-only source writes nothing to Microsoft (``store_status`` records it on the row).
+    """
+    writer = sources.status_writer(alert.source)
+    if writer is None:
+        return {"sent_status": "", "sent_reason": "", "note": f"{sources.display_name(alert.source)} is a local "
+                "source: the status is recorded on the stored alert only"}
+    return writer.write_status(clients, alert, status, reason)
 
 
 # --- the stored alert -------------------------------------------------------------------------------

@@ -10,10 +10,12 @@ from typing import Any
 
 from devhost.azurite import Azurite
 from sandbox.core import Sandbox
-from shared.alerts import Alert, from_graph, from_partner_center
+from shared.alerts import Alert
 from shared.response.actions.base import ActionContext, Clients
 from shared.response.policy import PARAMETERS
 from shared.settings import load_settings
+from shared.sources.graph import parse as from_graph
+from shared.sources.partner_center import parse as from_partner_center
 from shared.storage.tables import TableStore
 from tests.conftest import REPO_ROOT, settings_env
 

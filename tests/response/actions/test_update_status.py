@@ -14,7 +14,8 @@ from sandbox.graph import MINING_SECURITY_ALERT_ID
 from shared.alerts import row_key
 from shared.names import ALERTS_TABLE
 from shared.response.actions.base import ActionContext, ActionFailed, NotReversible
-from shared.response.actions.update_status import ACTION, LEGITIMATE_NOTE, resolve_alert
+from shared.response.actions.update_status import ACTION, resolve_alert
+from shared.sources.partner_center import LEGITIMATE_NOTE
 from tests.response.actions.partner_support import again, context, store_alert
 from tests.response.actions.sandbox_context import graph_alert, pc_alert
 
