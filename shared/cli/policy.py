@@ -87,7 +87,7 @@ def explain_alert(args: argparse.Namespace) -> int:
         described = f": {decision.rule_description}" if decision.rule_description else ""
         print(f'rule:   "{decision.rule}"{described}')
     else:
-        print("rule:   none matched" + (" (built-in fallback: notify)" if decision.fallback else ""))
+        print("rule:   none matched" + (" (the built-in fallback)" if decision.fallback else ""))
     print()
     if decision.actions:
         print_table(["action", "mode", "parameters", "why"],
