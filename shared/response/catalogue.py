@@ -76,6 +76,9 @@ class ActionSpec:
     """Writes the investigation the others read: the engine reloads it after this action ran."""
     reports: bool = False
     """Tells people what happened: runs last with the job's summary; the fallback and test-alert action."""
+    resolves: bool = False
+    """Writes the alert's status to its source: an operator's resolve is done and recorded as this action
+    (its module also defines ``resolve_alert(settings, store, alert_key, reason, operator)``)."""
     check_params: Callable[[Mapping[str, ParamValue]], str] | None = None
     """Rules across parameters: the problem as one sentence, or "" when the combination is fine."""
     order_for: Callable[[Mapping[str, ParamValue]], int] | None = None
@@ -137,7 +140,7 @@ _BUILT_IN: Final = (
         order=60, reversible=True, containment=True, destructive=True),
     ActionSpec(
         "update_status", "writes the alert's status back to Microsoft", order=0, reversible=True,
-        order_for=_status_order, check_params=_status_params, params={
+        resolves=True, order_for=_status_order, check_params=_status_params, params={
             "status": ParamSpec("choice", "investigating", "the status written back to Microsoft",
                                 ("investigating", "resolved")),
             "reason": ParamSpec("choice", "", 'with status = "resolved" only (and then required): why',
@@ -206,6 +209,11 @@ def containment() -> tuple[str, ...]:
 def reporter() -> ActionSpec:
     """The action that tells people (notify): the built-in fallback and the test-alert action."""
     return next(s for s in specs() if s.reports)
+
+
+def resolver() -> ActionSpec:
+    """The action that writes status back to the source (update_status): operators' resolve uses it."""
+    return next(s for s in specs() if s.resolves)
 
 
 def is_reporting(name: str) -> bool:
