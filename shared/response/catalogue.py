@@ -159,11 +159,14 @@ class UnknownAction(LookupError):
 def register(spec: ActionSpec) -> Callable[[], None]:
     """Add an action (a plug-in's, a test's); returns a function that removes it again.
 
-    Raises ValueError when the name is taken or a parameter's default is not a valid value.
+    Raises ValueError when the name is taken or a parameter's choices or default make no sense.
     """
     for name, param in spec.params.items():
         if param.kind in ("choice", "choice_list") and not param.choices:
             raise ValueError(f"action {spec.name}: parameter {name} lists no choices")
+        values = param.default if isinstance(param.default, tuple) else (param.default,)
+        if param.kind.startswith("choice") and not all(v == "" or v in param.choices for v in values):
+            raise ValueError(f"action {spec.name}: the default of parameter {name} is not one of its choices")
     with _lock:
         if spec.name in _specs:
             raise ValueError(f"action {spec.name!r} is already in the catalogue")

@@ -130,3 +130,14 @@ def test_each_action_name_is_written_in_code_only_by_its_module_the_catalogue_an
         if where:
             offenders[name] = where
     assert offenders == {}
+
+
+def test_a_spec_whose_default_is_not_a_choice_is_refused() -> None:
+    from dataclasses import replace
+
+    from shared.response.catalogue import ParamSpec
+
+    broken = replace(toy_action.SPEC, params={"label": ParamSpec("choice", "blue", "colour", ("red", "amber"))})
+    with pytest.raises(ValueError, match="default of parameter label"):
+        catalogue.register(broken)
+    assert toy_action.NAME not in catalogue.names()
