@@ -139,5 +139,5 @@ def test_a_spec_whose_default_is_not_a_choice_is_refused() -> None:
 
     broken = replace(toy_action.SPEC, params={"label": ParamSpec("choice", "blue", "colour", ("red", "amber"))})
     with pytest.raises(ValueError, match="default of parameter label"):
-        catalogue.register(broken)
+        catalogue.register(broken)()  # (unregisters at once should it ever be accepted)
     assert toy_action.NAME not in catalogue.names()
