@@ -139,13 +139,24 @@ def check_sources(settings: Settings) -> PartStatus:
     return PartStatus(True, f"{len(rows)} source(s) syncing", extra=extra)
 
 
+def policy_health(settings: Settings) -> PartStatus:
+    """The policy part: ok with the rule count, or the first problem (health asks the policy, never back)."""
+    from shared.response.policy import PolicyError, get_policy
+
+    try:
+        policy = get_policy(settings.policy_path)
+    except PolicyError as exc:
+        more = f" (and {len(exc.errors) - 1} more; run `fraud-responder policy check`)" if len(exc.errors) > 1 else ""
+        return PartStatus(False, f"{exc.path}: {exc.errors[0]}{more}")
+    return PartStatus(True, f"{policy.summary()} from {policy.path}",
+                      extra={"rules": len(policy.rules), "sha256": policy.sha256, "warnings": list(policy.warnings)})
+
+
 def build_report(settings: Settings | None = None) -> HealthReport:
     try:
         settings = settings or get_settings()
     except SettingsError as exc:
         return HealthReport({"settings": PartStatus(False, str(exc))})
-    from shared.response.policy import policy_health
-
     checked = settings
     return HealthReport({
         "settings": PartStatus(True, "loaded"),

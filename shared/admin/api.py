@@ -29,8 +29,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from shared.admin.routes import BY_ID
+from shared.alerts import STATUSES
 from shared.operations.resolve import REASONS
-from shared.response.actions.update_status import STATUSES
 
 if TYPE_CHECKING:
     from shared.auth.operator_tokens import Caller
@@ -252,7 +252,7 @@ def _stored_alert(services: Services, alert_id: str) -> dict[str, Any]:
 
 def get_alert(services: Services, request: AdminRequest) -> ApiResponse:
     from shared.alerts import from_entity
-    from shared.response.actions.investigate import load_investigation
+    from shared.response.investigation import load_investigation
     from shared.views import alert_json
 
     _query(request, ())

@@ -17,7 +17,7 @@ from typing import Any, Final
 from shared import sources
 from shared.admin.api import SINCE_PATTERN
 from shared.admin.routes import BY_ID, DECIDE, OPERATIONS, READ
-from shared.response.actions.update_status import STATUSES
+from shared.alerts import STATUSES
 
 OPENAPI_VERSION: Final = "3.1.0"
 API_VERSION: Final = "1.0.0"
@@ -66,16 +66,25 @@ def _alert_schema() -> dict[str, Any]:
                                "fields are only ever added.")
 
 
+def _action_name() -> dict[str, Any]:
+    """An action's name: one of the action catalogue's (``shared.response.catalogue``)."""
+    from shared.response import catalogue
+
+    return {"type": "string", "enum": list(catalogue.names())}
+
+
 def _action_schema() -> dict[str, Any]:
     from shared.response.ledger import STATES
+    from shared.response.policy import MODES
 
     text = dict(STRING)
+    action = _action_name()
     target = _object({"kind": text, "id": text, "display": text, "tenant": text, "details": FREE_OBJECT})
     properties: dict[str, Any] = {
         "id": {"type": "string", "description": "the action id to approve, reject or undo"},
         "alert": {"type": "string", "description": "the alert's key (source:id)"},
-        "customer_tenant_id": text, "subscription_id": text, "action": text, "target": target,
-        "mode": {"type": "string", "enum": ["enforce", "dry-run", "approve"]},
+        "customer_tenant_id": text, "subscription_id": text, "action": action, "target": target,
+        "mode": {"type": "string", "enum": list(MODES)},
         "state": {"type": "string", "enum": list(STATES)},
         "attempts": {"type": "integer", "minimum": 0},
         "actor": {"type": "string", "description": "policy:RULE, or operator:NAME for operators' decisions"},
@@ -165,9 +174,9 @@ def _digest_schema() -> dict[str, Any]:
                      "subscription_name": text, "detected_at": TIME, "is_test": {"type": "boolean"}})
     group = _object({"customer_tenant_id": text, "customer_name": text, "type": text, "category": text,
                      "count": count, "alerts": {"type": "array", "items": alert}})
-    pending = _object({"id": text, "alert": text, "customer_tenant_id": text, "action": text, "target": text,
+    pending = _object({"id": text, "alert": text, "customer_tenant_id": text, "action": _action_name(), "target": text,
                        "mode": text, "reason": text, "waiting_since": TIME, "approve": text, "reject": text})
-    failure = _object({"id": text, "alert": text, "customer_tenant_id": text, "action": text, "target": text,
+    failure = _object({"id": text, "alert": text, "customer_tenant_id": text, "action": _action_name(), "target": text,
                        "state": text, "error": text, "at": TIME})
     record = _object({"queue": text, "at": TIME, "alert": text, "dequeue_count": count, "error": text,
                       "replayed_at": TIME, "replayed_by": text})

@@ -1,5 +1,5 @@
-"""`fraud-responder policy check|explain`: validate the response policy, and show why it decides
-what it decides for a stored alert."""
+"""`fraud-responder policy check|explain|actions`: validate the response policy, show why it decides
+what it decides for a stored alert, and list the actions a policy may name (from the catalogue)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import argparse
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.cli import EXIT_FAILED, EXIT_OK, CommandFailed
 from shared.cli.output import print_json, print_table
+
+if TYPE_CHECKING:
+    from shared.response.catalogue import ActionSpec
 
 
 def register(subparsers: Any) -> None:
@@ -28,6 +31,32 @@ def register(subparsers: Any) -> None:
                          help="a tag of the alert's customer to evaluate with (repeatable)")
     explain.add_argument("--json", action="store_true", help="print the decision as JSON")
     explain.set_defaults(handler=explain_alert)
+
+    actions = sub.add_parser("actions", help="the actions a policy may name: run order, kind and parameters")
+    actions.add_argument("--json", action="store_true", help="print them as JSON")
+    actions.set_defaults(handler=list_actions)
+
+
+def list_actions(args: argparse.Namespace) -> int:
+    """The catalogue as people writing a policy need it; no setting or storage needed."""
+    from shared.response import catalogue
+
+    specs = sorted(catalogue.specs(), key=lambda s: s.order)
+    if args.json:
+        print_json([{"action": s.name, "order": s.order, "summary": s.summary, "kind": _kind(s),
+                     "params": {n: {"kind": p.kind, "default": list(p.default) if isinstance(p.default, tuple)
+                                    else p.default, "choices": list(p.choices), "description": p.description}
+                                for n, p in s.params.items()}} for s in specs])
+        return EXIT_OK
+    print_table(["action", "runs", "kind", "parameters (default)"],
+                [[s.name, str(s.order), ", ".join(_kind(s)) or "-", _params(s.defaults())] for s in specs])
+    return EXIT_OK
+
+
+def _kind(spec: ActionSpec) -> list[str]:
+    flags = (("read-only", spec.read_only), ("containment", spec.containment), ("destructive", spec.destructive),
+             ("reversible", spec.reversible), ("reports", spec.reports))
+    return [name for name, on in flags if on]
 
 
 def _configured_policy_path() -> Path:
@@ -87,7 +116,7 @@ def explain_alert(args: argparse.Namespace) -> int:
         described = f": {decision.rule_description}" if decision.rule_description else ""
         print(f'rule:   "{decision.rule}"{described}')
     else:
-        print("rule:   none matched" + (" (built-in fallback: notify)" if decision.fallback else ""))
+        print("rule:   none matched" + (" (the built-in fallback)" if decision.fallback else ""))
     print()
     if decision.actions:
         print_table(["action", "mode", "parameters", "why"],

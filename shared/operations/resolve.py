@@ -16,6 +16,7 @@ recorded with who and why; a new version of the alert asks for approval afresh.
 from __future__ import annotations
 
 import logging
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from shared.names import ALERTS_TABLE
@@ -89,11 +90,10 @@ def _resolve_at_source(settings: Settings, store: TableStore, key: str, reason: 
     from shared.auth.secrets import SecretStoreError
     from shared.http import MicrosoftApiError
     from shared.response.actions.base import ActionFailed
-    from shared.response.actions.update_status import resolve_alert
     from shared.storage.errors import StorageError
 
     try:
-        return resolve_alert(settings, store, key, reason, operator)
+        return _resolver_module().resolve_alert(settings, store, key, reason, operator)  # type: ignore[no-any-return]
     except ActionFailed as exc:
         raise SourceRefused(str(exc)) from None
     except TokenHealthError as exc:
@@ -105,6 +105,16 @@ def _resolve_at_source(settings: Settings, store: TableStore, key: str, reason: 
     except StorageError as exc:
         raise Unavailable(f"{exc}; the source may already show the new status: run the same resolve again") \
             from None
+
+
+def _resolver_module() -> ModuleType:
+    """The module of the catalogue's status-writing action, which resolves alerts at their source."""
+    import importlib
+
+    from shared.response.catalogue import resolver
+    from shared.response.registry import module_name
+
+    return importlib.import_module(module_name(resolver().name))
 
 
 def _record_in_ledger(settings: Settings, store: TableStore, alert: Alert, entity: dict[str, Any], *, reason: str,
@@ -120,19 +130,22 @@ def _record_in_ledger(settings: Settings, store: TableStore, alert: Alert, entit
 
     from shared.response import decisions
     from shared.response.actions.base import ActionContext, Clients
-    from shared.response.actions.update_status import ACTION
+    from shared.response.catalogue import resolver
     from shared.response.ledger import SUCCEEDED, Ledger, NewRow, now_utc, one_line
+    from shared.response.registry import get_action
+
+    name = resolver().name
 
     actor = f"operator:{operator}"
     ctx = ActionContext(settings=settings, alert=alert, params={"status": "resolved", "reason": reason},
                         clients=Clients(settings, store), actor=actor)
-    [planned] = ACTION.plan(ctx)
+    [planned] = get_action(name).plan(ctx)
     target = replace(planned, id=f"{planned.id}~{uuid.uuid4().hex[:12]}")
     ledger = Ledger(store)
     why = f"resolved as {reason} by operator {operator}"
     _created, entry = ledger.claim(NewRow(
         alert=alert, alert_partition=str(entity["PartitionKey"]), alert_row=str(entity["RowKey"]),
-        action="update_status", target=target, mode="enforce", state=SUCCEEDED, actor=actor,
+        action=name, target=target, mode="enforce", state=SUCCEEDED, actor=actor,
         rule=OPERATOR_RULE, reason=why, version=int(entity.get("version", 0)),
         params={"status": "resolved", "reason": reason}))
     found = str(outcome.data.get("found_status", "")) if outcome.already_done else ""
@@ -141,7 +154,7 @@ def _record_in_ledger(settings: Settings, store: TableStore, alert: Alert, entit
         "data": outcome.data, "already_done": outcome.already_done,
         "found_state": f"already {found}" if found else ""})
     decisions.record(store, alert_key=alert.key, kind="resolve", operator=operator, reason=reason,
-                     action_id=entry.action_id, action="update_status", target=target.display,
+                     action_id=entry.action_id, action=name, target=target.display,
                      outcome=one_line(outcome.summary, 300))
     return entry.action_id
 

@@ -18,10 +18,9 @@ so nothing is called twice. Transient errors (throttling, 5xx,
 timeouts, token trouble, storage) leave the row ``running`` with its lease released, let the other
 independent actions run, and raise at the end of the job so the queue redelivers it.
 
-Order: update_status(investigating) first, investigate, then stop_resources, revoke_sessions,
-rotate_credentials, suspend_subscription, cancel_azure_subscription, any other update_status, and
-notify last, with ``ctx.summary`` filled from the ledger so the message says what was done and
-what waits.
+Order: the action catalogue's (``shared.response.catalogue``: marking the alert investigating
+first, the investigation, containment, resolving, and the reporting action last, with
+``ctx.summary`` filled from the ledger so the message says what was done and what waits).
 
 Operators act on rows with ``approve``, ``reject`` and ``undo`` (``fraud-responder actions``),
 each recorded with the operator's name.
@@ -40,6 +39,7 @@ from shared.alerts import Alert, from_entity
 from shared.intake import sync
 from shared.logs import add_context, contextual
 from shared.names import ALERTS_TABLE
+from shared.response import catalogue
 from shared.response.actions.base import Action, ActionContext, ActionFailed, Clients, NotReversible, Outcome, Target
 from shared.response.contacts import customer_tags
 from shared.response.ledger import (
@@ -75,22 +75,19 @@ PLAN_TARGET: Final = "plan"
 """Target kind of the row that records a failure to plan an action at all (or that it is not built)."""
 
 _MODE_STATE: Final = {"enforce": RUNNING, "dry-run": DRY_RUN, "approve": AWAITING_APPROVAL}
-_NEEDS_INVESTIGATION: Final = ("revoke_sessions", "rotate_credentials")
-CONTAINMENT: Final = ("stop_resources", "revoke_sessions", "rotate_credentials", "suspend_subscription",
-                      "cancel_azure_subscription")
-"""Actions that contain an alert: they must not run once it is resolved as legitimate or ignore."""
 NOT_FRAUD: Final = ("legitimate", "ignore")
-_ORDER: Final = ("investigate", "stop_resources", "revoke_sessions", "rotate_credentials", "suspend_subscription",
-                 "cancel_azure_subscription")
 
 
 def run_order(planned: PlannedAction) -> int:
-    """Position of an action in a job: status first, investigation next, containment, notify last."""
-    if planned.action == "update_status":
-        return 0 if planned.params.get("status", "investigating") == "investigating" else len(_ORDER) + 1
-    if planned.action == "notify":
-        return len(_ORDER) + 2
-    return 1 + _ORDER.index(planned.action) if planned.action in _ORDER else len(_ORDER)
+    """Position of an action in a job, from the catalogue (status first, ..., the report last)."""
+    spec = catalogue.get(planned.action)
+    return spec.run_order(planned.params) if spec is not None else 65
+
+
+def _is_containment(action: str) -> bool:
+    """Containment must not run once its alert is resolved as legitimate or ignore."""
+    spec = catalogue.get(action)
+    return spec is not None and spec.containment
 
 
 def retryable_errors() -> tuple[type[BaseException], ...]:
@@ -251,10 +248,10 @@ class Responder:
                    decision=decision, result=result, investigation=self._investigation(alert))
         ordered = sorted(decision.actions, key=run_order)
         for planned in ordered:
-            if planned.action != "notify":
+            if not catalogue.is_reporting(planned.action):
                 self._run_action(run, planned)
         for planned in ordered:
-            if planned.action == "notify":
+            if catalogue.is_reporting(planned.action):
                 self._run_action(run, planned, summary=self.summary(alert, decision, run.result.deferred))
         if result.deferred:
             log.warning("respond %s v%d: will retry: %s", alert.key, version, "; ".join(result.deferred))
@@ -267,7 +264,7 @@ class Responder:
     def mark_job(self, partition: str, row: str, version: int, state: str) -> bool:
         """Record on the alert row that the job of ``version`` is ``state`` (handled or poisoned).
 
-        Actions may have changed the row meanwhile (update_status writes the status), so this
+        Actions may have changed the row meanwhile (writing the status back changes it), so this
         re-reads it on an ETag conflict; False when the row moved on to a newer version.
         """
         table = self.store.table_client(ALERTS_TABLE)
@@ -282,7 +279,7 @@ class Responder:
 
     def _context(self, alert: Alert, params: Mapping[str, Any], actor: str, *, investigation: dict[str, Any] | None,
                  test: bool = False, summary: dict[str, Any] | None = None) -> ActionContext:
-        """``params`` are the policy's plus ``_version``, the alert version being answered (notify uses it)."""
+        """``params`` are the policy's plus ``_version``, the alert version being answered (the report uses it)."""
         return ActionContext(settings=self.settings, alert=alert, params=dict(params), clients=self.clients,
                              actor=actor, investigation=investigation, test=test, summary=summary or {})
 
@@ -291,7 +288,9 @@ class Responder:
         add_context(action=planned.action)
         ctx = self._context(run.alert, {**planned.params, "_version": run.version}, run.actor,
                             investigation=run.investigation, test=planned.test, summary=summary)
-        if planned.action in _NEEDS_INVESTIGATION and "investigate" in run.deferred_actions:
+        spec = catalogue.get(planned.action)
+        investigating = {s.name for s in catalogue.specs() if s.provides_investigation}
+        if spec is not None and spec.needs_investigation and investigating & run.deferred_actions:
             run.defer(planned.action, "waits for the investigation, which is being retried")
             return
         retryable = retryable_errors()
@@ -313,7 +312,7 @@ class Responder:
                 continue
             if entry is not None:
                 run.result.rows.append(entry)
-        if planned.action == "investigate":
+        if spec is not None and spec.provides_investigation:
             run.investigation = self._investigation(run.alert)
 
     def _new_row(self, run: _Job, planned: PlannedAction, target: Target, state: str) -> NewRow:
@@ -427,22 +426,14 @@ class Responder:
     # --- investigation and summary -----------------------------------------------------------------
 
     def _investigation(self, alert: Alert) -> dict[str, Any] | None:
-        """The stored investigation of ``alert`` (None before one ran, or when investigate is not built)."""
-        import importlib
+        """The stored investigation of ``alert`` (None before one ran)."""
+        from shared.response.investigation import load_investigation
 
-        module_path = "shared.response.actions.investigate"
-        try:
-            module = importlib.import_module(module_path)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_path:
-                raise
-            return None
-        load: Callable[[TableStore, Alert], dict[str, Any] | None] = module.load_investigation
-        return load(self.store, alert)
+        return load_investigation(self.store, alert)
 
     def summary(self, alert: Alert, decision: Decision | None = None, deferred: list[str] | None = None,
                 ) -> dict[str, Any]:
-        """What notify tells people: this alert's ledger rows grouped by outcome (notify rows excluded).
+        """What the report tells people: this alert's ledger rows grouped by outcome (its own rows excluded).
 
         Shape: ``{"rule", "rule_description", "fallback", "dropped", "deferred", "done", "dry_run",
         "pending" (awaiting approval), "failed", "retrying", "rejected", "undone"}``; each row is
@@ -455,7 +446,7 @@ class Responder:
                  RUNNING: "retrying", PLANNED: "retrying", REJECTED: "rejected", UNDONE: "undone",
                  UNDOING: "done", UNDO_FAILED: "done"}
         for entry in self.ledger.for_alert(alert.key):
-            if entry.action == "notify" or entry.state not in where:
+            if catalogue.is_reporting(entry.action) or entry.state not in where:
                 continue
             groups[where[entry.state]].append({
                 "id": entry.action_id, "action": entry.action, "state": entry.state, "mode": entry.mode,
@@ -517,7 +508,7 @@ class Responder:
 
     def _refuse_resolved(self, entry: LedgerEntry, alert: Alert) -> None:
         """A resolved alert's containment cannot run: refuse approving it when the alert is not fraud."""
-        if entry.action in CONTAINMENT and alert.status == "resolved" and alert.resolved_reason in NOT_FRAUD:
+        if _is_containment(entry.action) and alert.status == "resolved" and alert.resolved_reason in NOT_FRAUD:
             raise OperatorError(f"action {entry.action_id} ({entry.action}) cannot run: alert {alert.key} is resolved "
                                 f"as {alert.resolved_reason}; containment runs only if the alert is active again "
                                 "(it then gets fresh approval rows)")
@@ -709,7 +700,7 @@ class Responder:
         for row in self.ledger.for_alert(alert_key):
             entry = row
             for _attempt in range(3):
-                if entry.state != AWAITING_APPROVAL or entry.action not in CONTAINMENT:
+                if entry.state != AWAITING_APPROVAL or not _is_containment(entry.action):
                     break
                 try:
                     done = self.ledger.transition(entry, {"state": EXPIRED, "expired_by": operator,

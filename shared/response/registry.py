@@ -1,19 +1,19 @@
 """Action name -> the ``Action`` instance that implements it, importing action modules lazily.
 
-Each action lives in ``shared/response/actions/<name>.py`` with a module-level ``ACTION``. An
-action whose module does not exist yet fails loudly (``ActionNotBuilt``: the engine records the
-ledger row failed, "action X is not built"); it never silently succeeds.
+The catalogue (``shared.response.catalogue``) says which actions exist and where each one's module
+is (``ActionSpec.module``; by default ``shared/response/actions/<name>.py``, with a module-level
+``ACTION``). An action whose module does not exist yet fails loudly (``ActionNotBuilt``: the
+engine records the ledger row failed, "action X is not built"); it never silently succeeds.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Final
 
+from shared.response import catalogue
 from shared.response.actions.base import Action, ActionFailed
-from shared.response.policy import ACTIONS
 
-PACKAGE: Final = "shared.response.actions"
+PACKAGE = catalogue.ACTIONS_PACKAGE
 
 
 class ActionNotBuilt(ActionFailed):
@@ -21,14 +21,16 @@ class ActionNotBuilt(ActionFailed):
 
 
 def module_name(action: str) -> str:
-    return f"{PACKAGE}.{action}"
+    """The dotted path of the module implementing ``action`` (UnknownAction when it is not catalogued)."""
+    return catalogue.spec(action).module or f"{PACKAGE}.{action}"
 
 
 def get_action(name: str) -> Action:
     """The implementation of ``name``; ActionNotBuilt when its module is missing."""
-    if name not in ACTIONS:
-        raise ActionFailed(f"unknown action {name!r}; the catalogue is: {', '.join(ACTIONS)}")
-    module_path = module_name(name)
+    try:
+        module_path = module_name(name)
+    except catalogue.UnknownAction as exc:
+        raise ActionFailed(str(exc)) from None
     try:
         module = importlib.import_module(module_path)
     except ModuleNotFoundError as exc:
@@ -45,7 +47,7 @@ def get_action(name: str) -> Action:
 def built_actions() -> dict[str, bool]:
     """Which catalogue actions this build implements (for health and docs)."""
     built: dict[str, bool] = {}
-    for name in ACTIONS:
+    for name in catalogue.names():
         try:
             get_action(name)
         except ActionNotBuilt:

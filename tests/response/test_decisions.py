@@ -20,8 +20,8 @@ from shared.intake.jobs import run_sync
 from shared.intake.sync import SyncScope
 from shared.operations.digest import build_digest
 from shared.operations.resolve import resolve
-from shared.response import decisions
-from shared.response.engine import CONTAINMENT, OperatorError
+from shared.response import catalogue, decisions
+from shared.response.engine import OperatorError
 from shared.response.jobs import handle_respond_message
 from shared.response.ledger import AWAITING_APPROVAL, EXPIRED, SUCCEEDED
 from tests.conftest import REPO_ROOT
@@ -95,7 +95,7 @@ def test_resolving_as_legitimate_expires_pending_containment_until_the_alert_com
         azurite: Azurite, fresh_sandbox: Sandbox) -> None:
     st = _responded(azurite, fresh_sandbox)
     responder = st.responder()
-    containment = [r for r in responder.list_actions(pending_only=True) if r.action in CONTAINMENT]
+    containment = [r for r in responder.list_actions(pending_only=True) if r.action in catalogue.containment()]
     assert {r.action for r in containment} >= {"stop_resources", "suspend_subscription"}
 
     result = resolve(st.settings, st.store, ids.MINING_ALERT_EVENT_ID, "legitimate", "alice")
@@ -130,7 +130,8 @@ def test_resolving_as_legitimate_expires_pending_containment_until_the_alert_com
 def test_an_alert_resolved_as_ignore_at_the_source_expires_its_pending_containment(azurite: Azurite,
                                                                                  fresh_sandbox: Sandbox) -> None:
     st = _responded(azurite, fresh_sandbox)
-    containment = {r.action_id for r in st.responder().list_actions(pending_only=True) if r.action in CONTAINMENT}
+    pending = st.responder().list_actions(pending_only=True)
+    containment = {r.action_id for r in pending if r.action in catalogue.containment()}
     _event(fresh_sandbox).update(eventStatus="Resolved", resolvedReason="Ignore")  # someone else, in Partner Center
     assert run_sync(st.runtime, SyncScope(), trigger="test", sources=("partner_center",)).ok
     _job, body = take_job(st)

@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 
 from shared.alerts import Alert
+from shared.health import policy_health
+from shared.response import catalogue
 from shared.response.policy import (
-    ACTIONS,
     Decision,
     PolicyError,
     get_policy,
     load_policy,
     parse_policy,
-    policy_health,
 )
 from shared.settings import load_settings
 from shared.sources.graph import parse as from_graph
@@ -68,7 +68,7 @@ def errors_of(text: str) -> list[str]:
 
 @pytest.mark.parametrize(("text", "expected"), [
     (policy_of(rule("crypto-high", actions='{ action = "stop_vms", mode = "enforce" }')),
-     ['rule "crypto-high": unknown action "stop_vms"', "valid actions: " + ", ".join(ACTIONS)]),
+     ['rule "crypto-high": unknown action "stop_vms"', "valid actions: " + ", ".join(catalogue.names())]),
     (policy_of(rule("crypto-high", match='sevrity = "high"')),
      ['rule "crypto-high": unknown match field "sevrity" (did you mean "min_severity"?)',
       "valid match fields: source, type, category, min_severity, min_confidence, is_test, customers"]),
@@ -266,7 +266,7 @@ def test_a_rule_with_no_actions_matches_and_does_nothing() -> None:
 # --- effective-mode rules -----------------------------------------------------------------------
 
 
-EVERYTHING = ", ".join(f'{{ action = "{a}", mode = "enforce" }}' for a in ACTIONS)
+EVERYTHING = ", ".join(f'{{ action = "{a}", mode = "enforce" }}' for a in catalogue.names())
 
 
 def test_a_test_alert_gets_only_a_notification_marked_as_a_test() -> None:
@@ -274,7 +274,7 @@ def test_a_test_alert_gets_only_a_notification_marked_as_a_test() -> None:
     decision = policy.evaluate(alert(isTest="true"), allow_automatic_cancellation=True)
     assert plan(decision) == [("notify", "enforce")]
     assert decision.actions[0].test
-    assert {d.action for d in decision.dropped} == set(ACTIONS) - {"notify"}
+    assert {d.action for d in decision.dropped} == set(catalogue.names()) - {"notify"}
     assert all("test alert" in d.reason for d in decision.dropped)
 
 
@@ -317,7 +317,7 @@ def test_a_resolved_alert_matches_only_rules_that_ask_for_resolved_and_keeps_rea
     asks = parse_policy(policy_of(rule("after", match='statuses = ["resolved"]', actions=EVERYTHING)))
     kept = asks.evaluate(resolved, allow_automatic_cancellation=True)
     assert plan(kept) == [("notify", "enforce"), ("investigate", "enforce")]
-    assert {d.action for d in kept.dropped} == set(ACTIONS) - {"notify", "investigate"}
+    assert {d.action for d in kept.dropped} == set(catalogue.names()) - {"notify", "investigate"}
 
 
 # --- the shipped default policy -----------------------------------------------------------------

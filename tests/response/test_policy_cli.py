@@ -151,3 +151,18 @@ def test_explain_fails_cleanly_on_an_unknown_alert_or_a_bad_policy(explain_env: 
     bad.write_text(BAD_POLICY, encoding="utf-8")
     invalid = cli(explain_env, "explain", MINING_ID, "--policy", str(bad))
     assert invalid.returncode == 1 and 'unknown action "stop_vms"' in invalid.stderr
+
+
+def test_policy_actions_lists_the_catalogue_in_run_order_without_settings() -> None:
+    listed = cli(base_env(), "actions", "--json")
+    assert listed.returncode == 0, listed.stderr
+    actions = json.loads(listed.stdout)
+    names = [a["action"] for a in actions]
+    assert names[0] == "update_status" and names[-1] == "notify" and len(names) == 8
+    cancel = next(a for a in actions if a["action"] == "cancel_azure_subscription")
+    assert "destructive" in cancel["kind"] and cancel["params"] == {}
+    stop = next(a for a in actions if a["action"] == "stop_resources")
+    assert stop["params"]["operation"]["choices"] == ["deallocate", "power_off"]
+
+    table = cli(base_env(), "actions")
+    assert table.returncode == 0 and "stop_resources" in table.stdout and "operation=deallocate" in table.stdout

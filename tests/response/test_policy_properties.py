@@ -9,7 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.response.policy import READ_ONLY_ACTIONS, load_policy
+from shared.response import catalogue
+from shared.response.policy import load_policy
 from shared.sources.partner_center import parse as from_partner_center
 
 DEFAULT_POLICY = load_policy(Path(__file__).resolve().parents[2] / "policy" / "default.toml")
@@ -35,11 +36,11 @@ def test_default_policy_safety(record: dict[str, Any], allow_cancellation: bool,
     alert = from_partner_center({k: v for k, v in record.items() if v is not None})
     decision = DEFAULT_POLICY.evaluate(alert, tags=tags, allow_automatic_cancellation=allow_cancellation)
     enforced = {a.action for a in decision.actions if a.mode == "enforce"}
-    assert enforced <= {*READ_ONLY_ACTIONS, "update_status"}
+    assert enforced <= {*catalogue.read_only(), "update_status"}
     assert all(a.action != "cancel_azure_subscription" for a in decision.actions)
     if alert.is_test:
         assert [(a.action, a.test) for a in decision.actions] == [("notify", True)]
     elif alert.status != "resolved":
         assert any(a.action == "notify" and a.mode == "enforce" for a in decision.actions)
     else:
-        assert {a.action for a in decision.actions} <= set(READ_ONLY_ACTIONS)
+        assert {a.action for a in decision.actions} <= set(catalogue.read_only())

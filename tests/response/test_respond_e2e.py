@@ -9,8 +9,8 @@ import pytest
 from devhost.azurite import Azurite
 from sandbox import ids
 from sandbox.core import Sandbox
-from shared.response.actions.investigate import load_investigation
 from shared.response.engine import OperatorError
+from shared.response.investigation import load_investigation
 from shared.response.jobs import handle_respond_message
 from shared.response.ledger import AWAITING_APPROVAL, SUCCEEDED, UNDONE
 from tests.response.respond_support import MINING_KEY, by_action, stage, take_job, writes

@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any, ClassVar, Final
 
 from shared.response.actions._errors import permanent_errors
+from shared.response.actions._partner_center import azure_entitlement, customer_of
 from shared.response.actions.base import ActionContext, ActionFailed, NotReversible, Outcome, Target
-from shared.response.actions.suspend_subscription import azure_entitlement
 
 CANCELLED: Final = ("inactive", "cancelled", "canceled", "disabled")
 """Entitlement statuses that mean the subscription is already cancelled (or being cancelled)."""
@@ -37,13 +37,13 @@ class CancelAzureSubscription:
     def verify(self, ctx: ActionContext, target: Target) -> bool:
         plan = _plan(ctx, target)
         with permanent_errors(f"reading Azure entitlement {target.id}"):
-            current = ctx.clients.partner_center().get_azure_entitlement(_customer(ctx, target), plan, target.id)
+            current = ctx.clients.partner_center().get_azure_entitlement(customer_of(ctx, target), plan, target.id)
         return current.status.lower() in CANCELLED
 
     def execute(self, ctx: ActionContext, target: Target) -> Outcome:
         refuse_unapproved(ctx)
         client = ctx.clients.partner_center()
-        customer, plan = _customer(ctx, target), _plan(ctx, target)
+        customer, plan = customer_of(ctx, target), _plan(ctx, target)
         with permanent_errors(f"cancelling Azure subscription {target.id}"):
             before = client.get_azure_entitlement(customer, plan, target.id)
             if before.status.lower() in CANCELLED:
@@ -62,7 +62,7 @@ class CancelAzureSubscription:
             raise NotReversible(f"Azure subscription {target.id} was already {recorded['found_status']} when the "
                                 "responder looked; it did not cancel it, so undo leaves it")
         client = ctx.clients.partner_center()
-        customer = _customer(ctx, target)
+        customer = customer_of(ctx, target)
         plan = str(recorded.get("plan_subscription_id") or _plan(ctx, target))
         with permanent_errors(f"reactivating Azure subscription {target.id}"):
             current = client.get_azure_entitlement(customer, plan, target.id)
@@ -92,7 +92,3 @@ def _plan(ctx: ActionContext, target: Target) -> str:
     if plan:
         return plan
     return azure_entitlement(ctx).plan_subscription_id
-
-
-def _customer(ctx: ActionContext, target: Target) -> str:
-    return target.tenant or ctx.alert.customer_tenant_id

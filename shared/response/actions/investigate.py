@@ -38,11 +38,11 @@ from shared.alerts import Alert, row_key
 from shared.names import ALERTS_TABLE
 from shared.response.actions._errors import permanent_errors
 from shared.response.actions.base import ActionContext, ActionFailed, NotReversible, Outcome, Target
+from shared.response.investigation import investigation_row, load_investigation
 
 if TYPE_CHECKING:
     from shared.clients.arm import ActivityLogEvent
     from shared.clients.graph import GraphClient
-    from shared.storage.tables import TableStore
 
 logger = logging.getLogger(__name__)
 
@@ -57,21 +57,6 @@ CHANGE_VERBS = ("/write", "/delete", "/action")
 _OID = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 _UPN = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
 _IDP = "http://schemas.microsoft.com/identity/claims/identityprovider"
-
-
-def investigation_row(alert: Alert) -> tuple[str, str]:
-    """(PartitionKey, RowKey) of the alert's investigation."""
-    return alert.customer_tenant_id, "investigation~" + row_key(alert.key)
-
-
-def load_investigation(store: TableStore, alert: Alert) -> dict[str, Any] | None:
-    """The stored investigation document of this alert, or None when none ran."""
-    partition, row = investigation_row(alert)
-    entity = store.get(ALERTS_TABLE, partition, row)
-    if entity is None or not entity.get("document"):
-        return None
-    document = json.loads(str(entity["document"]))
-    return document if isinstance(document, dict) else None
 
 
 def window(alert: Alert, now: dt.datetime, lookback: dt.timedelta = LOOKBACK) -> tuple[dt.datetime, dt.datetime]:

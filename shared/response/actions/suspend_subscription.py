@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from shared.clients.partner_center import AzureEntitlement
 from shared.response.actions._errors import permanent_errors
+from shared.response.actions._partner_center import azure_entitlement, customer_of
 from shared.response.actions.base import ActionContext, ActionFailed, NotReversible, Outcome, Target
 
 
@@ -34,11 +34,11 @@ class SuspendSubscription:
 
     def verify(self, ctx: ActionContext, target: Target) -> bool:
         with permanent_errors(f"reading Partner Center subscription {target.id}"):
-            return ctx.clients.partner_center().get_subscription(_customer(ctx, target), target.id).suspended
+            return ctx.clients.partner_center().get_subscription(customer_of(ctx, target), target.id).suspended
 
     def execute(self, ctx: ActionContext, target: Target) -> Outcome:
         client = ctx.clients.partner_center()
-        customer = _customer(ctx, target)
+        customer = customer_of(ctx, target)
         with permanent_errors(f"suspending Partner Center subscription {target.id}"):
             before = client.get_subscription(customer, target.id)
             if before.suspended:
@@ -62,7 +62,7 @@ class SuspendSubscription:
             raise NotReversible(f"the Azure plan was {previous} before it was suspended; reactivate it in Partner "
                                 "Center if that is still wanted")
         client = ctx.clients.partner_center()
-        customer = _customer(ctx, target)
+        customer = customer_of(ctx, target)
         with permanent_errors(f"reactivating Partner Center subscription {target.id}"):
             current = client.get_subscription(customer, target.id)
             if not current.suspended:
@@ -73,21 +73,3 @@ class SuspendSubscription:
 
 
 ACTION = SuspendSubscription()
-
-
-def azure_entitlement(ctx: ActionContext) -> AzureEntitlement:
-    """The entitlement for the alert's Azure subscription, with the id of the Azure plan holding it."""
-    alert = ctx.alert
-    if not alert.subscription_id:
-        raise ActionFailed(f"alert {alert.key} names no Azure subscription, so there is nothing to suspend or cancel")
-    with permanent_errors(f"finding the Azure plan of customer {alert.customer_tenant_id} in Partner Center"):
-        found = ctx.clients.partner_center().find_azure_entitlement(alert.customer_tenant_id, alert.subscription_id)
-    if found is None:
-        raise ActionFailed(f"no Azure plan of customer {alert.customer_tenant_id} holds Azure subscription "
-                           f"{alert.subscription_id}: it may be a legacy (non Azure plan) subscription or belong to "
-                           "another customer; act on it in Partner Center")
-    return found
-
-
-def _customer(ctx: ActionContext, target: Target) -> str:
-    return target.tenant or ctx.alert.customer_tenant_id

@@ -14,8 +14,8 @@ from devhost.azurite import Azurite
 from sandbox.core import Sandbox
 from shared.alerts import Alert, to_entity
 from shared.names import ALERTS_TABLE
+from shared.response import catalogue
 from shared.response.actions.base import ActionContext, Clients
-from shared.response.policy import PARAMETERS
 from shared.settings import load_settings
 from shared.storage.tables import TableStore
 from tests.conftest import REPO_ROOT, settings_env
@@ -27,7 +27,7 @@ def context(azurite: Azurite, sandbox: Sandbox, alert: Alert, action: str, *, en
     """A context as the engine builds it: policy defaults, then ``params``; real clients."""
     settings = load_settings(settings_env(azurite, **{**sandbox.app_settings(), **(env or {})}),
                              local_settings=REPO_ROOT / "does-not-exist.json")
-    defaults = {name: spec.default for name, spec in PARAMETERS[action].items()}
+    defaults = catalogue.spec(action).defaults()
     return ActionContext(settings=settings, alert=alert, params={**defaults, **params},
                          clients=Clients(settings, TableStore(settings)), actor=actor, test=test,
                          summary=summary or {}, investigation=investigation)

@@ -11,8 +11,8 @@ from typing import Any
 from devhost.azurite import Azurite
 from sandbox.core import Sandbox
 from shared.alerts import Alert
+from shared.response import catalogue
 from shared.response.actions.base import ActionContext, Clients
-from shared.response.policy import PARAMETERS
 from shared.settings import load_settings
 from shared.sources.graph import parse as from_graph
 from shared.sources.partner_center import parse as from_partner_center
@@ -38,13 +38,13 @@ def action_context(azurite: Azurite, sandbox: Sandbox, alert: Alert, action: str
     """A context for ``action`` with its policy defaults, overridden by ``params``."""
     settings = load_settings(settings_env(azurite, **sandbox.app_settings()),
                              local_settings=REPO_ROOT / "does-not-exist.json")
-    defaults = {name: spec.default for name, spec in PARAMETERS[action].items()}
+    defaults = catalogue.spec(action).defaults()
     return ActionContext(settings=settings, alert=alert, params={**defaults, **params},
                          clients=Clients(settings, TableStore(settings)), actor=actor, investigation=investigation)
 
 
 def same_store(ctx: ActionContext, alert: Alert, action: str, **params: Any) -> ActionContext:
     """Another context on the same settings, store and clients (a redelivered job, an approval)."""
-    defaults = {name: spec.default for name, spec in PARAMETERS[action].items()}
+    defaults = catalogue.spec(action).defaults()
     return ActionContext(settings=ctx.settings, alert=alert, params={**defaults, **params}, clients=ctx.clients,
                          actor=ctx.actor, investigation=ctx.investigation)

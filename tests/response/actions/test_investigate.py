@@ -13,7 +13,8 @@ from sandbox import ids
 from sandbox.core import Sandbox
 from shared.alerts import AffectedResource
 from shared.response.actions.base import NotReversible
-from shared.response.actions.investigate import ACTION, load_investigation
+from shared.response.actions.investigate import ACTION
+from shared.response.investigation import load_investigation
 from tests.response.actions.sandbox_context import action_context, pc_alert, same_store
 
 VMSS = (f"/subscriptions/{ids.SUB_FABRIKAM_PROD}/resourceGroups/{ids.MINING_RESOURCE_GROUP}/providers/"
