@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from shared.errors import FraudResponderError
 
-class InvalidJob(ValueError):
+
+class InvalidJob(FraudResponderError, ValueError):
     """A queue message that can never succeed: it is recorded and dropped, not retried."""
 
 

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from shared.admin.routes import BY_ID
+from shared.errors import INTERNAL_ERROR, FraudResponderError
 from shared.operations.resolve import REASONS
 from shared.response.actions.update_status import STATUSES
 
@@ -88,14 +89,14 @@ class ApiResponse:
         return json.dumps(self.document, default=str).encode("utf-8")
 
 
-class ApiError(Exception):
+class ApiError(FraudResponderError):
     """Ends a request with ``status`` and ``{"error", "message", **extra}``."""
 
     def __init__(self, status: int, error: str, message: str, *, extra: Mapping[str, Any] | None = None,
                  headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status = status
-        self.error = error
+        self.status = self.http_status = status
+        self.error = self.error_code = error
         self.message = message
         self.extra = dict(extra or {})
         self.headers = dict(headers or {})
@@ -431,43 +432,21 @@ def authenticate(settings: Settings, headers: Mapping[str, str], role: str) -> C
                        headers={"Retry-After": "30"}) from None
 
 
-_OPERATION_CODES: Final = {400: "bad_request", 404: "not_found", 409: "conflict", 502: "source_refused",
-                           503: "unavailable"}
-
-
 def _error_response(operation: str, exc: Exception) -> ApiError:
-    """Map what the domain raises to a status and a message that says what to do."""
-    from shared.auth.errors import TokenHealthError
-    from shared.http import MicrosoftApiError, Throttled, TransientError
-    from shared.operations import OperationError
-    from shared.response.actions.base import ActionFailed
-    from shared.response.engine import OperatorError
-    from shared.response.ledger import LedgerConflict, one_line
-    from shared.settings import SettingsError
-    from shared.storage.errors import StorageError
+    """The answer an error asks for by its class (``shared.errors``): status, code, one-line message.
 
-    if isinstance(exc, OperationError):  # the shared operations say which answer fits
-        status = exc.status if exc.status in _OPERATION_CODES else 500
-        if status == 500:
-            log.error("admin %s: %s", operation, one_line(str(exc)))
-        return ApiError(status, _OPERATION_CODES.get(status, "internal_error"), one_line(str(exc)),
-                        headers={"Retry-After": "30"} if status == 503 else None)
-    if isinstance(exc, SettingsError):
-        log.error("admin %s: settings: %s", operation, exc)
-        return ApiError(500, "misconfigured", one_line(str(exc)))
-    if isinstance(exc, Throttled):
-        wait = max(1, round(exc.retry_after))
-        return ApiError(503, "unavailable", one_line(str(exc)), headers={"Retry-After": str(wait)})
-    if isinstance(exc, TransientError | StorageError | TokenHealthError):
-        log.warning("admin %s: %s", operation, one_line(str(exc)))
-        return ApiError(503, "unavailable", one_line(str(exc)), headers={"Retry-After": "30"})
-    if isinstance(exc, LedgerConflict):
-        return ApiError(409, "conflict", one_line(str(exc)))
-    if isinstance(exc, OperatorError):
-        return ApiError(409, "conflict", one_line(str(exc)))
-    if isinstance(exc, ActionFailed | MicrosoftApiError):
-        log.warning("admin %s: refused: %s", operation, one_line(str(exc)))
-        return ApiError(502, "source_refused", one_line(str(exc)))
-    log.exception("admin %s failed unexpectedly", operation)
-    return ApiError(500, "internal_error", f"{operation} failed with {type(exc).__name__}; the details are in the "
-                                           "function app's log (Application Insights traces)")
+    Anything that is not a project error, or whose code is ``internal_error``, is a defect or may carry
+    something secret: 500 with the type only, the details in the log.
+    """
+    from shared.formats import one_line
+
+    if not isinstance(exc, FraudResponderError) or exc.error_code == INTERNAL_ERROR:
+        log.exception("admin %s failed unexpectedly", operation)
+        return ApiError(500, INTERNAL_ERROR, f"{operation} failed with {type(exc).__name__}; the details are in "
+                                             "the function app's log (Application Insights traces)")
+    message = one_line(str(exc))
+    if exc.http_status >= 500:
+        log.log(logging.ERROR if exc.http_status == 500 else logging.WARNING, "admin %s: %s: %s", operation,
+                exc.error_code, message)
+    headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.http_status == 503 else None
+    return ApiError(exc.http_status, exc.error_code, message, headers=headers)

@@ -13,6 +13,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from shared.errors import FraudResponderError
+
 # Command-group modules, each with register(subparsers: argparse._SubParsersAction) -> None.
 GROUPS: tuple[str, ...] = ("alerts", "poll", "policy", "actions", "contacts", "digest", "token", "webhook", "poison",
                           "identity")
@@ -22,7 +24,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-class CommandFailed(Exception):
+class CommandFailed(FraudResponderError):
     """The operation failed; the message is one line that says what to do next."""
 
 

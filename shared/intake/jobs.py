@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.alerts import SOURCES
+from shared.errors import FraudResponderError
 from shared.jobs import InvalidJob, parse_job
 from shared.logs import add_context, contextual
 from shared.names import ALERTS_TABLE, RESPOND_QUEUE
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 TOKEN_PRINCIPAL = {"partner_center": "partner_center", "graph": "graph_app"}
 
 
-class SourceSyncFailed(RuntimeError):
+class SourceSyncFailed(FraudResponderError, RuntimeError):
     """A queued sync's source failed (not a token problem): raised after recording it so that the
     queue retries the job (and poisons it after maxDequeueCount); the timer's poll catches up too."""
 
@@ -182,7 +183,7 @@ def handle_sync_message(body: bytes, *, dequeue_count: int = 1, runtime: IntakeR
 
 
 def _scope(job: dict[str, Any]) -> SyncScope:
-    from shared.alerts import is_guid
+    from shared.formats import is_guid
 
     if job["scope"] == "all":
         return SyncScope()

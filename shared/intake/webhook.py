@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
+from shared.formats import is_guid
 from shared.intake.signature import WebhookRejected, parse_signature_headers, verify_body_signature
 from shared.jsonbody import JsonBodyError, parse_json_body
 from shared.logs import add_context, contextual
@@ -56,7 +57,6 @@ REENQUEUE_AFTER = timedelta(minutes=10)
 the worker died between recording it and enqueuing its job. Younger ones are taken to be in flight
 (and the poller finds the alerts within one interval anyway)."""
 
-_GUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _EVENT_STATUS = re.compile(r"[A-Za-z]{1,32}")
 _MAX_FIELD = 2048
 
@@ -177,7 +177,7 @@ def fraud_event_scope(resource_uri: str) -> tuple[str, str | None]:
     for name, value in query:
         params.setdefault(name.lower(), value)
     subscription_id = params.get("subscriptionid", "")
-    if not _GUID.fullmatch(subscription_id):
+    if not is_guid(subscription_id):
         raise _reject(400, "invalid_resource_uri", "ResourceUri's SubscriptionId query parameter must be a GUID")
     status = params.get("eventstatus") or None
     if status is not None and not _EVENT_STATUS.fullmatch(status):

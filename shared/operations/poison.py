@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from shared.formats import iso
 from shared.names import ALERTS_TABLE, CHECKPOINTS_TABLE, QUEUES, RESPOND_QUEUE, poison_queue
 from shared.operations import InvalidRequest, Unavailable
 from shared.settings import Settings
@@ -28,10 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BODY_PREVIEW_CHARS = 2000
-
-
-def _iso(value: Any) -> str | None:
-    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else None
 
 
 def queue_of(name: str) -> str:
@@ -58,10 +55,10 @@ def _message(message: QueueMessage) -> dict[str, Any]:
 
 def _record(entity: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": entity["RowKey"], "queue": entity.get("queue", ""), "at": _iso(entity.get("at")),
+        "id": entity["RowKey"], "queue": entity.get("queue", ""), "at": iso(entity.get("at")),
         "dequeue_count": entity.get("dequeue_count"), "error_type": entity.get("error_type", ""),
         "error": entity.get("error", ""), "alert_key": entity.get("alert_key", ""),
-        "version": entity.get("version"), "replayed_at": _iso(entity.get("replayed_at")),
+        "version": entity.get("version"), "replayed_at": iso(entity.get("replayed_at")),
         "replayed_by": entity.get("replayed_by", ""),
     }
 

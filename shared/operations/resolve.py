@@ -118,10 +118,11 @@ def _record_in_ledger(settings: Settings, store: TableStore, alert: Alert, entit
     import uuid
     from dataclasses import replace
 
+    from shared.formats import one_line
     from shared.response import decisions
     from shared.response.actions.base import ActionContext, Clients
     from shared.response.actions.update_status import ACTION
-    from shared.response.ledger import SUCCEEDED, Ledger, NewRow, now_utc, one_line
+    from shared.response.ledger import SUCCEEDED, Ledger, NewRow, now_utc
 
     actor = f"operator:{operator}"
     ctx = ActionContext(settings=settings, alert=alert, params={"status": "resolved", "reason": reason},

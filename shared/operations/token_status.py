@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from shared.auth.hosts import host_of, is_microsoft_key_vault
+from shared.formats import iso
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -43,10 +44,6 @@ NOT_PERSISTED_KIND: Final = "refresh_token_not_persisted"
 
 RECONSENT_KINDS: Final = frozenset({"refresh_token_expired", "mfa_required", "consent_required"})
 """Token-health kinds an Admin Agent fixes by consenting again (shared.auth.errors)."""
-
-
-def _iso(value: Any) -> str | None:
-    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else None
 
 
 def store_secret_command(settings: Settings, secret_name: str, file_name: str) -> str:
@@ -144,7 +141,7 @@ def graph_alerts_mode(store: TableStore) -> dict[str, Any]:
 
     row = store.get(CHECKPOINTS_TABLE, GRAPH_MODE_PARTITION, GRAPH_MODE_ROW) or {}
     return {"mode": str(row.get("mode") or "unknown"), "reason": str(row.get("reason") or ""),
-            "since": _iso(row.get("since")), "checked_at": _iso(row.get("checked_at"))}
+            "since": iso(row.get("since")), "checked_at": iso(row.get("checked_at"))}
 
 
 def refresh_token_age(settings: Settings, *, now: datetime | None = None,
@@ -179,7 +176,7 @@ def refresh_token_age(settings: Settings, *, now: datetime | None = None,
         doc["error"] = f"Key Vault reports no time for secret {settings.refresh_token_secret_name}"
         return doc
     expires = rolled + timedelta(days=REFRESH_TOKEN_LIFETIME_DAYS)
-    doc.update(last_rolled_at=_iso(rolled), expires_if_unused_at=_iso(expires),
+    doc.update(last_rolled_at=iso(rolled), expires_if_unused_at=iso(expires),
                days_left=max(0, math.floor((expires - now).total_seconds() / 86400)))
     return doc
 
@@ -192,8 +189,8 @@ def principals(store: TableStore) -> list[dict[str, Any]]:
     for row in token_health(store):
         detail = row["detail"] or {}
         rows.append({
-            "principal": row["principal"], "ok": row["ok"], "checked_at": _iso(row["checked_at"]),
-            "last_ok_at": _iso(row["last_ok_at"]), "failed_at": _iso(row["failed_at"]),
+            "principal": row["principal"], "ok": row["ok"], "checked_at": iso(row["checked_at"]),
+            "last_ok_at": iso(row["last_ok_at"]), "failed_at": iso(row["failed_at"]),
             "kind": "" if row["ok"] else str(detail.get("kind", "token_error")),
             "code": None if row["ok"] else detail.get("code"),
             "message": "" if row["ok"] else str(detail.get("message", "token request failed")),
@@ -267,7 +264,7 @@ def token_status(settings: Settings, store: TableStore, *, now: datetime | None 
     elif state == NOT_PERSISTED:
         steps = key_vault_write_steps(settings)
     return {
-        "ok": state not in (FAILING, EXPIRED, NOT_PERSISTED), "state": state, "checked_at": _iso(now),
+        "ok": state not in (FAILING, EXPIRED, NOT_PERSISTED), "state": state, "checked_at": iso(now),
         "refresh_token": age, "principals": used, "last_error": last_error, "warnings": warnings,
         "expiry_warning": expiry_warning, "next_steps": steps, "graph_alerts": graph_mode,
         "mfa_readiness": readiness,
@@ -364,7 +361,7 @@ def mfa_readiness(settings: Settings, store: TableStore) -> dict[str, Any]:
         "application_id": app_id, "application_name": "", "mfa_compliant_requests": 0, "total_requests": 0})
     total, compliant = int(mine["total_requests"]), int(mine["mfa_compliant_requests"])
     return {
-        "checked_at": _iso(row.get("checked_at")), "read_at": _iso(row.get("read_at")),
+        "checked_at": iso(row.get("checked_at")), "read_at": iso(row.get("read_at")),
         "window_days": MFA_WINDOW_DAYS, "ready": None if not total else compliant >= total,
         "this_app": mine, "applications": apps, "error": str(row.get("error") or ""),
         "source": "GET /v1/applicationmfaadoptionstatus",

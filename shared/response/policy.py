@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from shared.alerts import SEVERITIES, SOURCES, STATUSES, Alert
+from shared.errors import FraudResponderError
+from shared.formats import is_guid
 from shared.settings import APP_ROOT
 
 if TYPE_CHECKING:
@@ -64,7 +66,6 @@ CONFIDENCES: Final = ("low", "medium", "high")
 MATCH_STATUSES: Final = (*STATUSES, "unknown")
 _RANK_SEVERITY: Final = {name: i for i, name in enumerate(SEVERITIES)}
 _RANK_CONFIDENCE: Final = {name: i for i, name in enumerate(CONFIDENCES)}
-_GUID = re.compile(r"^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$")
 _RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 ParamValue = bool | float | str | tuple[str, ...]
@@ -124,7 +125,7 @@ PARAMETERS: Final[Mapping[str, Mapping[str, ParamSpec]]] = {
 DEFAULT_STATUSES_TEXT: Final = "any status except resolved"
 
 
-class PolicyError(ValueError):
+class PolicyError(FraudResponderError, ValueError):
     """The policy file cannot be used; ``errors`` holds one line per problem, each naming the rule."""
 
     def __init__(self, path: str, errors: Sequence[str]) -> None:
@@ -552,7 +553,7 @@ def _match(label: str, raw: Mapping[str, Any], errors: list[str]) -> Match:
     values["is_test"] = is_test
     for name in ("customers", "subscriptions"):
         ids = tuple(v.lower() for v in _text_list(label, name, raw.get(name), errors))
-        for bad in [v for v in ids if not _GUID.match(v)]:
+        for bad in [v for v in ids if not is_guid(v)]:
             errors.append(f"{label}: {name} must list tenant/subscription GUIDs; {bad!r} is not one "
                           "(example: \"aaaaaaaa-0001-4000-8000-000000000001\")")
         values[name] = ids

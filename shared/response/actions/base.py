@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from shared.alerts import Alert
+from shared.errors import FraudResponderError
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,8 +33,11 @@ if TYPE_CHECKING:
     from shared.storage.tables import TableStore
 
 
-class ActionFailed(Exception):
+class ActionFailed(FraudResponderError):
     """A permanent failure: retrying the same call cannot succeed. Say what an operator can do."""
+
+    http_status = 502
+    error_code = "source_refused"
 
 
 class NotReversible(ActionFailed):
