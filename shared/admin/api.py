@@ -123,11 +123,10 @@ class Services:
 
 @functools.lru_cache(maxsize=4)
 def services_for(settings: Settings) -> Services:
-    from shared.response.engine import Responder
-    from shared.storage.tables import TableStore
+    from shared import factory
 
-    store = TableStore(settings)
-    return Services(settings, store, Responder(settings, store))
+    store = factory.table_store(settings)
+    return Services(settings, store, factory.responder(settings, store))
 
 
 def _default_services() -> Services:

@@ -57,9 +57,9 @@ def register(subparsers: Any) -> None:
 
 def _responder() -> Responder:
     from shared.cli.context import settings, store
-    from shared.response.engine import Responder
+    from shared.factory import responder
 
-    return Responder(settings(), store())
+    return responder(settings(), store())
 
 
 def _target(entry: LedgerEntry) -> str:

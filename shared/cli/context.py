@@ -89,7 +89,9 @@ def settings() -> Settings:
 
 @functools.cache
 def store() -> TableStore:
-    return TableStore(settings())
+    from shared.factory import table_store
+
+    return table_store(settings())
 
 
 @functools.cache

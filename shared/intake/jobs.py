@@ -48,21 +48,20 @@ class IntakeRuntime:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IntakeRuntime:
-        return cls(settings, TableStore(settings), QueueSender(settings))
+        from shared import factory
+
+        return cls(settings, factory.table_store(settings), factory.queue_sender(settings))
 
     def source(self, name: str) -> AlertSource:
-        from shared.auth import PARTNER_CENTER_RESOURCE
 
         if name == "partner_center":
-            from shared.auth.partner_tokens import PartnerTokenProvider
-            from shared.clients.partner_center import PartnerCenterClient
+            from shared import factory
 
             from .sources import PartnerCenterSource
 
-            tokens = self._providers.setdefault(name, PartnerTokenProvider(self.settings))
-            client = PartnerCenterClient.from_settings(self.settings,
-                                                       token=lambda: tokens.token(PARTNER_CENTER_RESOURCE))
-            return PartnerCenterSource(client)
+            if name not in self._providers:
+                self._providers[name] = factory.partner_tokens(self.settings)
+            return PartnerCenterSource(factory.partner_center(self.settings, self._providers[name]))
         if name == "graph":
             from .sources import graph_source
 

@@ -105,22 +105,17 @@ class GraphSource:
 def graph_source(settings: Settings, store: TableStore, providers: dict[str, Any]) -> GraphSource:
     """The Graph source with its tokens: app-only (GRAPH_APP_CLIENT_ID), and the SAM refresh token
     (shared with the Partner Center source through ``providers``) as the MFA fallback."""
-    from shared.auth import GRAPH_RESOURCE
-    from shared.auth.app_tokens import GraphAppTokenProvider
+    from shared import factory
     from shared.operations.token_status import record_graph_alerts_mode
 
     if "graph" not in providers:
-        providers["graph"] = GraphAppTokenProvider(settings)
-    app_tokens = providers["graph"]
-    client = GraphClient.from_settings(settings, token=lambda: app_tokens.token(GRAPH_RESOURCE))
+        providers["graph"] = factory.app_tokens(settings)
+    client = factory.graph_app(settings, providers["graph"])
 
     def delegated() -> GraphClient:
-        from shared.auth.partner_tokens import PartnerTokenProvider
-
         if "partner_center" not in providers:
-            providers["partner_center"] = PartnerTokenProvider(settings)
-        tokens = providers["partner_center"]
-        return GraphClient.from_settings(settings, token=lambda: tokens.token(GRAPH_RESOURCE))
+            providers["partner_center"] = factory.partner_tokens(settings)
+        return factory.graph_delegated(settings, providers["partner_center"])
 
     def on_mode(mode: str, reason: str) -> None:
         try:

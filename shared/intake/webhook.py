@@ -357,31 +357,12 @@ class QueueJobSender:
         self._sender.send_json(self._queue, dict(document))
 
 
-def build_receiver(settings: Settings) -> WebhookReceiver:
-    """A receiver wired to real storage and the certificate rules in ``settings``."""
-    from shared.intake.certificates import CertificateFetcher, SigningCertificates
-    from shared.intake.signature import TrustAnchors
-    from shared.storage.queues import QueueSender
-    from shared.storage.tables import TableStore
-
-    fetcher = CertificateFetcher(
-        allowed_hosts=settings.webhook_cert_hosts,
-        private_hosts=settings.webhook_allow_private_cert_hosts,
-        tls_verify=settings.tls_verify(),
-    )
-    certificates = SigningCertificates(fetcher=fetcher, anchors=TrustAnchors.from_file(settings.webhook_trusted_roots))
-    return WebhookReceiver(
-        certificates=certificates,
-        deliveries=TableDeliveryLog(TableStore(settings)),
-        jobs=QueueJobSender(QueueSender(settings)),
-        max_body_bytes=settings.webhook_max_body_bytes,
-    )
-
-
 @functools.lru_cache(maxsize=4)
 def receiver_for(settings: Settings) -> WebhookReceiver:
     """One receiver per settings (keeps the certificate cache and storage clients warm)."""
-    return build_receiver(settings)
+    from shared.factory import webhook_receiver
+
+    return webhook_receiver(settings)
 
 
 @contextual(job="webhook")

@@ -81,10 +81,9 @@ def function_timeout_seconds() -> float:
 @functools.cache
 def responder_for(settings: Settings) -> Responder:
     """One Responder per process and settings (clients, token caches and table clients are reused)."""
-    from shared.response.engine import Responder
-    from shared.storage.tables import TableStore
+    from shared.factory import responder
 
-    return Responder(settings, TableStore(settings), lease_seconds=function_timeout_seconds())
+    return responder(settings, lease_seconds=function_timeout_seconds())
 
 
 def parse_respond_job(body: bytes) -> dict[str, Any]:
@@ -128,15 +127,15 @@ def _resent_after_lease(runner: Responder, job: dict[str, Any], exc: Exception) 
     """A job held off by another invocation's lease: send it again, visible once the lease ends; True if sent."""
     import math
 
+    from shared.factory import queue_sender
     from shared.response.engine import RetryLater
-    from shared.storage.queues import QueueSender
 
     held_until = exc.held_until if isinstance(exc, RetryLater) else None
     if held_until is None:
         return False
     delay = max(1, min(math.ceil((held_until - datetime.now(UTC)).total_seconds()) + 1, 6 * 24 * 3600))
     try:
-        QueueSender(runner.settings).send_json(RESPOND_QUEUE, job, visibility_timeout=delay)
+        queue_sender(runner.settings).send_json(RESPOND_QUEUE, job, visibility_timeout=delay)
     except Exception:  # cannot re-send: the poison path records it
         log.exception("could not re-send the held job of %s v%s", job["alert_key"], job["version"])
         return False
