@@ -22,7 +22,7 @@ REQUESTS = 300
 def run(requests: int = REQUESTS) -> dict[str, Any]:
     from sandbox import ids
     from sandbox.webhooks import CERT_FILE_NAME, webhook_signer
-    from shared.factory import webhook_receiver
+    from shared.intake.webhook import build_receiver
     from shared.names import DELIVERIES_TABLE, SYNC_QUEUE
     from shared.settings import load_settings
     from shared.storage.queues import QueueSender
@@ -32,7 +32,7 @@ def run(requests: int = REQUESTS) -> dict[str, Any]:
         env = {"AzureWebJobsStorage": azurite.connection_string, "TABLE_NAME_PREFIX": "bench",
                **sandbox.app_settings()}
         settings = load_settings(env, local_settings=None)
-        receiver = webhook_receiver(settings)
+        receiver = build_receiver(settings)
         signer = webhook_signer(sandbox)
         cert_url = f"{sandbox.url('cert_host')}/cert/{CERT_FILE_NAME}"
         start = datetime(2026, 1, 1, tzinfo=UTC)

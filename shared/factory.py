@@ -1,13 +1,15 @@
 """The one place that builds stores, token providers and Microsoft clients from ``Settings``.
 
 Everything that needs a client or a store asks here: the intake runtime (sync), the admin API's
-services, the actions' ``Clients`` cache, the CLI and the webhook receiver. So which token a client
-uses (the Secure Application Model refresh token for Partner Center and customer tenants, the app-only
-token for sendMail and partner security alerts), how TLS is verified and which endpoint is called are
+services, the actions' ``Clients`` cache, the responder's job runner, the CLI and the webhook
+receiver. So which token a client uses (the Secure Application Model refresh token for Partner
+Center and customer tenants, the app-only token for sendMail and partner security alerts) is
 decided once.
 
 Callers keep their own caches (one per process and settings, or one per job); these functions only
-build. Every import is inside its function: the Azure SDK, MSAL and httpx stay out of cold start.
+build. Only stores, tokens and clients live here, never what uses them (the responder, the webhook
+receiver): those import this module, so it must not import them (tests/test_import_cycles.py).
+Every import is inside its function: the Azure SDK, MSAL and httpx stay out of cold start.
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ if TYPE_CHECKING:
     from shared.clients.arm import ArmClient
     from shared.clients.graph import GraphClient
     from shared.clients.partner_center import PartnerCenterClient
-    from shared.intake.webhook import WebhookReceiver
-    from shared.response.engine import Responder
     from shared.settings import Settings
     from shared.storage.queues import QueueSender
     from shared.storage.tables import TableStore
@@ -43,15 +43,6 @@ def queue_sender(settings: Settings) -> QueueSender:
     from shared.storage.queues import QueueSender
 
     return QueueSender(settings)
-
-
-def responder(settings: Settings, store: TableStore | None = None, *,
-              lease_seconds: float | None = None) -> Responder:
-    """The responder (policy, ledger, actions) over ``store`` (a new one when None)."""
-    from shared.response.engine import DEFAULT_LEASE_SECONDS, Responder
-
-    return Responder(settings, store or table_store(settings),
-                     lease_seconds=DEFAULT_LEASE_SECONDS if lease_seconds is None else lease_seconds)
 
 
 # --- tokens ----------------------------------------------------------------------------------------
@@ -111,26 +102,3 @@ def arm(settings: Settings, tokens: PartnerTokenProvider, tenant: str) -> ArmCli
     from shared.clients.arm import ArmClient
 
     return ArmClient.from_settings(settings, token=lambda: tokens.token(ARM_RESOURCE, tenant))
-
-
-# --- intake ----------------------------------------------------------------------------------------
-
-
-def webhook_receiver(settings: Settings) -> WebhookReceiver:
-    """A webhook receiver wired to real storage and the certificate rules in ``settings``."""
-    from shared.intake.certificates import CertificateFetcher, SigningCertificates
-    from shared.intake.signature import TrustAnchors
-    from shared.intake.webhook import QueueJobSender, TableDeliveryLog, WebhookReceiver
-
-    fetcher = CertificateFetcher(
-        allowed_hosts=settings.webhook_cert_hosts,
-        private_hosts=settings.webhook_allow_private_cert_hosts,
-        tls_verify=settings.tls_verify(),
-    )
-    certificates = SigningCertificates(fetcher=fetcher, anchors=TrustAnchors.from_file(settings.webhook_trusted_roots))
-    return WebhookReceiver(
-        certificates=certificates,
-        deliveries=TableDeliveryLog(table_store(settings)),
-        jobs=QueueJobSender(queue_sender(settings)),
-        max_body_bytes=settings.webhook_max_body_bytes,
-    )

@@ -20,7 +20,6 @@ unexpected errors are reported by type only.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -28,10 +27,20 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from shared.admin.base import ApiError, ApiResponse, authenticate
+from shared.admin.contract import (
+    AGE,
+    AGE_UNITS,
+    ALERT_STATUSES,
+    DEFAULT_LIMIT,
+    EARLIEST_SINCE,
+    KEY_QUERY_PARAM,
+    MAX_LIMIT,
+    MAX_REASON_CHARS,
+    RESOLVE_REASONS,
+)
 from shared.admin.routes import BY_ID
 from shared.errors import INTERNAL_ERROR, FraudResponderError
-from shared.operations.resolve import REASONS
-from shared.response.actions.update_status import STATUSES
 
 if TYPE_CHECKING:
     from shared.auth.operator_tokens import Caller
@@ -42,22 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LIMIT: Final = 200
-MAX_LIMIT: Final = 1000
-MAX_REASON_CHARS: Final = 1000
-ALERT_STATUSES: Final = STATUSES
-RESOLVE_REASONS: Final = REASONS
-KEY_QUERY_PARAM: Final = "code"
-"""The Functions host accepts the function key as ``?code=``; handlers ignore it like any host parameter."""
-
-_AGE = re.compile(r"^(?:([0-9]{1,7})(m)|([0-9]{1,5})(h)|([0-9]{1,4})(d))$")
-"""An age: at most 7 digits of minutes, 5 of hours or 4 of days (all within the years since EARLIEST_SINCE)."""
-EARLIEST_SINCE: Final = datetime(1970, 1, 1, tzinfo=UTC)
-"""``since`` before this is refused (400): no alert is that old, and year-1 times break date arithmetic."""
-SINCE_PATTERN: Final = (r"^([0-9]{1,7}m|[0-9]{1,5}h|[0-9]{1,4}d|"
-                        r"(19[7-9][0-9]|[2-9][0-9]{3})-[0-9]{2}-[0-9]{2}([T ][0-9:.]+(Z|[+-][0-9]{2}:?[0-9]{2})?)?)$")
-"""What the OpenAPI document states for ``since`` (the handler's rules, as a pattern)."""
-_AGE_UNITS: Final = {"m": "minutes", "h": "hours", "d": "days"}
 
 
 @dataclass(frozen=True)
@@ -79,32 +72,6 @@ class AdminRequest:
         return self.caller.identity
 
 
-@dataclass(frozen=True)
-class ApiResponse:
-    status: int
-    document: Any
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-    def body(self) -> bytes:
-        return json.dumps(self.document, default=str).encode("utf-8")
-
-
-class ApiError(FraudResponderError):
-    """Ends a request with ``status`` and ``{"error", "message", **extra}``."""
-
-    def __init__(self, status: int, error: str, message: str, *, extra: Mapping[str, Any] | None = None,
-                 headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = self.http_status = status
-        self.error = self.error_code = error
-        self.message = message
-        self.extra = dict(extra or {})
-        self.headers = dict(headers or {})
-
-    def response(self) -> ApiResponse:
-        return ApiResponse(self.status, {"error": self.error, "message": self.message, **self.extra}, self.headers)
-
-
 def bad_request(message: str) -> ApiError:
     return ApiError(400, "bad_request", message)
 
@@ -123,10 +90,11 @@ class Services:
 
 @functools.lru_cache(maxsize=4)
 def services_for(settings: Settings) -> Services:
-    from shared import factory
+    from shared.factory import table_store
+    from shared.response.engine import Responder
 
-    store = factory.table_store(settings)
-    return Services(settings, store, factory.responder(settings, store))
+    store = table_store(settings)
+    return Services(settings, store, Responder(settings, store))
 
 
 def _default_services() -> Services:
@@ -192,11 +160,11 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
     of at most 4 digits of days, 5 of hours or 7 of minutes (SINCE_PATTERN states it in OpenAPI).
     """
     shown = text[:40]
-    found = _AGE.match(text)
+    found = AGE.match(text)
     try:
         if found:
             amount, unit = next((int(found.group(i)), found.group(i + 1)) for i in (1, 3, 5) if found.group(i))
-            value = (now or datetime.now(UTC)) - timedelta(**{_AGE_UNITS[unit]: amount})
+            value = (now or datetime.now(UTC)) - timedelta(**{AGE_UNITS[unit]: amount})
         else:
             if re.fullmatch(r"[0-9]+[mhd]", text):
                 raise bad_request(f"since={shown!r} is too long an age: at most 9999d, 99999h or 9999999m")
@@ -396,39 +364,6 @@ def handle(operation: str, request: AdminRequest, *, services: Services | None =
         return exc.response()
     except Exception as exc:
         return _error_response(operation, exc).response()
-
-
-def challenge(settings: Settings | None, error: str, description: str) -> dict[str, str]:
-    """A ``WWW-Authenticate: Bearer`` challenge (RFC 6750) naming the scope to ask Entra for."""
-    scope = f"api://{settings.admin_api_client_id}/.default" if settings and settings.admin_api_client_id else ""
-    quoted = description.replace("\\", "").replace('"', "'")
-    parts = ['Bearer realm="fraud-responder"']
-    if scope:
-        parts.append(f'scope="{scope}"')
-    if error:  # RFC 6750 3.1: a request that sent no token gets the bare challenge
-        parts += [f'error="{error}"', f'error_description="{quoted}"']
-    return {"WWW-Authenticate": ", ".join(parts)}
-
-
-def authenticate(settings: Settings, headers: Mapping[str, str], role: str) -> Caller:
-    """The caller proven by the request's access token; ApiError 401 / 403 / 503 when there is none."""
-    from shared.auth.operator_tokens import KeysUnavailable, TokenForbidden, TokenInvalid, bearer_token
-    from shared.auth.operator_tokens import authenticate as validate
-
-    try:
-        return validate(settings, headers, role)
-    except TokenInvalid as exc:
-        raise ApiError(401, "unauthorized", f"{exc}; ask Microsoft Entra ID for a token with the scope "
-                       f"api://{settings.admin_api_client_id}/.default",
-                       headers=challenge(settings, "invalid_token" if bearer_token(headers) else "", str(exc))
-                       ) from None
-    except TokenForbidden as exc:
-        raise ApiError(403, "forbidden", str(exc),
-                       headers=challenge(settings, "insufficient_scope", f"needs the app role {role}")) from None
-    except KeysUnavailable as exc:
-        log.warning("admin: cannot check access tokens: %s", exc)
-        raise ApiError(503, "unavailable", f"access tokens cannot be checked now: {exc}",
-                       headers={"Retry-After": "30"}) from None
 
 
 def _error_response(operation: str, exc: Exception) -> ApiError:

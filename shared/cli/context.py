@@ -20,7 +20,7 @@ import functools
 import getpass
 from pathlib import Path
 
-from shared.cli import CommandFailed
+from shared.cli.errors import CommandFailed
 from shared.formats import one_line
 from shared.local_stack import CLI_SETTINGS_FILE, STATE_DIR_NAME, find_checkout, running_stack
 from shared.settings import (

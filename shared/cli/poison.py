@@ -7,8 +7,8 @@ import sys
 from typing import Any
 
 from shared.cli import EXIT_OK, CommandFailed
-from shared.cli.actions import add_retired_as
 from shared.cli.context import settings, store
+from shared.cli.operator import add_retired_as
 from shared.cli.output import print_json, print_table
 from shared.formats import one_line
 from shared.names import QUEUES
@@ -66,11 +66,11 @@ def list_poison(args: argparse.Namespace) -> int:
 
 
 def replay_poison(args: argparse.Namespace) -> int:
-    from shared.cli.actions import _operator
+    from shared.cli.operator import checked_operator
     from shared.operations import OperationError
     from shared.operations.poison import replay
 
-    operator = _operator(args.operator)
+    operator = checked_operator(args.operator)
     try:
         result = replay(settings(), args.queue, store=store(), operator=operator,
                         progress=lambda line: print(line, file=sys.stderr))

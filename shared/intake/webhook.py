@@ -357,12 +357,30 @@ class QueueJobSender:
         self._sender.send_json(self._queue, dict(document))
 
 
+def build_receiver(settings: Settings) -> WebhookReceiver:
+    """A receiver wired to real storage and the certificate rules in ``settings``."""
+    from shared import factory
+    from shared.intake.certificates import CertificateFetcher, SigningCertificates
+    from shared.intake.signature import TrustAnchors
+
+    fetcher = CertificateFetcher(
+        allowed_hosts=settings.webhook_cert_hosts,
+        private_hosts=settings.webhook_allow_private_cert_hosts,
+        tls_verify=settings.tls_verify(),
+    )
+    certificates = SigningCertificates(fetcher=fetcher, anchors=TrustAnchors.from_file(settings.webhook_trusted_roots))
+    return WebhookReceiver(
+        certificates=certificates,
+        deliveries=TableDeliveryLog(factory.table_store(settings)),
+        jobs=QueueJobSender(factory.queue_sender(settings)),
+        max_body_bytes=settings.webhook_max_body_bytes,
+    )
+
+
 @functools.lru_cache(maxsize=4)
 def receiver_for(settings: Settings) -> WebhookReceiver:
     """One receiver per settings (keeps the certificate cache and storage clients warm)."""
-    from shared.factory import webhook_receiver
-
-    return webhook_receiver(settings)
+    return build_receiver(settings)
 
 
 @contextual(job="webhook")

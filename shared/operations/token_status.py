@@ -12,7 +12,6 @@ token-health watch. Never reads out or returns a token value.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from shared.auth.hosts import host_of, is_microsoft_key_vault
 from shared.formats import iso
+from shared.intake.checkpoints import NOT_PERSISTED_KIND, WRITE_PRINCIPAL
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -38,9 +38,6 @@ NOT_PERSISTED: Final = "not_persisted"
 """A rolled refresh token lives only in a process's memory: Key Vault refused the write-back."""
 UNKNOWN: Final = "unknown"
 
-WRITE_PRINCIPAL: Final = "refresh_token_write"
-"""The token-health row for the refresh token's write-back to Key Vault (not a token of its own)."""
-NOT_PERSISTED_KIND: Final = "refresh_token_not_persisted"
 
 RECONSENT_KINDS: Final = frozenset({"refresh_token_expired", "mfa_required", "consent_required"})
 """Token-health kinds an Admin Agent fixes by consenting again (shared.auth.errors)."""
@@ -95,27 +92,6 @@ def key_vault_write_steps(settings: Settings) -> list[str]:
         "If the app restarted meanwhile and tokens are refused, an Admin Agent must consent again (`fraud-responder "
         "token status` prints the steps).",
     ]
-
-
-def record_refresh_token_write(settings: Settings, *, ok: bool, message: str = "") -> None:
-    """Record the write-back outcome (``shared.auth.partner_tokens``): a failure raises token health,
-    a later success clears it. ``message`` is log-safe (no token)."""
-    from shared.intake.checkpoints import TOKEN_PARTITION, record_token_health
-    from shared.names import CHECKPOINTS_TABLE
-
-    store = _store(settings)
-    if ok:
-        store.delete(CHECKPOINTS_TABLE, TOKEN_PARTITION, WRITE_PRINCIPAL)
-    else:
-        record_token_health(store, principal=WRITE_PRINCIPAL, ok=False,
-                            detail={"kind": NOT_PERSISTED_KIND, "code": None, "message": message})
-
-
-@functools.lru_cache(maxsize=4)
-def _store(settings: Settings) -> TableStore:
-    from shared.storage.tables import TableStore
-
-    return TableStore(settings)
 
 
 GRAPH_MODE_PARTITION: Final = "graph_alerts"

@@ -81,9 +81,10 @@ def function_timeout_seconds() -> float:
 @functools.cache
 def responder_for(settings: Settings) -> Responder:
     """One Responder per process and settings (clients, token caches and table clients are reused)."""
-    from shared.factory import responder
+    from shared.factory import table_store
+    from shared.response.engine import Responder
 
-    return responder(settings, lease_seconds=function_timeout_seconds())
+    return Responder(settings, table_store(settings), lease_seconds=function_timeout_seconds())
 
 
 def parse_respond_job(body: bytes) -> dict[str, Any]:
