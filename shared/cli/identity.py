@@ -93,5 +93,5 @@ def _sandbox_token(user: str) -> str:
             detail = str(response.json().get("error_description", response.text))
         except ValueError:
             detail = response.text
-        raise CommandFailed(f"the sandbox refused: {' '.join(detail.split())[:300]}")
+        raise CommandFailed(f"the sandbox refused: {one_line(detail, 300)}")
     return str(response.json()["access_token"])

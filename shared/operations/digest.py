@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from shared.formats import iso
+from shared.formats import iso, one_line
 from shared.logs import add_context, contextual
 from shared.names import ALERTS_TABLE, CHECKPOINTS_TABLE, QUEUES, poison_queue
 from shared.operations import OperationError
@@ -353,7 +353,7 @@ def _poison(settings: Settings, store: TableStore, since: datetime) -> dict[str,
         sender = QueueSender(settings)
         doc["queues"] = {poison_queue(q): sender.count(poison_queue(q)) for q in QUEUES}
     except Exception as exc:  # the digest still goes out, saying what it could not read
-        doc["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        doc["error"] = f"{type(exc).__name__}: {one_line(exc, 300)}"
     return doc
 
 
@@ -364,7 +364,7 @@ def _tokens(settings: Settings, store: TableStore, now: datetime) -> dict[str, A
         return token_status(settings, store, now=now)
     except Exception as exc:  # token trouble must not stop the digest that reports it
         log.warning("digest: token status could not be read: %s", type(exc).__name__)
-        return {"ok": False, "state": "unknown", "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}",
+        return {"ok": False, "state": "unknown", "error": f"{type(exc).__name__}: {one_line(exc, 300)}",
                 "refresh_token": {}, "principals": [], "warnings": [], "next_steps": []}
 
 

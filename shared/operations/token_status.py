@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from shared.auth.hosts import host_of, is_microsoft_key_vault
-from shared.formats import iso
+from shared.formats import iso, one_line
 from shared.intake.checkpoints import NOT_PERSISTED_KIND, WRITE_PRINCIPAL
 from shared.settings import Settings
 
@@ -308,7 +308,7 @@ def refresh_mfa_readiness(settings: Settings, store: TableStore, client: Partner
         records = client.application_mfa_adoption_status(start_date=start, end_date=now.date().isoformat())
     except Exception as exc:
         failure = exc
-        row["error"] = " ".join(str(exc).split())[:1000]
+        row["error"] = one_line(exc, 1000)
     else:
         totals: dict[str, list[Any]] = {}
         for record in records:

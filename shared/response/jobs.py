@@ -20,6 +20,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from shared.formats import one_line
 from shared.jobs import InvalidJob, parse_job
 from shared.logs import add_context, contextual
 from shared.names import CHECKPOINTS_TABLE, RESPOND_QUEUE
@@ -162,7 +163,7 @@ def record_poison(store: TableStore, *, queue: str, body: bytes, error: BaseExce
     One row per queue and message body, so a replayed message that fails again updates its row.
     """
     row = f"{queue}~{hashlib.sha256(body).hexdigest()[:20]}"
-    first = " ".join(str(error).split())[:1000]
+    first = one_line(error, 1000)
     entity: dict[str, Any] = {
         "PartitionKey": POISON_PARTITION, "RowKey": row, "queue": queue, "at": datetime.now(UTC),
         "dequeue_count": dequeue_count, "error_type": type(error).__name__, "error": first,
