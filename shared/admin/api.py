@@ -12,7 +12,8 @@ one, 403 without the operation's app role. Decisions are recorded as the token's
 Errors are ``{"error": code, "message": one line that says what to do}``: 400 bad input, 404 no such
 alert or action, 409 the action is in no state for that decision, 502 Microsoft refused or the
 action failed (recorded on the row), 503 a dependency is unavailable for now (storage, tokens,
-throttling: retry later), 500 a setting is wrong or a defect (details only in the log). Nothing
+throttling: retry later), 500 a setting is wrong or a defect (details only in the log). The status
+and code come from the error's class (``http_status`` / ``error_code``, see ``shared.errors``). Nothing
 secret reaches a response: ledger rows and the operations' reports are log-safe by design, and
 unexpected errors are reported by type only.
 """

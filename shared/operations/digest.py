@@ -348,9 +348,9 @@ def _poison(settings: Settings, store: TableStore, since: datetime) -> dict[str,
                for r in poison_records(store) if isinstance(r.get("at"), datetime) and r["at"] >= since]
     doc: dict[str, Any] = {"records": records, "queues": {}, "error": ""}
     try:
-        from shared.storage.queues import QueueSender
+        from shared.factory import queue_sender
 
-        sender = QueueSender(settings)
+        sender = queue_sender(settings)
         doc["queues"] = {poison_queue(q): sender.count(poison_queue(q)) for q in QUEUES}
     except Exception as exc:  # the digest still goes out, saying what it could not read
         doc["error"] = f"{type(exc).__name__}: {one_line(exc, 300)}"
@@ -439,13 +439,13 @@ def run_daily_digest(*, past_due: bool = False, settings: Settings | None = None
     (so a later run or `fraud-responder digest --send` can send it) and raises, so the invocation
     shows as failed in Application Insights.
     """
+    from shared.factory import table_store
     from shared.settings import get_settings
-    from shared.storage.tables import TableStore
 
     if past_due:
         log.warning("daily_digest is running late (past due): the host was down or the previous run overran")
     settings = settings or get_settings()
-    store = store or TableStore(settings)
+    store = store or table_store(settings)
     now = now or datetime.now(UTC)
     day = now.strftime("%Y-%m-%d")
     add_context(action="send_digest")

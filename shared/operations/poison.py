@@ -77,12 +77,12 @@ def _storage_errors() -> Iterator[None]:
 def list_poison(settings: Settings, store: TableStore | None = None, *,
                 queue: QueueSender | None = None) -> dict[str, Any]:
     """Every poison queue (count and up to 32 messages, peeked, not taken) and the poison records."""
+    from shared.factory import queue_sender, table_store
     from shared.response.jobs import poison_records
-    from shared.storage.queues import MAX_BATCH, QueueSender
-    from shared.storage.tables import TableStore
+    from shared.storage.queues import MAX_BATCH
 
-    sender = queue or QueueSender(settings)
-    tables = store or TableStore(settings)
+    sender = queue or queue_sender(settings)
+    tables = store or table_store(settings)
     queues = []
     with _storage_errors():
         for name in QUEUES:
@@ -101,14 +101,13 @@ def replay(settings: Settings, queue: str, *, store: TableStore | None = None, s
 
     ``progress`` gets one-line updates (the CLI prints them on stderr).
     """
-    from shared.storage.queues import QueueSender
-    from shared.storage.tables import TableStore
+    from shared.factory import queue_sender, table_store
 
     say = progress or (lambda _line: None)
     target = queue_of(queue)
     source = poison_queue(target)
-    sender = sender or QueueSender(settings)
-    tables = store or TableStore(settings)
+    sender = sender or queue_sender(settings)
+    tables = store or table_store(settings)
     with _storage_errors():
         waiting = sender.count(source)
         records = [r for r in _records_for(tables, target) if not r.get("replayed_at")]

@@ -117,9 +117,9 @@ def watch_after_poll(settings: Settings | None = None) -> None:
             runtime = default_runtime()  # the poll's own settings and table clients
             settings, store = runtime.settings, runtime.store
         else:
-            from shared.storage.tables import TableStore
+            from shared.factory import table_store
 
-            store = TableStore(settings)
+            store = table_store(settings)
         watch_tokens(settings, store)
     except Exception:
         log.exception("token watch failed; the poll itself is unaffected")

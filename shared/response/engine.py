@@ -15,7 +15,8 @@ act: the second one leaves a held row alone and asks for a retry. A crash after 
 and before the ledger write leaves the row ``running``; once its lease has expired the next
 delivery (or an operator's approve, reject or undo) takes it over and ``verify`` sees the effect,
 so nothing is called twice. Transient errors (throttling, 5xx,
-timeouts, token trouble, storage) leave the row ``running`` with its lease released, let the other
+timeouts, token trouble, storage: ``retryable`` on the error's class, see ``shared.errors``) leave the
+row ``running`` with its lease released, let the other
 independent actions run, and raise at the end of the job so the queue redelivers it.
 
 Order: update_status(investigating) first, investigate, then stop_resources, revoke_sessions,
