@@ -14,9 +14,12 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from fractions import Fraction
 from typing import Any
+
+from shared.errors import FraudResponderError
+from shared.formats import parse_time as _parse_time
 
 Source = str
 """A registered source's name (``shared.sources``): an open set, so a new source needs no edit here."""
@@ -26,7 +29,6 @@ SEVERITIES = ("informational", "low", "medium", "high")
 
 # Partner Center writes this far-future date into resolvedOn while an event is unresolved.
 _UNRESOLVED_SENTINEL_YEAR = 9999
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 # Table Storage caps a string property at 64 KiB (32K UTF-16 characters); the raw payload is
 # stored in chunks below that so nothing Microsoft sent is lost.
@@ -34,7 +36,7 @@ RAW_CHUNK_CHARS = 30_000
 RAW_MAX_CHUNKS = 15
 
 
-class AlertParseError(ValueError):
+class AlertParseError(FraudResponderError, ValueError):
     """A source record that cannot become an alert (no id, no customer)."""
 
 
@@ -133,25 +135,9 @@ class _Fields:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """ISO-8601 with or without zone (naive = UTC), up to 7 fractional digits; sentinels -> None."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        text = str(value).strip().replace("Z", "+00:00")
-        match = re.match(r"^(.*?T\d{2}:\d{2}:\d{2})(\.\d+)?(.*)$", text)
-        if match:  # Python accepts at most 6 fractional digits; Microsoft sends up to 7
-            fraction = match.group(2) or ""
-            micro = ("." + fraction[1:7].ljust(6, "0")) if fraction else ""
-            text = match.group(1) + micro + match.group(3)
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-    if parsed.year >= _UNRESOLVED_SENTINEL_YEAR:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    """``shared.formats.parse_time``, with Partner Center's "never" sentinel (year 9999) read as None."""
+    parsed = _parse_time(value)
+    return None if parsed is None or parsed.year >= _UNRESOLVED_SENTINEL_YEAR else parsed
 
 
 def _int(value: Any) -> int | None:
@@ -433,10 +419,6 @@ def from_entity(entity: Mapping[str, Any]) -> Alert:
         ),
         catalog_offer_id=str(entity.get("catalog_offer_id", "")),
     )
-
-
-def is_guid(value: str) -> bool:
-    return bool(_GUID.match(value))
 
 
 def with_status(alert: Alert, status: str, reason: str = "") -> Alert:

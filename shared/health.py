@@ -216,7 +216,7 @@ def answer(headers: Mapping[str, str]) -> HealthAnswer:
         ok = summary_ok()
         return HealthAnswer(200 if ok else 503, {"status": "ok" if ok else "failing"},
                             {"Cache-Control": f"max-age={int(SUMMARY_CACHE_SECONDS)}"})
-    from shared.admin.api import ApiError, authenticate
+    from shared.admin.base import ApiError, authenticate
     from shared.admin.routes import READ
 
     try:

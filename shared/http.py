@@ -35,6 +35,7 @@ from typing import Any, ClassVar, Self
 
 import httpx
 
+from shared.errors import FraudResponderError
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -50,8 +51,14 @@ _MAX_MESSAGE = 300
 # Errors
 
 
-class MicrosoftApiError(Exception):
-    """A Microsoft API call failed; carries what support needs (ids) and never a token."""
+class MicrosoftApiError(FraudResponderError):
+    """A Microsoft API call failed; carries what support needs (ids) and never a token.
+
+    ``status`` and ``code`` are Microsoft's answer; ``http_status`` and ``error_code`` are ours.
+    """
+
+    http_status = 502
+    error_code = "source_refused"
 
     hint: ClassVar[str] = "check the request and the response code in the service's documentation"
 
@@ -109,6 +116,7 @@ class NotFound(MicrosoftApiError):
 
 
 class Conflict(MicrosoftApiError):
+    retryable = True
     hint = "the resource changed or is in a state that forbids this: read it again and retry"
 
 
@@ -116,6 +124,9 @@ class Throttled(MicrosoftApiError):
     """Rate limited beyond the retry budget; ``retry_after`` is when to try again (seconds)."""
 
     hint = "the service is throttling: retry after the delay (the queue job retries later)"
+    http_status = 503
+    error_code = "unavailable"
+    retryable = True
 
     def __init__(self, message: str, *, retry_after: float, **kwargs: Any) -> None:
         self.retry_after = retry_after
@@ -125,11 +136,17 @@ class Throttled(MicrosoftApiError):
 class TransientError(MicrosoftApiError):
     """Server errors, timeouts or dropped connections that outlasted the retries."""
 
+    http_status = 503
+    error_code = "unavailable"
+    retryable = True
+
     hint = "the service failed transiently and retries ran out: try again later"
 
 
 class MalformedResponse(MicrosoftApiError):
     """A 2xx whose body is not the JSON the API documents."""
+
+    retryable = True
 
     hint = "the service answered with a body that is not valid JSON: try again; report it if it persists"
 

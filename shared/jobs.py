@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from shared.errors import FraudResponderError
+from shared.formats import is_guid
 from shared.names import RESPOND_QUEUE, SYNC_QUEUE
 
 SCHEMA_VERSION: Final = 1
@@ -36,15 +38,16 @@ RESPOND_KIND: Final = RESPOND_QUEUE
 
 _BAD_KEY = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 """Characters Table Storage forbids in keys."""
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
-class InvalidJob(ValueError):
+class InvalidJob(FraudResponderError, ValueError):
     """A queue message that can never succeed: it is recorded and dropped, not retried."""
 
 
-class UnsupportedJob(RuntimeError):
+class UnsupportedJob(FraudResponderError, RuntimeError):
     """A job written by newer code (a higher schema_version): retried, then kept in the poison queue."""
+
+    retryable = True
 
 
 def parse_job(body: bytes | str | Mapping[str, Any], *, kind: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -113,7 +116,7 @@ class SyncJob:
         subscription: str | None = None
         if scope == "subscription":
             subscription = str(job.get("subscription_id", ""))
-            if not _GUID.match(subscription):
+            if not is_guid(subscription):
                 raise InvalidJob(f"{SYNC_KIND} job names subscription {subscription!r}, which is not a GUID")
             subscription = subscription.lower()
         elif scope != "all":

@@ -14,14 +14,19 @@ import json
 import sys
 from typing import Any, Final
 
+from shared.errors import FraudResponderError
+
 MAX_DEPTH: Final = 32
 """Arrays and objects nested deeper than this are refused (no body this app reads needs more than 4)."""
 MAX_INT_DIGITS: Final = sys.get_int_max_str_digits() or 4300
 """Python's limit on int conversion (4,300 digits by default): a longer number is refused."""
 
 
-class JsonBodyError(ValueError):
+class JsonBodyError(FraudResponderError, ValueError):
     """The body is not strict JSON this app will read; the message says why, in one line."""
+
+    http_status = 400
+    error_code = "bad_request"
 
 
 def _no_constant(name: str) -> Any:

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.errors import FraudResponderError
+
 STATE_DIR_NAME = ".run"
 LOCK_FILE = "stack.lock"
 CLI_SETTINGS_FILE = "local.settings.json"
@@ -38,7 +40,7 @@ class StackInfo:
         return f"pid {self.pid}, app on {self.app_url}{ports}{since}"
 
 
-class StackAlreadyRunning(RuntimeError):
+class StackAlreadyRunning(FraudResponderError, RuntimeError):
     """Another stack holds the state directory's lock; ``info`` is what it recorded (None when unreadable)."""
 
     def __init__(self, state_dir: Path, info: StackInfo | None) -> None:

@@ -19,12 +19,16 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlparse
 
+from shared.errors import FraudResponderError
+
 APP_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_SETTINGS_FILE = "local.settings.json"
 
 
-class SettingsError(ValueError):
+class SettingsError(FraudResponderError, ValueError):
     """A setting is missing or malformed; the message names it and shows a good value."""
+
+    error_code = "misconfigured"
 
 
 # ---------------------------------------------------------------------------------------------

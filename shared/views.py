@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.alerts import row_key
+from shared.formats import iso
 from shared.names import ALERTS_TABLE
 from shared.storage.tables import TableStore
 
@@ -20,10 +21,6 @@ ALERT_JSON_FIELDS = (
     "detected_at", "first_observed_at", "last_observed_at", "affected_resources", "resolved_reason",
     "resolved_by", "resolved_at", "version", "changed_at", "change_reasons",
 )
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if isinstance(value, datetime) else (str(value) if value else None)
 
 
 def alert_json(entity: Mapping[str, Any], *, detail: bool = False) -> dict[str, Any]:
@@ -44,16 +41,16 @@ def alert_json(entity: Mapping[str, Any], *, detail: bool = False) -> dict[str, 
         "is_test": bool(entity.get("is_test", False)),
         "hit_count": entity.get("hit_count"),
         "display_name": entity.get("display_name", ""),
-        "detected_at": _iso(entity.get("detected_at")),
-        "first_observed_at": _iso(entity.get("first_observed_at")),
-        "last_observed_at": _iso(entity.get("last_observed_at")),
+        "detected_at": iso(entity.get("detected_at")),
+        "first_observed_at": iso(entity.get("first_observed_at")),
+        "last_observed_at": iso(entity.get("last_observed_at")),
         "affected_resources": [{"id": r[0], "type": r[1]} for r in json.loads(entity.get("affected_resources")
                                                                               or "[]")],
         "resolved_reason": entity.get("resolved_reason", ""),
         "resolved_by": entity.get("resolved_by", ""),
-        "resolved_at": _iso(entity.get("resolved_at")),
+        "resolved_at": iso(entity.get("resolved_at")),
         "version": int(entity.get("version", 0)),
-        "changed_at": _iso(entity.get("changed_at")),
+        "changed_at": iso(entity.get("changed_at")),
         "change_reasons": [r for r in str(entity.get("change_reasons", "")).split("; ") if r],
     }
     if detail:

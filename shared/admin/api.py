@@ -12,7 +12,8 @@ one, 403 without the operation's app role. Decisions are recorded as the token's
 Errors are ``{"error": code, "message": one line that says what to do}``: 400 bad input, 404 no such
 alert or action, 409 the action is in no state for that decision, 502 Microsoft refused or the
 action failed (recorded on the row), 503 a dependency is unavailable for now (storage, tokens,
-throttling: retry later), 500 a setting is wrong or a defect (details only in the log). Nothing
+throttling: retry later), 500 a setting is wrong or a defect (details only in the log). The status
+and code come from the error's class (``http_status`` / ``error_code``, see ``shared.errors``). Nothing
 secret reaches a response: ledger rows and the operations' reports are log-safe by design, and
 unexpected errors are reported by type only.
 """
@@ -20,7 +21,6 @@ unexpected errors are reported by type only.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -28,9 +28,20 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from shared.admin.base import ApiError, ApiResponse, authenticate
+from shared.admin.contract import (
+    AGE,
+    AGE_UNITS,
+    ALERT_STATUSES,
+    DEFAULT_LIMIT,
+    EARLIEST_SINCE,
+    KEY_QUERY_PARAM,
+    MAX_LIMIT,
+    MAX_REASON_CHARS,
+    RESOLVE_REASONS,
+)
 from shared.admin.routes import BY_ID
-from shared.alerts import STATUSES
-from shared.operations.resolve import REASONS
+from shared.errors import INTERNAL_ERROR, FraudResponderError
 
 if TYPE_CHECKING:
     from shared.auth.operator_tokens import Caller
@@ -41,22 +52,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LIMIT: Final = 200
-MAX_LIMIT: Final = 1000
-MAX_REASON_CHARS: Final = 1000
-ALERT_STATUSES: Final = STATUSES
-RESOLVE_REASONS: Final = REASONS
-KEY_QUERY_PARAM: Final = "code"
-"""The Functions host accepts the function key as ``?code=``; handlers ignore it like any host parameter."""
-
-_AGE = re.compile(r"^(?:([0-9]{1,7})(m)|([0-9]{1,5})(h)|([0-9]{1,4})(d))$")
-"""An age: at most 7 digits of minutes, 5 of hours or 4 of days (all within the years since EARLIEST_SINCE)."""
-EARLIEST_SINCE: Final = datetime(1970, 1, 1, tzinfo=UTC)
-"""``since`` before this is refused (400): no alert is that old, and year-1 times break date arithmetic."""
-SINCE_PATTERN: Final = (r"^([0-9]{1,7}m|[0-9]{1,5}h|[0-9]{1,4}d|"
-                        r"(19[7-9][0-9]|[2-9][0-9]{3})-[0-9]{2}-[0-9]{2}([T ][0-9:.]+(Z|[+-][0-9]{2}:?[0-9]{2})?)?)$")
-"""What the OpenAPI document states for ``since`` (the handler's rules, as a pattern)."""
-_AGE_UNITS: Final = {"m": "minutes", "h": "hours", "d": "days"}
 
 
 @dataclass(frozen=True)
@@ -78,32 +73,6 @@ class AdminRequest:
         return self.caller.identity
 
 
-@dataclass(frozen=True)
-class ApiResponse:
-    status: int
-    document: Any
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-    def body(self) -> bytes:
-        return json.dumps(self.document, default=str).encode("utf-8")
-
-
-class ApiError(Exception):
-    """Ends a request with ``status`` and ``{"error", "message", **extra}``."""
-
-    def __init__(self, status: int, error: str, message: str, *, extra: Mapping[str, Any] | None = None,
-                 headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.message = message
-        self.extra = dict(extra or {})
-        self.headers = dict(headers or {})
-
-    def response(self) -> ApiResponse:
-        return ApiResponse(self.status, {"error": self.error, "message": self.message, **self.extra}, self.headers)
-
-
 def bad_request(message: str) -> ApiError:
     return ApiError(400, "bad_request", message)
 
@@ -122,10 +91,10 @@ class Services:
 
 @functools.lru_cache(maxsize=4)
 def services_for(settings: Settings) -> Services:
+    from shared.factory import table_store
     from shared.response.engine import Responder
-    from shared.storage.tables import TableStore
 
-    store = TableStore(settings)
+    store = table_store(settings)
     return Services(settings, store, Responder(settings, store))
 
 
@@ -192,11 +161,11 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
     of at most 4 digits of days, 5 of hours or 7 of minutes (SINCE_PATTERN states it in OpenAPI).
     """
     shown = text[:40]
-    found = _AGE.match(text)
+    found = AGE.match(text)
     try:
         if found:
             amount, unit = next((int(found.group(i)), found.group(i + 1)) for i in (1, 3, 5) if found.group(i))
-            value = (now or datetime.now(UTC)) - timedelta(**{_AGE_UNITS[unit]: amount})
+            value = (now or datetime.now(UTC)) - timedelta(**{AGE_UNITS[unit]: amount})
         else:
             if re.fullmatch(r"[0-9]+[mhd]", text):
                 raise bad_request(f"since={shown!r} is too long an age: at most 9999d, 99999h or 9999999m")
@@ -398,76 +367,21 @@ def handle(operation: str, request: AdminRequest, *, services: Services | None =
         return _error_response(operation, exc).response()
 
 
-def challenge(settings: Settings | None, error: str, description: str) -> dict[str, str]:
-    """A ``WWW-Authenticate: Bearer`` challenge (RFC 6750) naming the scope to ask Entra for."""
-    scope = f"api://{settings.admin_api_client_id}/.default" if settings and settings.admin_api_client_id else ""
-    quoted = description.replace("\\", "").replace('"', "'")
-    parts = ['Bearer realm="fraud-responder"']
-    if scope:
-        parts.append(f'scope="{scope}"')
-    if error:  # RFC 6750 3.1: a request that sent no token gets the bare challenge
-        parts += [f'error="{error}"', f'error_description="{quoted}"']
-    return {"WWW-Authenticate": ", ".join(parts)}
-
-
-def authenticate(settings: Settings, headers: Mapping[str, str], role: str) -> Caller:
-    """The caller proven by the request's access token; ApiError 401 / 403 / 503 when there is none."""
-    from shared.auth.operator_tokens import KeysUnavailable, TokenForbidden, TokenInvalid, bearer_token
-    from shared.auth.operator_tokens import authenticate as validate
-
-    try:
-        return validate(settings, headers, role)
-    except TokenInvalid as exc:
-        raise ApiError(401, "unauthorized", f"{exc}; ask Microsoft Entra ID for a token with the scope "
-                       f"api://{settings.admin_api_client_id}/.default",
-                       headers=challenge(settings, "invalid_token" if bearer_token(headers) else "", str(exc))
-                       ) from None
-    except TokenForbidden as exc:
-        raise ApiError(403, "forbidden", str(exc),
-                       headers=challenge(settings, "insufficient_scope", f"needs the app role {role}")) from None
-    except KeysUnavailable as exc:
-        log.warning("admin: cannot check access tokens: %s", exc)
-        raise ApiError(503, "unavailable", f"access tokens cannot be checked now: {exc}",
-                       headers={"Retry-After": "30"}) from None
-
-
-_OPERATION_CODES: Final = {400: "bad_request", 404: "not_found", 409: "conflict", 502: "source_refused",
-                           503: "unavailable"}
-
-
 def _error_response(operation: str, exc: Exception) -> ApiError:
-    """Map what the domain raises to a status and a message that says what to do."""
-    from shared.auth.errors import TokenHealthError
-    from shared.http import MicrosoftApiError, Throttled, TransientError
-    from shared.operations import OperationError
-    from shared.response.actions.base import ActionFailed
-    from shared.response.engine import OperatorError
-    from shared.response.ledger import LedgerConflict, one_line
-    from shared.settings import SettingsError
-    from shared.storage.errors import StorageError
+    """The answer an error asks for by its class (``shared.errors``): status, code, one-line message.
 
-    if isinstance(exc, OperationError):  # the shared operations say which answer fits
-        status = exc.status if exc.status in _OPERATION_CODES else 500
-        if status == 500:
-            log.error("admin %s: %s", operation, one_line(str(exc)))
-        return ApiError(status, _OPERATION_CODES.get(status, "internal_error"), one_line(str(exc)),
-                        headers={"Retry-After": "30"} if status == 503 else None)
-    if isinstance(exc, SettingsError):
-        log.error("admin %s: settings: %s", operation, exc)
-        return ApiError(500, "misconfigured", one_line(str(exc)))
-    if isinstance(exc, Throttled):
-        wait = max(1, round(exc.retry_after))
-        return ApiError(503, "unavailable", one_line(str(exc)), headers={"Retry-After": str(wait)})
-    if isinstance(exc, TransientError | StorageError | TokenHealthError):
-        log.warning("admin %s: %s", operation, one_line(str(exc)))
-        return ApiError(503, "unavailable", one_line(str(exc)), headers={"Retry-After": "30"})
-    if isinstance(exc, LedgerConflict):
-        return ApiError(409, "conflict", one_line(str(exc)))
-    if isinstance(exc, OperatorError):
-        return ApiError(409, "conflict", one_line(str(exc)))
-    if isinstance(exc, ActionFailed | MicrosoftApiError):
-        log.warning("admin %s: refused: %s", operation, one_line(str(exc)))
-        return ApiError(502, "source_refused", one_line(str(exc)))
-    log.exception("admin %s failed unexpectedly", operation)
-    return ApiError(500, "internal_error", f"{operation} failed with {type(exc).__name__}; the details are in the "
-                                           "function app's log (Application Insights traces)")
+    Anything that is not a project error, or whose code is ``internal_error``, is a defect or may carry
+    something secret: 500 with the type only, the details in the log.
+    """
+    from shared.formats import one_line
+
+    if not isinstance(exc, FraudResponderError) or exc.error_code == INTERNAL_ERROR:
+        log.exception("admin %s failed unexpectedly", operation)
+        return ApiError(500, INTERNAL_ERROR, f"{operation} failed with {type(exc).__name__}; the details are in "
+                                             "the function app's log (Application Insights traces)")
+    message = one_line(str(exc))
+    if exc.http_status >= 500:
+        log.log(logging.ERROR if exc.http_status == 500 else logging.WARNING, "admin %s: %s: %s", operation,
+                exc.error_code, message)
+    headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.http_status == 503 else None
+    return ApiError(exc.http_status, exc.error_code, message, headers=headers)

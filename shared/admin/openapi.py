@@ -15,7 +15,7 @@ import sys
 from typing import Any, Final
 
 from shared import sources
-from shared.admin.api import SINCE_PATTERN
+from shared.admin.contract import DEFAULT_LIMIT, MAX_LIMIT, MAX_REASON_CHARS, RESOLVE_REASONS, SINCE_PATTERN
 from shared.admin.routes import BY_ID, DECIDE, OPERATIONS, READ
 from shared.alerts import STATUSES
 
@@ -200,7 +200,6 @@ def _digest_schema() -> dict[str, Any]:
 
 
 def _schemas() -> dict[str, Any]:
-    from shared.admin.api import MAX_REASON_CHARS, RESOLVE_REASONS
 
     alert_detail = {"allOf": [_ref("Alert"), _object({"description": STRING, "additional_details": FREE_OBJECT})]}
     return {
@@ -268,8 +267,8 @@ _PARAMS: Final[dict[str, list[tuple[str, str, dict[str, Any]]]]] = {
         ("since", "changed since: ISO 8601 from 1970-01-01 on (UTC when no offset is given), or an age such as "
                   "30m, 24h, 7d (at most 9999d, 99999h or 9999999m)", {"type": "string", "maxLength": 64,
                                                                        "pattern": SINCE_PATTERN}),
-        ("limit", "at most this many, newest change first (default 200)", {"type": "integer", "minimum": 1,
-                                                                           "maximum": 1000}),
+        ("limit", f"at most this many, newest change first (default {DEFAULT_LIMIT})",
+         {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
     ],
     "list_actions": [
         ("pending", "only actions awaiting approval", {"type": "boolean"}),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from shared.errors import FraudResponderError
+
 RECONSENT_STEPS = (
     "an Admin Agent of the partner tenant signs in with MFA to the Secure Application Model app "
     "(the consent flow that produced the first refresh token) and stores the new refresh token as a new "
@@ -15,8 +17,12 @@ RECONSENT_STEPS = (
 )
 
 
-class TokenHealthError(Exception):
+class TokenHealthError(FraudResponderError):
     """A token could not be obtained; ``code`` is the AADSTS number (0 when there was none)."""
+
+    http_status = 503
+    error_code = "unavailable"
+    retryable = True
 
     kind: ClassVar[str] = "token_error"
     action: ClassVar[str] = "check the app registration and the AADSTS code at https://login.microsoftonline.com/error"

@@ -21,6 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from shared.errors import FraudResponderError
+from shared.formats import one_line
+
 if TYPE_CHECKING:
     from shared.settings import Settings
 
@@ -34,16 +37,26 @@ KEYS_MIN_REFRESH_SECONDS: Final = 60
 """An unknown ``kid`` refetches the keys, but not more often than this (a bad token cannot flood Entra)."""
 
 
-class TokenInvalid(Exception):
+class TokenInvalid(FraudResponderError):
     """No usable token (missing, malformed, expired, wrong issuer, audience or signature): answer 401."""
 
+    http_status = 401
+    error_code = "unauthorized"
 
-class TokenForbidden(Exception):
+
+class TokenForbidden(FraudResponderError):
     """A valid token without the app role the operation needs: answer 403."""
 
+    http_status = 403
+    error_code = "forbidden"
 
-class KeysUnavailable(Exception):
+
+class KeysUnavailable(FraudResponderError):
     """The tenant's signing keys cannot be fetched now, so no token can be checked: answer 503."""
+
+    http_status = 503
+    error_code = "unavailable"
+    retryable = True
 
 
 @dataclass(frozen=True)
@@ -228,7 +241,7 @@ def _json_fetcher(settings: Settings) -> Callable[[str], Any]:
             response.raise_for_status()
             return response.json()
         except (httpx.HTTPError, ValueError) as exc:
-            raise KeysUnavailable(f"cannot read {url}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            raise KeysUnavailable(f"cannot read {url}: {type(exc).__name__}: {one_line(exc, 200, first_only=True)}"
                                   if str(exc) else f"cannot read {url}: {type(exc).__name__}") from None
 
     return fetch

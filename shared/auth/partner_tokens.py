@@ -86,7 +86,7 @@ def forget_unsaved_refresh_tokens() -> None:
 
 def _record_write_health(settings: Settings, ok: bool, message: str) -> None:
     try:
-        from shared.operations.token_status import record_refresh_token_write
+        from shared.intake.checkpoints import record_refresh_token_write
 
         record_refresh_token_write(settings, ok=ok, message=message)
     except Exception as exc:  # health is a report; it must never cost the token

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.auth.hosts import host_of, is_microsoft_key_vault
+from shared.errors import FraudResponderError
 from shared.settings import Settings
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
 
-class SecretStoreError(Exception):
+class SecretStoreError(FraudResponderError):
     """Key Vault could not be used; the message names the vault, the secret and the fix."""
 
 

@@ -13,6 +13,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from shared.cli.errors import CommandFailed as CommandFailed
+
 # Command-group modules, each with register(subparsers: argparse._SubParsersAction) -> None.
 GROUPS: tuple[str, ...] = ("alerts", "poll", "policy", "actions", "contacts", "digest", "token", "webhook", "poison",
                           "identity")
@@ -20,10 +22,6 @@ GROUPS: tuple[str, ...] = ("alerts", "poll", "policy", "actions", "contacts", "d
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-
-
-class CommandFailed(Exception):
-    """The operation failed; the message is one line that says what to do next."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,26 +11,12 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from shared.cli import EXIT_FAILED, EXIT_OK, CommandFailed
+from shared.cli.operator import add_retired_as, checked_operator
 from shared.cli.output import print_json, print_table
 
 if TYPE_CHECKING:
     from shared.response.engine import Responder
     from shared.response.ledger import LedgerEntry
-
-
-def _operator(typed: str | None = None) -> str:
-    """Who decides: the identity of the credential in use. A name given with the retired ``--as`` is refused."""
-    from shared.cli.context import operator
-
-    if typed is not None:
-        raise CommandFailed("--as is no longer accepted: decisions are recorded as the identity you act with "
-                            "(your Entra ID sign-in, or local:<OS user> against Azurite)")
-    return operator()
-
-
-def add_retired_as(parser: argparse.ArgumentParser) -> None:
-    """``--as NAME`` once named the operator; kept hidden so old scripts get a clear refusal."""
-    parser.add_argument("--as", dest="operator", metavar="NAME", help=argparse.SUPPRESS)
 
 
 def register(subparsers: Any) -> None:
@@ -99,7 +85,7 @@ def decide(args: argparse.Namespace) -> int:
     from shared.response.engine import OperatorError
     from shared.response.ledger import FAILED, UNDO_FAILED
 
-    operator = _operator(args.operator)
+    operator = checked_operator(args.operator)
     responder = _responder()
     try:
         if args.decision == "approve":

@@ -7,14 +7,15 @@ from datetime import datetime
 from typing import Any
 
 from shared.cli import EXIT_OK, CommandFailed
-from shared.cli.actions import add_retired_as
 from shared.cli.context import store
+from shared.cli.operator import add_retired_as
 from shared.cli.output import print_json, print_table
 
 
 def _since(text: str) -> datetime:
     """An ISO date/time, or a relative age such as 30m, 24h, 7d: the admin API's rules and bounds."""
-    from shared.admin.api import ApiError, parse_since
+    from shared.admin.api import parse_since
+    from shared.admin.base import ApiError
 
     try:
         return parse_since(text)
@@ -142,12 +143,12 @@ def print_decisions(records: list[dict[str, Any]]) -> None:
 def resolve_alert(args: argparse.Namespace) -> int:
     import sys
 
-    from shared.cli.actions import _operator
     from shared.cli.context import settings
+    from shared.cli.operator import checked_operator
     from shared.operations import OperationError
     from shared.operations.resolve import resolve
 
-    operator = _operator(args.operator)
+    operator = checked_operator(args.operator)
     print(f"resolving {args.alert_id} as {args.reason} at its source ...", file=sys.stderr)
     try:
         result = resolve(settings(), store(), args.alert_id, args.reason, operator)

@@ -20,7 +20,8 @@ import functools
 import getpass
 from pathlib import Path
 
-from shared.cli import CommandFailed
+from shared.cli.errors import CommandFailed
+from shared.formats import one_line
 from shared.local_stack import CLI_SETTINGS_FILE, STATE_DIR_NAME, find_checkout, running_stack
 from shared.settings import (
     APP_ROOT,
@@ -88,7 +89,9 @@ def settings() -> Settings:
 
 @functools.cache
 def store() -> TableStore:
-    return TableStore(settings())
+    from shared.factory import table_store
+
+    return table_store(settings())
 
 
 @functools.cache
@@ -121,7 +124,7 @@ def entra_identity(config: Settings) -> str:
     except (CredentialUnavailableError, ClientAuthenticationError) as exc:
         raise CommandFailed("cannot tell who you are: decisions are recorded as your Entra ID identity; sign in "
                             f"with `az login` (or set AZURE_CLIENT_ID / a managed identity): "
-                            f"{str(exc).splitlines()[0][:200]}") from None
+                            f"{one_line(exc, 200, first_only=True)}") from None
     finally:
         credential.close()
     identity, _kind = identity_of(unverified_claims(token))

@@ -15,6 +15,7 @@ from typing import Any
 
 from shared.cli import EXIT_OK, CommandFailed
 from shared.cli.context import settings
+from shared.formats import one_line
 
 SANDBOX_OPERATOR_TOKENS = "/_sandbox/entra/operator_tokens"
 
@@ -71,7 +72,7 @@ def _azure_token(authority: str, scope: str) -> str:
         return str(credential.get_token(scope).token)
     except (CredentialUnavailableError, ClientAuthenticationError) as exc:
         raise CommandFailed(f"cannot get a token for {scope}: sign in with `az login`; "
-                            f"{str(exc).splitlines()[0][:200]}") from None
+                            f"{one_line(exc, 200, first_only=True)}") from None
     finally:
         credential.close()
 
@@ -92,5 +93,5 @@ def _sandbox_token(user: str) -> str:
             detail = str(response.json().get("error_description", response.text))
         except ValueError:
             detail = response.text
-        raise CommandFailed(f"the sandbox refused: {' '.join(detail.split())[:300]}")
+        raise CommandFailed(f"the sandbox refused: {one_line(detail, 300)}")
     return str(response.json()["access_token"])

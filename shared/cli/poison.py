@@ -7,9 +7,10 @@ import sys
 from typing import Any
 
 from shared.cli import EXIT_OK, CommandFailed
-from shared.cli.actions import add_retired_as
 from shared.cli.context import settings, store
+from shared.cli.operator import add_retired_as
 from shared.cli.output import print_json, print_table
+from shared.formats import one_line
 from shared.names import QUEUES
 
 
@@ -32,11 +33,6 @@ def register(subparsers: Any) -> None:
     replay.set_defaults(handler=replay_poison)
 
 
-def _one_line(text: Any, limit: int = 90) -> str:
-    line = " ".join(str(text or "").split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
 def list_poison(args: argparse.Namespace) -> int:
     from shared.operations import OperationError
     from shared.operations.poison import list_poison as poison_report
@@ -53,14 +49,14 @@ def list_poison(args: argparse.Namespace) -> int:
     for queue in doc["queues"]:
         if queue["messages"]:
             print(f"\n{queue['poison_queue']}:")
-            print_table(["message id", "tries", "body"], [[m["id"], m["dequeue_count"], _one_line(m["body"])]
+            print_table(["message id", "tries", "body"], [[m["id"], m["dequeue_count"], one_line(m["body"], 90)]
                                                            for m in queue["messages"]])
     records = doc["records"]
     if records:
         print("\nrecorded failures (newest first):")
         print_table(["at", "queue", "alert", "error", "replayed"],
                     [[(r["at"] or "")[:19], r["queue"], r["alert_key"] + (f" v{r['version']}" if r["version"] else ""),
-                      _one_line(f"{r['error_type']}: {r['error']}", 70), (r["replayed_at"] or "")[:19]]
+                      one_line(f"{r['error_type']}: {r['error']}", 70), (r["replayed_at"] or "")[:19]]
                      for r in records])
     if any(q["count"] for q in doc["queues"]):
         print("\nfix the cause, then: fraud-responder poison replay QUEUE")
@@ -70,11 +66,11 @@ def list_poison(args: argparse.Namespace) -> int:
 
 
 def replay_poison(args: argparse.Namespace) -> int:
-    from shared.cli.actions import _operator
+    from shared.cli.operator import checked_operator
     from shared.operations import OperationError
     from shared.operations.poison import replay
 
-    operator = _operator(args.operator)
+    operator = checked_operator(args.operator)
     try:
         result = replay(settings(), args.queue, store=store(), operator=operator,
                         progress=lambda line: print(line, file=sys.stderr))

@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from shared.cli import EXIT_FAILED, EXIT_OK, CommandFailed
 from shared.cli.context import settings
 from shared.cli.output import print_json, print_table
+from shared.formats import one_line
 
 if TYPE_CHECKING:
     from shared.clients.partner_center import PartnerCenterClient, ValidationEvent, WebhookRegistration
@@ -120,7 +121,7 @@ def _failure(exc: Exception) -> CommandFailed:
     if isinstance(exc, Throttled):
         return CommandFailed(f"Partner Center is rate limiting (test events: 2 a minute); try again in "
                              f"{max(1, round(exc.retry_after))} seconds")
-    return CommandFailed(" ".join(str(exc).split()))
+    return CommandFailed(one_line(exc, 10_000))
 
 
 def _registration_json(reg: WebhookRegistration) -> dict[str, Any]:
@@ -225,7 +226,7 @@ def send_test_event(args: argparse.Namespace) -> int:
     else:
         print_table(["attempt", "at (utc)", "response", "message / error"],
                     [[i, a.date_time_utc[:19], a.response_code or "-",
-                      " ".join((a.system_error or a.response_message).split())[:100]]
+                      one_line(a.system_error or a.response_message, 100)]
                      for i, a in enumerate(event.results, 1)])
         print(f"status: {event.status or 'unknown'}; " + (
             "the receiver accepted the test event" if ok else

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from shared.formats import GUID_PATTERN, is_guid, parse_time
 from shared.http import (
     MalformedResponse,
     MicrosoftApiError,
@@ -47,14 +48,12 @@ DEFAULT_LRO_TIMEOUT = 600.0
 DEFAULT_POLL_INTERVAL = 10.0
 """Seconds between polls when the service sends no Retry-After."""
 
-_GUID = r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"
 _NAME = r"[^/?#\s]+"
 _COMPUTE_ID = re.compile(
-    rf"/subscriptions/(?P<sub>{_GUID})/resourceGroups/(?P<rg>{_NAME})/providers/Microsoft\.Compute/"
+    rf"/subscriptions/(?P<sub>{GUID_PATTERN})/resourceGroups/(?P<rg>{_NAME})/providers/Microsoft\.Compute/"
     rf"(?P<kind>virtualMachines|virtualMachineScaleSets)/(?P<name>{_NAME})",
     re.IGNORECASE,
 )
-_SUBSCRIPTION = re.compile(_GUID)
 
 ResourceKind = Literal["virtualMachines", "virtualMachineScaleSets"]
 
@@ -75,21 +74,6 @@ class OperationTimedOut(MicrosoftApiError):
         super().__init__(message, **kwargs)
 
 
-def _time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip().replace("Z", "+00:00")
-    head, dot, rest = text.partition(".")
-    if dot:
-        digits = "".join(ch for ch in rest if ch.isdigit())
-        text = f"{head}.{digits[:6]}{rest[len(digits):]}"
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
-
-
 def _value(item: Any) -> str:
     """ARM's ``{value, localizedValue}`` pair (or a plain string) as its value."""
     if isinstance(item, dict):
@@ -104,7 +88,7 @@ def _utc_text(moment: dt.datetime) -> str:
 
 
 def _subscription(subscription_id: str) -> str:
-    if not _SUBSCRIPTION.fullmatch(subscription_id.strip()):
+    if not is_guid(subscription_id.strip()):
         raise ValueError(f"{subscription_id!r} is not a subscription id (a GUID)")
     return subscription_id.strip()
 
@@ -155,7 +139,7 @@ class ActivityLogEvent:
         assert isinstance(claims, dict) and isinstance(authorization, dict)
         return cls(
             event_data_id=str(data.get("eventDataId") or ""),
-            timestamp=_time(data.get("eventTimestamp")),
+            timestamp=parse_time(data.get("eventTimestamp")),
             operation=_value(data.get("operationName")),
             operation_display=str((data.get("operationName") or {}).get("localizedValue") or "")
             if isinstance(data.get("operationName"), dict) else _value(data.get("operationName")),
@@ -174,7 +158,7 @@ class ActivityLogEvent:
             category=_value(data.get("category")),
             authorization_action=str(authorization.get("action") or ""),
             authorization_scope=str(authorization.get("scope") or ""),
-            submitted=_time(data.get("submissionTimestamp")),
+            submitted=parse_time(data.get("submissionTimestamp")),
             raw=data,
         )
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
+from shared.formats import parse_time
 from shared.http import (
     Forbidden,
     MalformedResponse,
@@ -50,23 +51,6 @@ USER_PROPERTIES = (
 MEMBER_PROPERTIES = ("id", "userPrincipalName", "displayName", "mail", "accountEnabled")
 
 DirectoryKind = Literal["applications", "servicePrincipals"]
-
-
-def _time(value: Any) -> dt.datetime | None:
-    """A Graph timestamp (``Z``, up to 7 fraction digits) as aware UTC; None when absent or unreadable."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip().replace("Z", "+00:00")
-    head, dot, rest = text.partition(".")
-    if dot:
-        digits = "".join(ch for ch in rest if ch.isdigit())
-        zone = rest[len(digits):]
-        text = f"{head}.{digits[:6]}{zone}"
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 def _graph_time(moment: dt.datetime) -> str:
@@ -110,8 +94,8 @@ class DirectoryUser:
             display_name=str(data.get("displayName") or ""),
             mail=data.get("mail") if isinstance(data.get("mail"), str) else None,
             account_enabled=enabled if isinstance(enabled, bool) else None,
-            sign_in_sessions_valid_from=_time(data.get("signInSessionsValidFromDateTime")),
-            last_password_change=_time(data.get("lastPasswordChangeDateTime")),
+            sign_in_sessions_valid_from=parse_time(data.get("signInSessionsValidFromDateTime")),
+            last_password_change=parse_time(data.get("lastPasswordChangeDateTime")),
             force_change_password_next_sign_in=_optional_bool(profile, "forceChangePasswordNextSignIn"),
             force_change_password_next_sign_in_with_mfa=_optional_bool(profile, "forceChangePasswordNextSignInWithMfa"),
         )
@@ -145,8 +129,8 @@ class PasswordCredential:
             key_id=str(data.get("keyId", "")),
             hint=data.get("hint") if isinstance(data.get("hint"), str) else None,
             display_name=data.get("displayName") if isinstance(data.get("displayName"), str) else None,
-            start=_time(data.get("startDateTime")),
-            end=_time(data.get("endDateTime")),
+            start=parse_time(data.get("startDateTime")),
+            end=parse_time(data.get("endDateTime")),
             secret_text=secret if isinstance(secret, str) and secret else None,
         )
 

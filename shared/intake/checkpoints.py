@@ -6,16 +6,23 @@ Application Model refresh token silently stops every poll (the top complaint abo
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from shared.names import CHECKPOINTS_TABLE
 from shared.storage.tables import TableStore
 
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
 SYNC_PARTITION = "sync"
 SOURCE_PARTITION = "source"
 TOKEN_PARTITION = "token_health"  # noqa: S105 - a partition name, not a secret
+WRITE_PRINCIPAL: Final = "refresh_token_write"
+"""Token-health row of the refresh token write-back to Key Vault (see ``record_refresh_token_write``)."""
+NOT_PERSISTED_KIND: Final = "refresh_token_not_persisted"
 
 
 def record_sync(store: TableStore, *, trigger: str, result: dict[str, Any], error: str = "") -> None:
@@ -76,3 +83,22 @@ def source_syncs(store: TableStore) -> list[dict[str, Any]]:
              "error": "" if e.get("ok") else e.get("error", ""), "last_ok_at": e.get("last_ok_at"),
              "failed_at": e.get("failed_at"), "result": json.loads(e.get("result") or "{}")}
             for e in store.list_partition(CHECKPOINTS_TABLE, SOURCE_PARTITION)]
+
+
+def record_refresh_token_write(settings: Settings, *, ok: bool, message: str = "") -> None:
+    """Record the write-back outcome (``shared.auth.partner_tokens``): a failure raises token health,
+    a later success clears it. ``message`` is log-safe (no token).
+
+    Here, below both the token provider and the token status report, so neither imports the other.
+    """
+    store = _store(settings)
+    if ok:
+        store.delete(CHECKPOINTS_TABLE, TOKEN_PARTITION, WRITE_PRINCIPAL)
+    else:
+        record_token_health(store, principal=WRITE_PRINCIPAL, ok=False,
+                            detail={"kind": NOT_PERSISTED_KIND, "code": None, "message": message})
+
+
+@functools.lru_cache(maxsize=4)
+def _store(settings: Settings) -> TableStore:
+    return TableStore(settings)

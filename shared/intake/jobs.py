@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared import sources as source_registry
+from shared.errors import FraudResponderError
 from shared.jobs import InvalidJob, SyncJob
 from shared.logs import add_context, contextual
 from shared.names import ALERTS_TABLE, RESPOND_QUEUE
@@ -28,7 +29,7 @@ from .sync import AlertSource, AlertSync, SyncResult, SyncScope
 
 log = logging.getLogger(__name__)
 
-class SourceSyncFailed(RuntimeError):
+class SourceSyncFailed(FraudResponderError, RuntimeError):
     """A queued sync's source failed (not a token problem): raised after recording it so that the
     queue retries the job (and poisons it after maxDequeueCount); the timer's poll catches up too."""
 
@@ -44,7 +45,9 @@ class IntakeRuntime:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IntakeRuntime:
-        return cls(settings, TableStore(settings), QueueSender(settings))
+        from shared import factory
+
+        return cls(settings, factory.table_store(settings), factory.queue_sender(settings))
 
     def source(self, name: str) -> AlertSource:
         """The registered source ``name`` with its clients (``shared.sources``); ValueError when unknown."""

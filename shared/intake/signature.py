@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import verification
 from cryptography.x509.oid import NameOID
 
+from shared.errors import FraudResponderError
+
 SUPPORTED_ALGORITHM = "rsa-sha256"
 REQUIRED_ORGANIZATION = "Microsoft Corporation"
 MIN_RSA_BITS = 2048
@@ -32,7 +34,7 @@ _MAX_URL_HEADER = 2048
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
 
-class WebhookRejected(Exception):
+class WebhookRejected(FraudResponderError):
     """A webhook request that must not be processed; ``status`` and ``code`` form the answer.
 
     The message says what was wrong and never contains the signature, a secret or the body.
@@ -40,8 +42,8 @@ class WebhookRejected(Exception):
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
-        self.status = status
-        self.code = code
+        self.status = self.http_status = status
+        self.code = self.error_code = code
         self.message = message
 
 

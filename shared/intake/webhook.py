@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
+from shared.formats import is_guid
 from shared.intake.signature import WebhookRejected, parse_signature_headers, verify_body_signature
 from shared.jobs import SyncJob
 from shared.jsonbody import JsonBodyError, parse_json_body
@@ -57,7 +58,6 @@ REENQUEUE_AFTER = timedelta(minutes=10)
 the worker died between recording it and enqueuing its job. Younger ones are taken to be in flight
 (and the poller finds the alerts within one interval anyway)."""
 
-_GUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _EVENT_STATUS = re.compile(r"[A-Za-z]{1,32}")
 _MAX_FIELD = 2048
 
@@ -178,7 +178,7 @@ def fraud_event_scope(resource_uri: str) -> tuple[str, str | None]:
     for name, value in query:
         params.setdefault(name.lower(), value)
     subscription_id = params.get("subscriptionid", "")
-    if not _GUID.fullmatch(subscription_id):
+    if not is_guid(subscription_id):
         raise _reject(400, "invalid_resource_uri", "ResourceUri's SubscriptionId query parameter must be a GUID")
     status = params.get("eventstatus") or None
     if status is not None and not _EVENT_STATUS.fullmatch(status):
@@ -354,10 +354,9 @@ class QueueJobSender:
 
 def build_receiver(settings: Settings) -> WebhookReceiver:
     """A receiver wired to real storage and the certificate rules in ``settings``."""
+    from shared import factory
     from shared.intake.certificates import CertificateFetcher, SigningCertificates
     from shared.intake.signature import TrustAnchors
-    from shared.storage.queues import QueueSender
-    from shared.storage.tables import TableStore
 
     fetcher = CertificateFetcher(
         allowed_hosts=settings.webhook_cert_hosts,
@@ -367,8 +366,8 @@ def build_receiver(settings: Settings) -> WebhookReceiver:
     certificates = SigningCertificates(fetcher=fetcher, anchors=TrustAnchors.from_file(settings.webhook_trusted_roots))
     return WebhookReceiver(
         certificates=certificates,
-        deliveries=TableDeliveryLog(TableStore(settings)),
-        jobs=QueueJobSender(QueueSender(settings)),
+        deliveries=TableDeliveryLog(factory.table_store(settings)),
+        jobs=QueueJobSender(factory.queue_sender(settings)),
         max_body_bytes=settings.webhook_max_body_bytes,
     )
 

@@ -2,55 +2,55 @@
 
 Each module is one operation (resolve an alert, token status, poison queues, the digest). They
 take ``Settings`` and a ``TableStore``, return plain JSON-ready dicts, and raise an
-``OperationError`` subclass whose message is one line that says what to do next. ``status`` and
-``code`` tell the admin API which HTTP answer to give; the CLI exits 1 with the message.
+``OperationError`` subclass whose message is one line that says what to do next. ``http_status``
+and ``error_code`` (from ``shared.errors``) are the admin API's answer; the CLI exits 1 with the message.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from shared.errors import FraudResponderError
 
 
-class OperationError(Exception):
+class OperationError(FraudResponderError):
     """The operation could not be done; the message says why and what to do next."""
 
-    status: ClassVar[int] = 500
-    code: ClassVar[str] = "failed"
+    error_code = "operation_failed"
 
 
 class InvalidRequest(OperationError):
     """The caller asked for something malformed (an unknown reason, an empty operator name)."""
 
-    status = 400
-    code = "invalid_request"
+    http_status = 400
+    error_code = "bad_request"
 
 
 class NotFound(OperationError):
     """The alert, queue or record named does not exist."""
 
-    status = 404
-    code = "not_found"
+    http_status = 404
+    error_code = "not_found"
 
 
 class Conflict(OperationError):
     """The thing exists but is in no state for this operation."""
 
-    status = 409
-    code = "conflict"
+    http_status = 409
+    error_code = "conflict"
 
 
 class SourceRefused(OperationError):
     """Microsoft (Partner Center or Graph) refused the change for good; retrying will not help."""
 
-    status = 502
-    code = "source_refused"
+    http_status = 502
+    error_code = "source_refused"
 
 
 class Unavailable(OperationError):
     """A dependency failed for now (token, throttling, storage, network): try again later."""
 
-    status = 503
-    code = "unavailable"
+    http_status = 503
+    error_code = "unavailable"
+    retryable = True
 
 
 __all__ = ["Conflict", "InvalidRequest", "NotFound", "OperationError", "SourceRefused", "Unavailable"]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from shared.formats import iso, one_line
 from shared.logs import add_context, contextual
 from shared.names import ALERTS_TABLE, CHECKPOINTS_TABLE, QUEUES, poison_queue
 from shared.operations import OperationError
@@ -47,19 +48,15 @@ CLI: Final = "fraud-responder"
 class DigestNotConfigured(OperationError):
     """NOTIFY_SENDER or SECURITY_CONTACTS is empty: there is nobody to send the digest to, or from."""
 
-    status = 409
-    code = "not_configured"
+    http_status = 409
+    error_code = "conflict"
 
 
 class DigestNotSent(OperationError):
     """Graph did not accept the e-mail; the message says why and what to do."""
 
-    status = 503
-    code = "not_sent"
-
-
-def _iso(value: Any) -> str | None:
-    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else (str(value) if value else None)
+    http_status = 503
+    error_code = "unavailable"
 
 
 def _when(value: Any) -> str:
@@ -143,7 +140,7 @@ class Digest:
     def as_dict(self) -> dict[str, Any]:
         """The stable JSON shape (CLI --json, GET /api/manage/digest): fields are only ever added."""
         return {
-            "generated_at": _iso(self.generated_at), "since": _iso(self.since), "window_hours": WINDOW_HOURS,
+            "generated_at": iso(self.generated_at), "since": iso(self.since), "window_hours": WINDOW_HOURS,
             "subject": self.subject(), "needs_attention": self.needs_attention,
             "counts": {"unresolved_alerts": self.unresolved_count, "pending_actions": len(self.pending),
                        "failures": len(self.failures), "sync_errors": len(self.sync_errors),
@@ -311,7 +308,7 @@ def _pending(entries: Iterable[LedgerEntry]) -> list[dict[str, Any]]:
     rows = sorted(entries, key=lambda e: (e.created_at or datetime.min.replace(tzinfo=UTC), e.action_id))
     return [{"id": e.action_id, "alert": e.alert_key, "customer_tenant_id": e.customer_tenant_id,
              "action": e.action, "target": _target(e), "mode": e.mode, "reason": e.reason,
-             "waiting_since": _iso(e.created_at),
+             "waiting_since": iso(e.created_at),
              "approve": f"{CLI} actions approve {e.action_id}",
              "reject": f"{CLI} actions reject {e.action_id} --reason \"<why>\""} for e in rows]
 
@@ -321,13 +318,13 @@ def _failures(entries: Iterable[LedgerEntry], since: datetime) -> list[dict[str,
     rows.sort(key=lambda e: (e.updated_at or since, e.action_id), reverse=True)
     return [{"id": e.action_id, "alert": e.alert_key, "customer_tenant_id": e.customer_tenant_id,
              "action": e.action, "target": _target(e), "state": e.state, "error": e.error,
-             "at": _iso(e.updated_at)} for e in rows]
+             "at": iso(e.updated_at)} for e in rows]
 
 
 def _sync_errors(store: TableStore, since: datetime) -> list[dict[str, Any]]:
     from shared.intake.checkpoints import last_syncs
 
-    return [{"trigger": s["trigger"], "at": _iso(s["at"]), "error": s["error"]} for s in last_syncs(store)
+    return [{"trigger": s["trigger"], "at": iso(s["at"]), "error": s["error"]} for s in last_syncs(store)
             if not s["ok"] and isinstance(s["at"], datetime) and s["at"] >= since]
 
 
@@ -345,18 +342,18 @@ def _quarantined(store: TableStore, since: datetime) -> list[dict[str, Any]]:
 def _poison(settings: Settings, store: TableStore, since: datetime) -> dict[str, Any]:
     from shared.response.jobs import poison_records
 
-    records = [{"queue": str(r.get("queue", "")), "at": _iso(r.get("at")), "alert": str(r.get("alert_key", "")),
+    records = [{"queue": str(r.get("queue", "")), "at": iso(r.get("at")), "alert": str(r.get("alert_key", "")),
                 "dequeue_count": int(r.get("dequeue_count", 0) or 0), "error": str(r.get("error", ""))[:300],
-                "replayed_at": _iso(r.get("replayed_at")), "replayed_by": str(r.get("replayed_by", ""))}
+                "replayed_at": iso(r.get("replayed_at")), "replayed_by": str(r.get("replayed_by", ""))}
                for r in poison_records(store) if isinstance(r.get("at"), datetime) and r["at"] >= since]
     doc: dict[str, Any] = {"records": records, "queues": {}, "error": ""}
     try:
-        from shared.storage.queues import QueueSender
+        from shared.factory import queue_sender
 
-        sender = QueueSender(settings)
+        sender = queue_sender(settings)
         doc["queues"] = {poison_queue(q): sender.count(poison_queue(q)) for q in QUEUES}
     except Exception as exc:  # the digest still goes out, saying what it could not read
-        doc["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        doc["error"] = f"{type(exc).__name__}: {one_line(exc, 300)}"
     return doc
 
 
@@ -367,7 +364,7 @@ def _tokens(settings: Settings, store: TableStore, now: datetime) -> dict[str, A
         return token_status(settings, store, now=now)
     except Exception as exc:  # token trouble must not stop the digest that reports it
         log.warning("digest: token status could not be read: %s", type(exc).__name__)
-        return {"ok": False, "state": "unknown", "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}",
+        return {"ok": False, "state": "unknown", "error": f"{type(exc).__name__}: {one_line(exc, 300)}",
                 "refresh_token": {}, "principals": [], "warnings": [], "next_steps": []}
 
 
@@ -429,7 +426,7 @@ def send_digest(settings: Settings, store: TableStore, clients: Clients | None =
     except MicrosoftApiError as exc:
         raise DigestNotSent(f"Graph did not accept the digest for now ({exc}); try again later") from None
     log.info("digest sent from %s to %d recipient(s): %s", sender, len(to), subject)
-    return {"sent": True, "from": sender, "to": to, "subject": subject, "generated_at": _iso(digest.generated_at),
+    return {"sent": True, "from": sender, "to": to, "subject": subject, "generated_at": iso(digest.generated_at),
             "counts": digest.as_dict()["counts"]}
 
 
@@ -442,13 +439,13 @@ def run_daily_digest(*, past_due: bool = False, settings: Settings | None = None
     (so a later run or `fraud-responder digest --send` can send it) and raises, so the invocation
     shows as failed in Application Insights.
     """
+    from shared.factory import table_store
     from shared.settings import get_settings
-    from shared.storage.tables import TableStore
 
     if past_due:
         log.warning("daily_digest is running late (past due): the host was down or the previous run overran")
     settings = settings or get_settings()
-    store = store or TableStore(settings)
+    store = store or table_store(settings)
     now = now or datetime.now(UTC)
     day = now.strftime("%Y-%m-%d")
     add_context(action="send_digest")

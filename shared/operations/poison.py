@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from shared.formats import iso
 from shared.names import ALERTS_TABLE, CHECKPOINTS_TABLE, QUEUES, RESPOND_QUEUE, poison_queue
 from shared.operations import InvalidRequest, Unavailable
 from shared.settings import Settings
@@ -28,10 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BODY_PREVIEW_CHARS = 2000
-
-
-def _iso(value: Any) -> str | None:
-    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else None
 
 
 def queue_of(name: str) -> str:
@@ -58,10 +55,10 @@ def _message(message: QueueMessage) -> dict[str, Any]:
 
 def _record(entity: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": entity["RowKey"], "queue": entity.get("queue", ""), "at": _iso(entity.get("at")),
+        "id": entity["RowKey"], "queue": entity.get("queue", ""), "at": iso(entity.get("at")),
         "dequeue_count": entity.get("dequeue_count"), "error_type": entity.get("error_type", ""),
         "error": entity.get("error", ""), "alert_key": entity.get("alert_key", ""),
-        "version": entity.get("version"), "replayed_at": _iso(entity.get("replayed_at")),
+        "version": entity.get("version"), "replayed_at": iso(entity.get("replayed_at")),
         "replayed_by": entity.get("replayed_by", ""),
     }
 
@@ -80,12 +77,12 @@ def _storage_errors() -> Iterator[None]:
 def list_poison(settings: Settings, store: TableStore | None = None, *,
                 queue: QueueSender | None = None) -> dict[str, Any]:
     """Every poison queue (count and up to 32 messages, peeked, not taken) and the poison records."""
+    from shared.factory import queue_sender, table_store
     from shared.response.jobs import poison_records
-    from shared.storage.queues import MAX_BATCH, QueueSender
-    from shared.storage.tables import TableStore
+    from shared.storage.queues import MAX_BATCH
 
-    sender = queue or QueueSender(settings)
-    tables = store or TableStore(settings)
+    sender = queue or queue_sender(settings)
+    tables = store or table_store(settings)
     queues = []
     with _storage_errors():
         for name in QUEUES:
@@ -104,14 +101,13 @@ def replay(settings: Settings, queue: str, *, store: TableStore | None = None, s
 
     ``progress`` gets one-line updates (the CLI prints them on stderr).
     """
-    from shared.storage.queues import QueueSender
-    from shared.storage.tables import TableStore
+    from shared.factory import queue_sender, table_store
 
     say = progress or (lambda _line: None)
     target = queue_of(queue)
     source = poison_queue(target)
-    sender = sender or QueueSender(settings)
-    tables = store or TableStore(settings)
+    sender = sender or queue_sender(settings)
+    tables = store or table_store(settings)
     with _storage_errors():
         waiting = sender.count(source)
         records = [r for r in _records_for(tables, target) if not r.get("replayed_at")]

@@ -128,10 +128,11 @@ def _record_in_ledger(settings: Settings, store: TableStore, alert: Alert, entit
     import uuid
     from dataclasses import replace
 
+    from shared.formats import one_line
     from shared.response import decisions
     from shared.response.actions.base import ActionContext, Clients
     from shared.response.catalogue import resolver
-    from shared.response.ledger import SUCCEEDED, Ledger, NewRow, now_utc, one_line
+    from shared.response.ledger import SUCCEEDED, Ledger, NewRow, now_utc
     from shared.response.registry import get_action
 
     name = resolver().name

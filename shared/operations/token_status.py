@@ -12,13 +12,14 @@ token-health watch. Never reads out or returns a token value.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from shared.auth.hosts import host_of, is_microsoft_key_vault
+from shared.formats import iso, one_line
+from shared.intake.checkpoints import NOT_PERSISTED_KIND, WRITE_PRINCIPAL
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -37,16 +38,9 @@ NOT_PERSISTED: Final = "not_persisted"
 """A rolled refresh token lives only in a process's memory: Key Vault refused the write-back."""
 UNKNOWN: Final = "unknown"
 
-WRITE_PRINCIPAL: Final = "refresh_token_write"
-"""The token-health row for the refresh token's write-back to Key Vault (not a token of its own)."""
-NOT_PERSISTED_KIND: Final = "refresh_token_not_persisted"
 
 RECONSENT_KINDS: Final = frozenset({"refresh_token_expired", "mfa_required", "consent_required"})
 """Token-health kinds an Admin Agent fixes by consenting again (shared.auth.errors)."""
-
-
-def _iso(value: Any) -> str | None:
-    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else None
 
 
 def store_secret_command(settings: Settings, secret_name: str, file_name: str) -> str:
@@ -100,27 +94,6 @@ def key_vault_write_steps(settings: Settings) -> list[str]:
     ]
 
 
-def record_refresh_token_write(settings: Settings, *, ok: bool, message: str = "") -> None:
-    """Record the write-back outcome (``shared.auth.partner_tokens``): a failure raises token health,
-    a later success clears it. ``message`` is log-safe (no token)."""
-    from shared.intake.checkpoints import TOKEN_PARTITION, record_token_health
-    from shared.names import CHECKPOINTS_TABLE
-
-    store = _store(settings)
-    if ok:
-        store.delete(CHECKPOINTS_TABLE, TOKEN_PARTITION, WRITE_PRINCIPAL)
-    else:
-        record_token_health(store, principal=WRITE_PRINCIPAL, ok=False,
-                            detail={"kind": NOT_PERSISTED_KIND, "code": None, "message": message})
-
-
-@functools.lru_cache(maxsize=4)
-def _store(settings: Settings) -> TableStore:
-    from shared.storage.tables import TableStore
-
-    return TableStore(settings)
-
-
 GRAPH_MODE_PARTITION: Final = "graph_alerts"
 GRAPH_MODE_ROW: Final = "token"
 
@@ -144,7 +117,7 @@ def graph_alerts_mode(store: TableStore) -> dict[str, Any]:
 
     row = store.get(CHECKPOINTS_TABLE, GRAPH_MODE_PARTITION, GRAPH_MODE_ROW) or {}
     return {"mode": str(row.get("mode") or "unknown"), "reason": str(row.get("reason") or ""),
-            "since": _iso(row.get("since")), "checked_at": _iso(row.get("checked_at"))}
+            "since": iso(row.get("since")), "checked_at": iso(row.get("checked_at"))}
 
 
 def refresh_token_age(settings: Settings, *, now: datetime | None = None,
@@ -179,7 +152,7 @@ def refresh_token_age(settings: Settings, *, now: datetime | None = None,
         doc["error"] = f"Key Vault reports no time for secret {settings.refresh_token_secret_name}"
         return doc
     expires = rolled + timedelta(days=REFRESH_TOKEN_LIFETIME_DAYS)
-    doc.update(last_rolled_at=_iso(rolled), expires_if_unused_at=_iso(expires),
+    doc.update(last_rolled_at=iso(rolled), expires_if_unused_at=iso(expires),
                days_left=max(0, math.floor((expires - now).total_seconds() / 86400)))
     return doc
 
@@ -192,8 +165,8 @@ def principals(store: TableStore) -> list[dict[str, Any]]:
     for row in token_health(store):
         detail = row["detail"] or {}
         rows.append({
-            "principal": row["principal"], "ok": row["ok"], "checked_at": _iso(row["checked_at"]),
-            "last_ok_at": _iso(row["last_ok_at"]), "failed_at": _iso(row["failed_at"]),
+            "principal": row["principal"], "ok": row["ok"], "checked_at": iso(row["checked_at"]),
+            "last_ok_at": iso(row["last_ok_at"]), "failed_at": iso(row["failed_at"]),
             "kind": "" if row["ok"] else str(detail.get("kind", "token_error")),
             "code": None if row["ok"] else detail.get("code"),
             "message": "" if row["ok"] else str(detail.get("message", "token request failed")),
@@ -267,7 +240,7 @@ def token_status(settings: Settings, store: TableStore, *, now: datetime | None 
     elif state == NOT_PERSISTED:
         steps = key_vault_write_steps(settings)
     return {
-        "ok": state not in (FAILING, EXPIRED, NOT_PERSISTED), "state": state, "checked_at": _iso(now),
+        "ok": state not in (FAILING, EXPIRED, NOT_PERSISTED), "state": state, "checked_at": iso(now),
         "refresh_token": age, "principals": used, "last_error": last_error, "warnings": warnings,
         "expiry_warning": expiry_warning, "next_steps": steps, "graph_alerts": graph_mode,
         "mfa_readiness": readiness,
@@ -335,7 +308,7 @@ def refresh_mfa_readiness(settings: Settings, store: TableStore, client: Partner
         records = client.application_mfa_adoption_status(start_date=start, end_date=now.date().isoformat())
     except Exception as exc:
         failure = exc
-        row["error"] = " ".join(str(exc).split())[:1000]
+        row["error"] = one_line(exc, 1000)
     else:
         totals: dict[str, list[Any]] = {}
         for record in records:
@@ -364,7 +337,7 @@ def mfa_readiness(settings: Settings, store: TableStore) -> dict[str, Any]:
         "application_id": app_id, "application_name": "", "mfa_compliant_requests": 0, "total_requests": 0})
     total, compliant = int(mine["total_requests"]), int(mine["mfa_compliant_requests"])
     return {
-        "checked_at": _iso(row.get("checked_at")), "read_at": _iso(row.get("read_at")),
+        "checked_at": iso(row.get("checked_at")), "read_at": iso(row.get("read_at")),
         "window_days": MFA_WINDOW_DAYS, "ready": None if not total else compliant >= total,
         "this_app": mine, "applications": apps, "error": str(row.get("error") or ""),
         "source": "GET /v1/applicationmfaadoptionstatus",

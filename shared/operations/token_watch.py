@@ -19,6 +19,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from shared.formats import one_line
 from shared.names import CHECKPOINTS_TABLE
 from shared.operations.token_status import (
     EXPIRED,
@@ -95,7 +96,7 @@ def watch_tokens(settings: Settings, store: TableStore, clients: Clients | None 
     except Exception as exc:  # release the day: the next poll tries again
         store.delete(CHECKPOINTS_TABLE, WATCH_PARTITION, row)
         log.error("token watch: the %s notice could not be sent (%s: %s); retrying on the next poll", kind,
-                  type(exc).__name__, " ".join(str(exc).split())[:300])
+                  type(exc).__name__, one_line(exc, 300))
         return {"state": status["state"], "notified": False, "reason": f"send failed: {type(exc).__name__}"}
     log.warning("token watch: %s notice sent to %d security contact(s)", kind, len(settings.security_contacts))
     return {"state": status["state"], "notified": True, "reason": subject}
@@ -116,9 +117,9 @@ def watch_after_poll(settings: Settings | None = None) -> None:
             runtime = default_runtime()  # the poll's own settings and table clients
             settings, store = runtime.settings, runtime.store
         else:
-            from shared.storage.tables import TableStore
+            from shared.factory import table_store
 
-            store = TableStore(settings)
+            store = table_store(settings)
         watch_tokens(settings, store)
     except Exception:
         log.exception("token watch failed; the poll itself is unaffected")

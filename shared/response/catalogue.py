@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from shared.errors import FraudResponderError
+
 ParamValue = bool | float | str | tuple[str, ...]
 
 ACTIONS_PACKAGE: Final = "shared.response.actions"
@@ -152,7 +154,7 @@ _lock = threading.Lock()
 _specs: dict[str, ActionSpec] = {spec.name: spec for spec in _BUILT_IN}
 
 
-class UnknownAction(LookupError):
+class UnknownAction(FraudResponderError, LookupError):
     """A name that is not in the catalogue."""
 
 

@@ -14,17 +14,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from shared.errors import FraudResponderError
+from shared.formats import is_guid
 from shared.names import CONTACTS_TABLE
 from shared.settings import Settings
 from shared.storage.tables import TableStore
 
 ROW: Final = "contacts"
 _EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
-_GUID = re.compile(r"^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$")
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class ContactsError(ValueError):
+class ContactsError(FraudResponderError, ValueError):
     """A contacts value is invalid; the message names it and shows a good one."""
 
 
@@ -55,7 +56,7 @@ def _from_entity(entity: dict[str, Any]) -> CustomerContacts:
 
 def check_tenant(tenant: str) -> str:
     value = tenant.strip().lower()
-    if not _GUID.match(value):
+    if not is_guid(value):
         raise ContactsError(f"{tenant!r} is not a customer tenant id; example: aaaaaaaa-0001-4000-8000-000000000001")
     return value
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from shared.alerts import row_key
+from shared.formats import one_line
 from shared.names import DECISIONS_TABLE
 from shared.storage.tables import TableStore
 
@@ -69,8 +70,8 @@ def record(store: TableStore, *, alert_key: str, kind: str, operator: str, reaso
     row = f"{at.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}~{uuid.uuid4().hex[:12]}"
     entity: dict[str, Any] = {
         "PartitionKey": row_key(alert_key), "RowKey": row, "alert_key": alert_key, "kind": kind,
-        "operator": operator, "at": at, "reason": " ".join(reason.split())[:1000], "action_id": action_id,
-        "action": action, "target": target[:1000], "outcome": " ".join(outcome.split())[:1000],
+        "operator": operator, "at": at, "reason": one_line(reason, 1000), "action_id": action_id,
+        "action": action, "target": target[:1000], "outcome": one_line(outcome, 1000),
     }
     if not store.insert_once(DECISIONS_TABLE, entity):  # a fresh random RowKey: a clash means a defect
         raise RuntimeError(f"decision record {row} of {alert_key} already exists")

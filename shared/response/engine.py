@@ -15,7 +15,8 @@ act: the second one leaves a held row alone and asks for a retry. A crash after 
 and before the ledger write leaves the row ``running``; once its lease has expired the next
 delivery (or an operator's approve, reject or undo) takes it over and ``verify`` sees the effect,
 so nothing is called twice. Transient errors (throttling, 5xx,
-timeouts, token trouble, storage) leave the row ``running`` with its lease released, let the other
+timeouts, token trouble, storage: ``retryable`` on the error's class, see ``shared.errors``) leave the
+row ``running`` with its lease released, let the other
 independent actions run, and raise at the end of the job so the queue redelivers it.
 
 Order: the action catalogue's (``shared.response.catalogue``: marking the alert investigating
@@ -36,6 +37,8 @@ from datetime import datetime
 from typing import Any, Final
 
 from shared.alerts import Alert, from_entity
+from shared.errors import FraudResponderError, is_retryable
+from shared.formats import one_line
 from shared.intake import sync
 from shared.logs import add_context, contextual
 from shared.names import ALERTS_TABLE
@@ -59,7 +62,6 @@ from shared.response.ledger import (
     LedgerEntry,
     NewRow,
     now_utc,
-    one_line,
 )
 from shared.response.policy import Decision, PlannedAction, get_policy
 from shared.response.registry import get_action
@@ -90,23 +92,18 @@ def _is_containment(action: str) -> bool:
     return spec is not None and spec.containment
 
 
-def retryable_errors() -> tuple[type[BaseException], ...]:
-    """Errors that a later attempt can get past: the queue retries the job for these."""
-    from shared.auth.errors import TokenHealthError
-    from shared.http import Conflict, MalformedResponse, Throttled, TransientError
-    from shared.storage.errors import StorageError
-
-    return (Throttled, TransientError, Conflict, MalformedResponse, TokenHealthError, StorageError, LedgerConflict)
-
-
 def _entry_context(entry: LedgerEntry) -> None:
     """Log lines of an operator's decision name the alert, customer and action of the row."""
     add_context(alert_id=entry.alert_id, customer=entry.customer_tenant_id, subscription=entry.subscription_id,
                 action=entry.action)
 
 
-class RetryLater(Exception):
+class RetryLater(FraudResponderError):
     """Some actions met transient errors: the job must be delivered again (the queue does it)."""
+
+    http_status = 503
+    error_code = "unavailable"
+    retryable = True
 
     def __init__(self, message: str, *, held_until: datetime | None = None,
                  result: RespondResult | None = None) -> None:
@@ -116,12 +113,18 @@ class RetryLater(Exception):
         self.result = result
 
 
-class OperatorError(Exception):
+class OperatorError(FraudResponderError):
     """An approve / reject / undo cannot be done; the message says why and what to do instead."""
+
+    http_status = 409
+    error_code = "conflict"
 
 
 class ActionNotFound(OperatorError):
-    pass
+    """No ledger row has that action id."""
+
+    http_status = 404
+    error_code = "not_found"
 
 
 class _Deferred(Exception):
@@ -293,14 +296,15 @@ class Responder:
         if spec is not None and spec.needs_investigation and investigating & run.deferred_actions:
             run.defer(planned.action, "waits for the investigation, which is being retried")
             return
-        retryable = retryable_errors()
         try:
             action = self.action(planned.action)
             targets = action.plan(ctx)
         except ActionFailed as exc:
             self._record_plan_failure(run, planned, exc)
             return
-        except retryable as exc:
+        except FraudResponderError as exc:
+            if not exc.retryable:
+                raise
             run.defer(planned.action, f"planning failed transiently: {exc}")
             return
         for target in targets:
@@ -378,7 +382,6 @@ class Responder:
 
         Raises _Deferred (row still running, lease released) for retryable errors.
         """
-        retryable = retryable_errors()
         from shared.http import MicrosoftApiError
 
         found = ""
@@ -404,14 +407,15 @@ class Responder:
         except ActionFailed as exc:
             log.error("%s on %s %s failed: %s", entry.action, entry.target.kind, entry.target.id, exc)
             return self.ledger.transition(entry, {"state": FAILED, "error": str(exc), **self.ledger.released()})
-        except retryable as exc:
-            log.warning("%s on %s %s: transient error, left for a retry: %s", entry.action, entry.target.kind,
-                        entry.target.id, exc)
-            kept = self.ledger.transition(entry, {"error": f"retrying: {exc}", **self.ledger.released()})
-            raise _Deferred(kept, exc) from None
-        except MicrosoftApiError as exc:  # refused requests the action did not translate: permanent
-            return self.ledger.transition(entry, {"state": FAILED, "error": str(exc), **self.ledger.released()})
-        except Exception as exc:  # a defect in the action: recorded for operators, never retried blindly
+        except Exception as exc:
+            if is_retryable(exc):
+                log.warning("%s on %s %s: transient error, left for a retry: %s", entry.action, entry.target.kind,
+                            entry.target.id, exc)
+                kept = self.ledger.transition(entry, {"error": f"retrying: {exc}", **self.ledger.released()})
+                raise _Deferred(kept, exc) from None
+            if isinstance(exc, MicrosoftApiError):  # refused requests the action did not translate: permanent
+                return self.ledger.transition(entry, {"state": FAILED, "error": str(exc), **self.ledger.released()})
+            # a defect in the action: recorded for operators, never retried blindly
             log.exception("%s on %s %s raised an unexpected error", entry.action, entry.target.kind, entry.target.id)
             return self.ledger.transition(entry, {"state": FAILED,
                                                   "error": f"unexpected {type(exc).__name__}: {exc}",
@@ -663,19 +667,18 @@ class Responder:
             raise OperatorError(str(exc)) from None
         ctx = self._context(alert, {**entry.params, "_version": entry.version}, actor,
                             investigation=self._investigation(alert))
-        retryable = retryable_errors()
         try:
             outcome = action.undo(ctx, entry.target, entry.data)
         except NotReversible as exc:
             self.ledger.transition(entry, {"state": previous, "error": f"not reversible: {exc}",
                                            **self.ledger.released()})
             raise OperatorError(f"action {entry.action_id} cannot be undone: {one_line(str(exc))}") from None
-        except retryable as exc:
-            self.ledger.transition(entry, {"state": previous, "error": f"undo by {operator} met a transient "
-                                                                       f"error: {exc}", **self.ledger.released()})
-            raise OperatorError(f"undo of {entry.action_id} met a transient error ({one_line(str(exc))}); "
-                                "try again later") from None
         except Exception as exc:  # ActionFailed, refused calls, defects: recorded, the operator decides
+            if is_retryable(exc):
+                self.ledger.transition(entry, {"state": previous, "error": f"undo by {operator} met a transient "
+                                                                           f"error: {exc}", **self.ledger.released()})
+                raise OperatorError(f"undo of {entry.action_id} met a transient error ({one_line(str(exc))}); "
+                                    "try again later") from None
             log.error("undo of %s (%s on %s) failed: %s", entry.action_id, entry.action, entry.target.id, exc)
             message = str(exc) if isinstance(exc, ActionFailed) else f"{type(exc).__name__}: {exc}"
             failed = self.ledger.transition(entry, {"state": UNDO_FAILED, "error": message, "undone_by": operator,

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from shared.formats import one_line
 from shared.jobs import InvalidJob, RespondJob, UnsupportedJob
 from shared.logs import add_context, contextual
 from shared.names import CHECKPOINTS_TABLE, RESPOND_QUEUE
@@ -79,10 +80,10 @@ def function_timeout_seconds() -> float:
 @functools.cache
 def responder_for(settings: Settings) -> Responder:
     """One Responder per process and settings (clients, token caches and table clients are reused)."""
+    from shared.factory import table_store
     from shared.response.engine import Responder
-    from shared.storage.tables import TableStore
 
-    return Responder(settings, TableStore(settings), lease_seconds=function_timeout_seconds())
+    return Responder(settings, table_store(settings), lease_seconds=function_timeout_seconds())
 
 
 def parse_respond_job(body: bytes) -> RespondJob:
@@ -131,15 +132,15 @@ def _resent_after_lease(runner: Responder, job: RespondJob, exc: Exception) -> b
     """A job held off by another invocation's lease: send it again, visible once the lease ends; True if sent."""
     import math
 
+    from shared.factory import queue_sender
     from shared.response.engine import RetryLater
-    from shared.storage.queues import QueueSender
 
     held_until = exc.held_until if isinstance(exc, RetryLater) else None
     if held_until is None:
         return False
     delay = max(1, min(math.ceil((held_until - datetime.now(UTC)).total_seconds()) + 1, 6 * 24 * 3600))
     try:
-        QueueSender(runner.settings).send_json(RESPOND_QUEUE, job.to_json(), visibility_timeout=delay)
+        queue_sender(runner.settings).send_json(RESPOND_QUEUE, job.to_json(), visibility_timeout=delay)
     except Exception:  # cannot re-send: the poison path records it
         log.exception("could not re-send the held job of %s v%s", job.alert_key, job.version)
         return False
@@ -165,7 +166,7 @@ def record_poison(store: TableStore, *, queue: str, body: bytes, error: BaseExce
     One row per queue and message body, so a replayed message that fails again updates its row.
     """
     row = f"{queue}~{hashlib.sha256(body).hexdigest()[:20]}"
-    first = " ".join(str(error).split())[:1000]
+    first = one_line(error, 1000)
     entity: dict[str, Any] = {
         "PartitionKey": POISON_PARTITION, "RowKey": row, "queue": queue, "at": datetime.now(UTC),
         "dequeue_count": dequeue_count, "error_type": type(error).__name__, "error": first,

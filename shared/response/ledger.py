@@ -48,6 +48,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from shared.alerts import Alert, row_key
+from shared.errors import FraudResponderError
+from shared.formats import one_line
 from shared.names import LEDGER_TABLE
 from shared.response.actions.base import Target
 from shared.storage.tables import ConcurrencyConflict, Entity, TableStore, etag_of, safe_key
@@ -70,8 +72,12 @@ _MAX_ERROR = 500
 _MAX_JSON = 30_000  # Table Storage caps a string property at 32K UTF-16 characters
 
 
-class LedgerConflict(Exception):
+class LedgerConflict(FraudResponderError):
     """The row changed under us (another worker or operator): re-read it; the message says what."""
+
+    http_status = 409
+    error_code = "conflict"
+    retryable = True
 
 
 def now_utc() -> datetime:
@@ -85,12 +91,6 @@ def action_id_for(partition: str, row: str) -> str:
 
 def ledger_keys(alert_key: str, action: str, target: Target) -> tuple[str, str]:
     return row_key(alert_key), f"{action}~{safe_key(target.kind)}~{safe_key(target.id)}"
-
-
-def one_line(text: str, limit: int = _MAX_ERROR) -> str:
-    """An error as one short line (rows and CLI output)."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _dumps(value: Any) -> str:

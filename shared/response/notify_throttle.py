@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from shared.alerts import Alert
+from shared.formats import parse_time
 from shared.names import CHECKPOINTS_TABLE
 from shared.response.notify_message import Suppressed
 from shared.storage.tables import TableStore, safe_key
@@ -73,7 +74,7 @@ class NotifyThrottle:
             if entity.get("last_target") == target_id:  # our own claim: a retry sends the same message
                 decided.append(Decision("send", _announced(entity)))
                 return None
-            last = _time(entity.get("last_sent_at"))
+            last = parse_time(entity.get("last_sent_at"))
             live = last is not None and (bool(entity.get("confirmed")) or now - last < CLAIM_TIMEOUT)
             targets = _ids(entity.get("suppressed_targets"))
             if window > timedelta(0) and live and last is not None and now - last < window:
@@ -152,7 +153,7 @@ class NotifyThrottle:
 
 
 def _announced(entity: dict[str, Any]) -> Suppressed:
-    return Suppressed(int(entity.get("announce_count") or 0), _time(entity.get("announce_since")),
+    return Suppressed(int(entity.get("announce_count") or 0), parse_time(entity.get("announce_since")),
                       _alert_ids(_ids(entity.get("announce_targets"))))
 
 
@@ -170,9 +171,3 @@ def _alert_ids(target_ids: list[str]) -> tuple[str, ...]:
     for target in target_ids:
         seen.setdefault(target.rsplit("#v", 1)[0], None)
     return tuple(seen)
-
-
-def _time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return None

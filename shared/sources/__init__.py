@@ -33,6 +33,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol, overload
 
+from shared.errors import FraudResponderError
+
 if TYPE_CHECKING:
     from shared.alerts import Alert
     from shared.intake.sync import AlertSource
@@ -45,7 +47,7 @@ OTHER: Final = "other"
 DEFAULT_THROTTLE_HOURS: Final = 1.0
 
 
-class UnknownSource(ValueError):
+class UnknownSource(FraudResponderError, ValueError):
     """A source name no entry is registered under."""
 
 

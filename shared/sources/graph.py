@@ -132,23 +132,17 @@ class GraphSource:
 def fetcher(settings: Settings, store: TableStore, providers: dict[str, Any]) -> GraphSource:
     """The Graph source with its tokens: app-only (GRAPH_APP_CLIENT_ID), and the SAM refresh token
     (shared with the Partner Center source through ``providers``) as the MFA fallback."""
-    from shared.auth import GRAPH_RESOURCE
-    from shared.auth.app_tokens import GraphAppTokenProvider
-    from shared.clients.graph import GraphClient
+    from shared import factory
     from shared.operations.token_status import record_graph_alerts_mode
 
     if NAME not in providers:
-        providers[NAME] = GraphAppTokenProvider(settings)
-    app_tokens = providers[NAME]
-    client = GraphClient.from_settings(settings, token=lambda: app_tokens.token(GRAPH_RESOURCE))
+        providers[NAME] = factory.app_tokens(settings)
+    client = factory.graph_app(settings, providers[NAME])
 
     def delegated() -> GraphClient:
-        from shared.auth.partner_tokens import PartnerTokenProvider
-
         if "partner_center" not in providers:
-            providers["partner_center"] = PartnerTokenProvider(settings)
-        tokens = providers["partner_center"]
-        return GraphClient.from_settings(settings, token=lambda: tokens.token(GRAPH_RESOURCE))
+            providers["partner_center"] = factory.partner_tokens(settings)
+        return factory.graph_delegated(settings, providers["partner_center"])
 
     def on_mode(mode: str, reason: str) -> None:
         try:

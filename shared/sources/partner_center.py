@@ -114,13 +114,11 @@ class PartnerCenterSource:
 
 def fetcher(settings: Settings, store: TableStore, providers: dict[str, Any]) -> PartnerCenterSource:
     """The source with its App+User token (the SAM refresh token, shared with Graph's MFA fallback)."""
-    from shared.auth import PARTNER_CENTER_RESOURCE
-    from shared.auth.partner_tokens import PartnerTokenProvider
-    from shared.clients.partner_center import PartnerCenterClient
+    from shared import factory
 
-    tokens = providers.setdefault(NAME, PartnerTokenProvider(settings))
-    client = PartnerCenterClient.from_settings(settings, token=lambda: tokens.token(PARTNER_CENTER_RESOURCE))
-    return PartnerCenterSource(client)
+    if NAME not in providers:
+        providers[NAME] = factory.partner_tokens(settings)
+    return PartnerCenterSource(factory.partner_center(settings, providers[NAME]))
 
 
 # --- status write-back ------------------------------------------------------------------------------

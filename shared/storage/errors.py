@@ -10,11 +10,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
+from shared.errors import FraudResponderError
+
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-class StorageError(RuntimeError):
+class StorageError(FraudResponderError, RuntimeError):
     """A storage operation failed; the message names the resource and what to do."""
+
+    http_status = 503
+    error_code = "unavailable"
+    retryable = True
 
 
 class StorageUnreachable(StorageError):

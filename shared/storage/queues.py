@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shared.errors import FraudResponderError
 from shared.settings import Settings
 from shared.storage.errors import translated_errors
 
@@ -34,7 +35,7 @@ _SERVICE = "Queue Storage"
 _QUEUE_NAME = re.compile(r"(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 
 
-class MessageTooLarge(ValueError):
+class MessageTooLarge(FraudResponderError, ValueError):
     """The encoded message exceeds 64 KiB: store the payload in a table and queue its key."""
 
 

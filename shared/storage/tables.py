@@ -82,13 +82,14 @@ class BatchWriteError(StorageError):
     """
 
     def __init__(self, message: str, *, table: str, partition_key: str, row_key: str | None,
-                 input_index: int | None, error_code: str | None, written: BatchResult) -> None:
+                 input_index: int | None, storage_code: str | None, written: BatchResult) -> None:
         super().__init__(message)
         self.table = table
         self.partition_key = partition_key
         self.row_key = row_key
         self.input_index = input_index
-        self.error_code = error_code
+        self.storage_code = storage_code
+        """The Table service's error code (``error_code`` is the admin API's, from ``shared.errors``)."""
         self.written = written
 
 
@@ -545,7 +546,7 @@ class TableStore:
             f"{done.transactions} earlier transactions were written"
         )
         return BatchWriteError(message, table=name, partition_key=partition, row_key=row_key,
-                               input_index=input_index, error_code=code, written=done)
+                               input_index=input_index, storage_code=code, written=done)
 
     def insert_once(self, table: str, entity: Mapping[str, Any]) -> bool:
         """Create the entity; False when one with its keys already exists (the claim-once primitive).

@@ -22,9 +22,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from shared.alerts import Alert
+from shared.errors import FraudResponderError
 from shared.settings import Settings
 
 if TYPE_CHECKING:
+    from shared.auth.app_tokens import GraphAppTokenProvider
+    from shared.auth.partner_tokens import PartnerTokenProvider
     from shared.auth.secrets import SecretStore
     from shared.clients.arm import ArmClient
     from shared.clients.graph import GraphClient
@@ -32,8 +35,11 @@ if TYPE_CHECKING:
     from shared.storage.tables import TableStore
 
 
-class ActionFailed(Exception):
+class ActionFailed(FraudResponderError):
     """A permanent failure: retrying the same call cannot succeed. Say what an operator can do."""
+
+    http_status = 502
+    error_code = "source_refused"
 
 
 class NotReversible(ActionFailed):
@@ -93,52 +99,48 @@ class Clients:
         return self._cache[key]
 
     @functools.cached_property
-    def partner_tokens(self) -> Any:
-        from shared.auth.partner_tokens import PartnerTokenProvider
+    def partner_tokens(self) -> PartnerTokenProvider:
+        from shared import factory
 
-        return PartnerTokenProvider(self.settings)
+        return factory.partner_tokens(self.settings)
 
     @functools.cached_property
-    def app_tokens(self) -> Any:
-        from shared.auth.app_tokens import GraphAppTokenProvider
+    def app_tokens(self) -> GraphAppTokenProvider:
+        from shared import factory
 
-        return GraphAppTokenProvider(self.settings)
+        return factory.app_tokens(self.settings)
 
     def partner_center(self) -> PartnerCenterClient:
-        from shared.auth import PARTNER_CENTER_RESOURCE
-        from shared.clients.partner_center import PartnerCenterClient
+        from shared import factory
 
-        return self._once(("pc", ""), lambda: PartnerCenterClient.from_settings(  # type: ignore[no-any-return]
-            self.settings, token=lambda: self.partner_tokens.token(PARTNER_CENTER_RESOURCE)))
+        return self._once(("pc", ""), lambda: factory.partner_center(  # type: ignore[no-any-return]
+            self.settings, self.partner_tokens))
 
     def graph_app(self) -> GraphClient:
         """Graph with the app-only token in the partner tenant (sendMail, partner security alerts)."""
-        from shared.auth import GRAPH_RESOURCE
-        from shared.clients.graph import GraphClient
+        from shared import factory
 
-        return self._once(("graph-app", ""), lambda: GraphClient.from_settings(  # type: ignore[no-any-return]
-            self.settings, token=lambda: self.app_tokens.token(GRAPH_RESOURCE)))
+        return self._once(("graph-app", ""), lambda: factory.graph_app(  # type: ignore[no-any-return]
+            self.settings, self.app_tokens))
 
     def graph_customer(self, tenant: str) -> GraphClient:
         """Graph in a customer tenant with the SAM (GDAP) token: users, applications, sessions."""
-        from shared.auth import GRAPH_RESOURCE
-        from shared.clients.graph import GraphClient
+        from shared import factory
 
-        return self._once(("graph", tenant), lambda: GraphClient.from_settings(  # type: ignore[no-any-return]
-            self.settings, token=lambda: self.partner_tokens.token(GRAPH_RESOURCE, tenant)))
+        return self._once(("graph", tenant), lambda: factory.graph_delegated(  # type: ignore[no-any-return]
+            self.settings, self.partner_tokens, tenant))
 
     def arm(self, tenant: str) -> ArmClient:
         """ARM in a customer tenant with the SAM (GDAP) token."""
-        from shared.auth import ARM_RESOURCE
-        from shared.clients.arm import ArmClient
+        from shared import factory
 
-        return self._once(("arm", tenant), lambda: ArmClient.from_settings(  # type: ignore[no-any-return]
-            self.settings, token=lambda: self.partner_tokens.token(ARM_RESOURCE, tenant)))
+        return self._once(("arm", tenant), lambda: factory.arm(  # type: ignore[no-any-return]
+            self.settings, self.partner_tokens, tenant))
 
     def secrets(self) -> SecretStore:
-        from shared.auth.secrets import SecretStore
+        from shared import factory
 
-        return self._once(("kv", ""), lambda: SecretStore(self.settings))  # type: ignore[no-any-return]
+        return self._once(("kv", ""), lambda: factory.secret_store(self.settings))  # type: ignore[no-any-return]
 
 
 @dataclass

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from shared.alerts import SEVERITIES
+from shared.errors import FraudResponderError
+from shared.formats import is_guid
 from shared.response import catalogue
 from shared.response.catalogue import ParamSpec, ParamValue
 from shared.response.policy.model import (
@@ -42,11 +44,10 @@ RULE_FIELDS: Final = ("name", "description", "match", "actions")
 TOP_LEVEL_FIELDS: Final = ("version", "rules")
 POLICY_VERSION: Final = 1
 
-_GUID = re.compile(r"^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$")
 _RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class PolicyError(ValueError):
+class PolicyError(FraudResponderError, ValueError):
     """The policy file cannot be used; ``errors`` holds one line per problem, each naming the rule."""
 
     def __init__(self, path: str, errors: Sequence[str]) -> None:
@@ -210,7 +211,7 @@ def _match(label: str, raw: Mapping[str, Any], errors: list[str]) -> Match:
     values["is_test"] = is_test
     for name in ("customers", "subscriptions"):
         ids = tuple(v.lower() for v in _text_list(label, name, raw.get(name), errors))
-        for bad in [v for v in ids if not _GUID.match(v)]:
+        for bad in [v for v in ids if not is_guid(v)]:
             errors.append(f"{label}: {name} must list tenant/subscription GUIDs; {bad!r} is not one "
                           "(example: \"aaaaaaaa-0001-4000-8000-000000000001\")")
         values[name] = ids
