@@ -171,6 +171,75 @@ def test_the_last_delivery_of_a_job_held_by_a_live_lease_is_sent_again_not_poiso
         assert _deallocations(fresh_sandbox, vm) == 1, vm
 
 
+def _crash_once_arm_accepted(monkeypatch: pytest.MonkeyPatch) -> Wrapped:
+    """stop_resources whose worker dies right after ARM accepted the deallocate (202), before the
+    long-running operation ended and before anything reached the ledger."""
+
+    def execute(ctx: ActionContext, target: Target) -> Outcome:
+        arm = ctx.clients.arm(target.tenant)  # the job's own client: the action's call goes through it
+
+        def die(*args: Any, **kwargs: Any) -> None:
+            raise Crash
+
+        monkeypatch.setattr(arm, "wait_for_operation", die)
+        return wrapped.inner.execute(ctx, target)
+
+    wrapped = Wrapped()
+    wrapped.execute = execute  # type: ignore[method-assign]
+    return wrapped
+
+
+def test_a_deallocate_accepted_before_a_crash_is_followed_on_retake_not_called_again(
+        azurite: Azurite, fresh_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    st = stage(azurite, fresh_sandbox, policy=policy(("stop_resources", "enforce", "")), tmp_path=tmp_path)
+    fresh_sandbox.services["arm"].lro_polls = 4  # type: ignore[attr-defined]  # a deallocate takes a while
+    job, body = take_job(st)
+    with pytest.raises(Crash):
+        handle_respond_message(body, responder=st.responder(actions={"stop_resources":
+                                                                     _crash_once_arm_accepted(monkeypatch)}))
+    accepted = [vm for vm in (ids.MINING_VM_1, ids.MINING_VM_2) if _deallocations(fresh_sandbox, vm)]
+    assert len(accepted) == 1, "the worker died inside its first deallocate"
+    [vm] = accepted
+    # ARM accepted it: the instance view reads deallocating from that moment, as Azure's does.
+    assert _power(fresh_sandbox, vm) == "deallocating"
+    assert _row(st.responder(), "stop_resources", vm).state == RUNNING
+
+    result = handle_respond_message(body, dequeue_count=2, responder=_later(st))
+
+    assert result is not None and not result.deferred
+    for each in (ids.MINING_VM_1, ids.MINING_VM_2):
+        assert _deallocations(fresh_sandbox, each) == 1, each  # the accepted one was followed, not sent again
+        assert _power(fresh_sandbox, each) == "deallocated"
+    row = _row(st.responder(), "stop_resources", vm)
+    assert row.state == SUCCEEDED and row.already_done and row.found_state == ""  # ours: undo may reverse it
+    assert st.job_state(job) == "handled"
+
+
+def test_a_deallocate_whose_operation_could_not_be_followed_is_not_sent_again(
+        azurite: Azurite, fresh_sandbox: Sandbox, tmp_path: Path) -> None:
+    """ARM accepted the deallocate, then every poll of its operation was dropped: the job is retried,
+    and the retry finds the VM deallocating and follows it instead of deallocating it a second time."""
+    from sandbox.faults import Fault
+
+    st = stage(azurite, fresh_sandbox, policy=policy(("stop_resources", "enforce", "")), tmp_path=tmp_path)
+    fresh_sandbox.services["arm"].lro_polls = 4  # type: ignore[attr-defined]  # a deallocate takes a while
+    job, body = take_job(st)
+    fresh_sandbox.add_fault(Fault(service="arm", kind="drop", path="/operations/", times=None))
+    with pytest.raises(RetryLater):
+        handle_respond_message(body, responder=st.responder())
+    fresh_sandbox.clear_faults()
+    assert {_power(fresh_sandbox, vm) for vm in (ids.MINING_VM_1, ids.MINING_VM_2)} == {"deallocating"}
+
+    result = handle_respond_message(body, dequeue_count=2, responder=st.responder())
+
+    assert result is not None and not result.deferred
+    for vm in (ids.MINING_VM_1, ids.MINING_VM_2):
+        assert _deallocations(fresh_sandbox, vm) == 1, vm
+        assert _power(fresh_sandbox, vm) == "deallocated"
+        assert _row(st.responder(), "stop_resources", vm).state == SUCCEEDED
+    assert st.job_state(job) == "handled"
+
+
 # --- item 6: operators retake a row left running by a crash ------------------------------------------
 
 
