@@ -17,8 +17,17 @@ from sandbox.faults import Fault
 from sandbox.testing import sandbox_settings
 from shared.auth import ARM_RESOURCE
 from shared.auth.partner_tokens import PartnerTokenProvider
-from shared.clients.arm import ArmClient, OperationFailed, OperationTimedOut
-from shared.http import BadRequest, Conflict, Forbidden, NotFound, RetryPolicy, Unauthorized, verify_from_settings
+from shared.clients.arm import ArmClient, OperationFailed, OperationTimedOut, StillInTransition
+from shared.http import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    RetryPolicy,
+    TransientError,
+    Unauthorized,
+    verify_from_settings,
+)
 from shared.settings import Settings
 
 FAST_RETRY = RetryPolicy(max_attempts=3, total_seconds=20, backoff_base=0.0)
@@ -216,6 +225,23 @@ def test_an_accepted_operation_shows_the_transitional_state_to_a_reader_until_it
         assert f"PowerState/{after}" in {status["code"] for status in view["statuses"]}
         started = http.post(f"{ids.MINING_VM_1}/start", params={"api-version": "2024-07-01"})
         assert started.status_code == 202 and arm.get_vm(ids.MINING_VM_1).power_state == "starting"
+
+
+def test_following_a_transition_that_outlasts_the_wait_is_a_retryable_error(
+        settings: Settings, partner_tokens: PartnerTokenProvider, arm_state: ArmService,
+        fresh_sandbox: Sandbox) -> None:
+    arm_state.lro_polls = 1000
+    token = partner_tokens.token(ARM_RESOURCE, ids.CUSTOMER_FABRIKAM)
+    with raw_client(fresh_sandbox, token) as http:
+        assert http.post(f"{ids.MINING_VM_1}/deallocate", params={"api-version": "2024-07-01"}).status_code == 202
+    fake = FakeTime()
+    with arm_client(settings, partner_tokens, ids.CUSTOMER_FABRIKAM, fake) as arm:
+        assert arm.wait_while(ids.MINING_VM_2, "virtualMachines", ("deallocating",)).running  # nothing under way
+        with pytest.raises(StillInTransition) as caught:
+            arm.wait_while(ids.MINING_VM_1, "virtualMachines", ("deallocating",), timeout=30)
+    assert isinstance(caught.value, TransientError)  # the job is retried, the call is not sent again
+    assert "still deallocating" in str(caught.value)
+    assert fake.sleeps[:3] == [0.25, 0.5, 1.0] and max(fake.sleeps) == 10.0 and sum(fake.sleeps) <= 30
 
 
 def test_a_failed_operation_puts_the_previous_power_state_back(fabrikam: ArmClient, arm_state: ArmService) -> None:
