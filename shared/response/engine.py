@@ -96,10 +96,12 @@ def run_order(planned: PlannedAction) -> int:
 def retryable_errors() -> tuple[type[BaseException], ...]:
     """Errors that a later attempt can get past: the queue retries the job for these."""
     from shared.auth.errors import TokenHealthError
+    from shared.auth.secrets import SecretStoreUnavailable
     from shared.http import Conflict, MalformedResponse, Throttled, TransientError
     from shared.storage.errors import StorageError
 
-    return (Throttled, TransientError, Conflict, MalformedResponse, TokenHealthError, StorageError, LedgerConflict)
+    return (Throttled, TransientError, Conflict, MalformedResponse, TokenHealthError, StorageError, LedgerConflict,
+            SecretStoreUnavailable)
 
 
 def _entry_context(entry: LedgerEntry) -> None:
