@@ -16,6 +16,8 @@ import pytest
 from devhost.azurite import Azurite
 from sandbox import ids
 from sandbox.core import Sandbox
+from shared.intake.jobs import run_sync
+from shared.intake.sync import SyncScope
 from shared.response import registry
 from shared.response.actions.base import ActionContext, Outcome, Target
 from shared.response.engine import DEFAULT_LEASE_SECONDS, OperatorError, Responder, RetryLater
@@ -238,6 +240,62 @@ def test_a_deallocate_whose_operation_could_not_be_followed_is_not_sent_again(
         assert _power(fresh_sandbox, vm) == "deallocated"
         assert _row(st.responder(), "stop_resources", vm).state == SUCCEEDED
     assert st.job_state(job) == "handled"
+
+
+class CrashAfterExecute:
+    """Any real action whose worker dies right after its external call returned (nothing recorded)."""
+
+    reversible: ClassVar[bool] = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.inner = registry.get_action(name)
+
+    def plan(self, ctx: ActionContext) -> list[Target]:
+        return self.inner.plan(ctx)
+
+    def verify(self, ctx: ActionContext, target: Target) -> bool:
+        return self.inner.verify(ctx, target)
+
+    def execute(self, ctx: ActionContext, target: Target) -> Outcome:
+        self.inner.execute(ctx, target)
+        raise Crash
+
+    def undo(self, ctx: ActionContext, target: Target, recorded: dict[str, Any]) -> Outcome:
+        return self.inner.undo(ctx, target, recorded)
+
+
+def test_a_row_left_running_by_a_superseded_version_is_closed_by_the_next_versions_job(
+        azurite: Azurite, fresh_sandbox: Sandbox, tmp_path: Path) -> None:
+    """Version 1's job dies inside update_status; the alert changes (version 2) before it comes back,
+    so version 1's job never runs again. Version 2's job closes version 1's row: none stays running."""
+    st = stage(azurite, fresh_sandbox, tmp_path=tmp_path, policy=policy(
+        ("update_status", "enforce", 'status = "investigating"'), ("stop_resources", "enforce", "")))
+    _job, body = take_job(st)
+    with pytest.raises(Crash):
+        handle_respond_message(body, responder=st.responder(
+            actions={"update_status": CrashAfterExecute("update_status")}))
+    [orphan] = [r for r in st.responder().list_actions(alert=MINING_KEY) if r.state == RUNNING]
+    assert orphan.action == "update_status" and orphan.version == 1
+    _event(fresh_sandbox)["hitCount"] = str(2 * int(_event(fresh_sandbox)["hitCount"]))  # a new version
+    assert run_sync(st.runtime, SyncScope(), trigger="test", sources=("partner_center",)).ok
+    job2, body2 = take_job(st)
+    assert job2["version"] == 2
+
+    # Version 1's worker may still live: version 2 waits for its lease like for any held row.
+    with pytest.raises(RetryLater, match="held by"):
+        handle_respond_message(body2, responder=st.responder())
+    result = handle_respond_message(body2, dequeue_count=2, responder=_later(st))
+
+    assert result is not None and not result.deferred
+    rows = st.responder().list_actions(alert=MINING_KEY)
+    assert [r for r in rows if r.state == RUNNING] == []
+    closed = next(r for r in rows if r.action_id == orphan.action_id)
+    # Version 1's call went through before the crash: its effect is found and put on record.
+    assert closed.state == SUCCEEDED and closed.already_done, closed
+    assert st.job_state(job2) == "handled"
+    for vm in (ids.MINING_VM_1, ids.MINING_VM_2):
+        assert _deallocations(fresh_sandbox, vm) == 1, vm
 
 
 # --- item 6: operators retake a row left running by a crash ------------------------------------------
