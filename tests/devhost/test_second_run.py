@@ -111,9 +111,8 @@ def test_a_second_run_from_the_same_checkout_is_refused_before_touching_anything
 
         assert fingerprint(first.state_dir) == before  # same CA, same CLI settings, same lock
         health_after = httpx.get(f"http://127.0.0.1:{first.http_port}/api/health", timeout=60).json()
-        assert health_after["parts"]["key_vault"] == {**health_before["parts"]["key_vault"],
-                                                      "elapsed_ms": health_after["parts"]["key_vault"]["elapsed_ms"]}
-        assert health_after["parts"]["key_vault"]["ok"] is True
+        # Anonymous health says only up or down (issue 10 item 12); the first stack is still up.
+        assert health_before == health_after == {"status": "ok"}
     # once the first stack is stopped the state directory is free again
     assert not listening(first.http_port)
 
