@@ -24,7 +24,6 @@ import json
 import os
 import random
 import re
-import secrets
 import tempfile
 import time
 import uuid
@@ -38,6 +37,7 @@ from typing import Any, TextIO
 from chaos.faults import describe, random_fault
 from chaos.host import HostProcess
 from chaos.secrets import Leak, issued_secrets, scan
+from devhost.keys import FunctionKeys
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SCENARIO = REPO_ROOT / "sandbox" / "scenarios" / "default.json"
@@ -163,6 +163,8 @@ class CampaignReport:
     faults: Counter[str] = field(default_factory=Counter)
     webhooks_raised: int = 0
     webhooks_delivered: int = 0
+    webhooks_refused: int = 0
+    """Delivery attempts the receiver answered 401 or 403: the registered key did not open it."""
     served: int = 0
     stored: int = 0
     missing: list[str] = field(default_factory=list)
@@ -178,6 +180,9 @@ class CampaignReport:
 
     def failures(self) -> list[str]:
         problems = []
+        if self.webhooks_refused:
+            problems.append(f"{self.webhooks_refused} webhook delivery attempt(s) refused with 401/403: the key in "
+                            "Partner Center's registration does not open the receiver")
         if self.missing:
             problems.append(f"{len(self.missing)} served alert(s) not stored: {', '.join(self.missing[:5])}")
         for target in self.expected_targets:
@@ -205,7 +210,8 @@ class CampaignReport:
             "Fault campaign figures",
             f"  host kills (SIGKILL)          {self.kills}  (host started {self.host_starts} times)",
             f"  faults injected               {sum(self.faults.values())}: {faults}",
-            f"  signed webhooks               {self.webhooks_raised} raised, {self.webhooks_delivered} acknowledged",
+            f"  signed webhooks               {self.webhooks_raised} raised, {self.webhooks_delivered} acknowledged, "
+            f"{self.webhooks_refused} attempts refused (401/403)",
             f"  alerts stored / served        {self.stored} / {self.served}  (missing {len(self.missing)})",
             "  successful destructive calls per target (must be 1):",
         ]
@@ -312,7 +318,10 @@ class Campaign:
         self.streamed: list[str] = []
         self.stream_vms: list[str] = []
         self.pending: list[str] = []
-        self.webhook_key = secrets.token_urlsafe(32)
+        self.keys = FunctionKeys()
+        """The host's function keys: handed to each host process in a key file, never on its command line."""
+        self.webhook_key = self.keys.function_key("receive_webhook")
+        """The receiver's own key, as Partner Center's registration carries it (``?code=``)."""
 
     def say(self, text: str) -> None:
         if self.out is not None:
@@ -375,7 +384,9 @@ class Campaign:
         with pc.lock:
             pc.registration = Registration(
                 f"http://127.0.0.1:{port}/api/webhooks/partner-center?code={self.webhook_key}", [FRAUD_EVENT])
-        host = HostProcess(env, port=port, lease_seconds=options.lease_seconds, log_path=work / "host.log")
+        keys_path = self.keys.save(work / "function-keys.json")  # owner-only; every incarnation loads it
+        host = HostProcess(env, port=port, lease_seconds=options.lease_seconds, log_path=work / "host.log",
+                           keys_path=keys_path)
         stack.callback(host.stop)
         self.say(f"chaos: seed {options.seed}, {options.kills} kills, bound {options.max_seconds:.0f}s; "
                  f"host on 127.0.0.1:{port}")
@@ -538,6 +549,7 @@ class Campaign:
 
         report = self.report
         report.webhooks_delivered = sum(1 for d in self._deliveries if d.state == "completed")
+        report.webhooks_refused = sum(1 for d in self._deliveries for a in list(d.attempts) if a.status in (401, 403))
         served, stored = served_alert_keys(self.sandbox, sources=self.settings.alert_sources), self._stored_keys()
         report.served, report.stored = len(served), len(served & stored)
         report.missing = sorted(served - stored)
@@ -553,7 +565,9 @@ class Campaign:
                 report.poison[poison_queue(name)] = int(client.get_queue_properties().approximate_message_count or 0)
             except Exception:  # no poison queue: nothing was poisoned
                 report.poison[poison_queue(name)] = 0
-        found = issued_secrets(self.sandbox, extra=[(self.webhook_key, "webhook function key")])
+        keys = [(self.webhook_key, "webhook function key"), (self.keys.master, "master key"),
+                *((value, "host key") for value in self.keys.host.values())]
+        found = issued_secrets(self.sandbox, extra=keys)
         logs = sorted(p for p in work.glob("*.log") if p.is_file())
         report.secrets_checked = len(found)
         report.log_bytes = sum(p.stat().st_size for p in logs)

@@ -7,6 +7,10 @@ certificate URLs, odd methods, and header abuse (two Content-Lengths, negative o
 lengths, bad chunk sizes, very long or very many headers). Some requests carry a valid
 signature (from the sandbox's signing certificate), some a valid signature over other bytes.
 
+The dev host checks function keys as the Functions host does, so requests present the receiver's
+own key (``x-functions-key``, or ``?code=`` as Partner Center's registered URL does); a share
+presents none, a wrong one or another function's key, and those must be answered 401.
+
 Every request must get an HTTP answer below 500: a dropped connection, a timeout or a 5xx is a
 failure, and the run names the kinds of input that caused them. The run is bounded by a
 request count and a time limit, and only ever talks to 127.0.0.1.
@@ -107,6 +111,10 @@ class Target:
     cert_url: str
     sign: Callable[[bytes], str]
     max_body: int
+    key: str = ""
+    """The receiver's function key (sent as ``x-functions-key`` unless a case says otherwise)."""
+    other_key: str = ""
+    """A key of another function, which must not open the receiver."""
 
 
 # -- building requests ---------------------------------------------------------------------------
@@ -132,9 +140,14 @@ def _request(method: str, headers: list[tuple[str, str]], body: bytes, *, target
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace") + body
 
 
+def _key_header(t: Target) -> list[tuple[str, str]]:
+    return [("x-functions-key", t.key)] if t.key else []
+
+
 def _signed_headers(t: Target, body: bytes, *, signature: str | None = None,
                     content_type: str = "application/json; charset=utf-8") -> list[tuple[str, str]]:
-    return [("Content-Type", content_type), ("Authorization", f"Signature {signature or t.sign(body)}"),
+    return [*_key_header(t), ("Content-Type", content_type),
+            ("Authorization", f"Signature {signature or t.sign(body)}"),
             ("X-MS-Certificate-Url", t.cert_url), ("X-MS-Signature-Algorithm", "rsa-sha256")]
 
 
@@ -192,7 +205,7 @@ def _case_hostile_json_signed(rng: random.Random, t: Target) -> tuple[str, bytes
 
 def _case_hostile_json_unsigned(rng: random.Random, t: Target) -> tuple[str, bytes]:
     what, body = _hostile_json(rng)
-    headers = [("Content-Type", "application/json")]
+    headers = [*_key_header(t), ("Content-Type", "application/json")]
     if rng.random() < 0.5:
         headers += [("Authorization", "Signature " + base64.b64encode(rng.randbytes(256)).decode()),
                     ("X-MS-Certificate-Url", t.cert_url), ("X-MS-Signature-Algorithm", "rsa-sha256")]
@@ -341,10 +354,30 @@ def _case_headers(rng: random.Random, t: Target) -> tuple[str, bytes]:
         b"\r\nX-MS-Signature-Algorithm: rsa-sha256", b"\r\nX-MS-Signature-Algorithm: rsa-\r\n sha256")
 
 
+def _case_function_key(rng: random.Random, t: Target) -> tuple[str, bytes]:
+    """A valid signed event with the function key missing, wrong, another function's, or in ``?code=``."""
+    body = json.dumps(_event(rng)).encode()
+    headers = [h for h in _signed_headers(t, body) if h[0] != "x-functions-key"]
+    variant = rng.randrange(6)
+    if variant == 0:
+        return "function key: none", _request("POST", headers, body)
+    if variant == 1:
+        wrong = rng.choice((t.key[:-1], t.key + "x", t.key.upper(), "x" * len(t.key), " ", "\u00e9"))
+        return "function key: wrong", _request("POST", [("x-functions-key", wrong), *headers], body)
+    if variant == 2:
+        return "function key: another function's", _request("POST", [("x-functions-key", t.other_key), *headers],
+                                                             body)
+    if variant == 3:
+        return "function key: wrong ?code=", _request("POST", headers, body, target=f"{PATH}?code=not-{t.key}")
+    if variant == 4:
+        return "function key: empty header", _request("POST", [("x-functions-key", ""), *headers], body)
+    return "function key: the receiver's in ?code=", _request("POST", headers, body, target=f"{PATH}?code={t.key}")
+
+
 CASES: tuple[tuple[Callable[[random.Random, Target], tuple[str, bytes]], int], ...] = (
     (_case_valid, 3), (_case_hostile_json_signed, 12), (_case_hostile_json_unsigned, 8), (_case_tampered, 6),
     (_case_signature_headers, 12), (_case_cert_url, 10), (_case_content_type, 8), (_case_huge, 3),
-    (_case_method, 8), (_case_headers, 14),
+    (_case_method, 8), (_case_headers, 14), (_case_function_key, 6),
 )
 
 
@@ -417,6 +450,7 @@ def run_fuzz(options: FuzzOptions, *, out: TextIO | None = None) -> FuzzResult:
 
     from devhost.azurite import start_azurite
     from devhost.host import DevHost
+    from devhost.keys import FunctionKeys
     from sandbox.core import start_sandbox
     from sandbox.webhooks import CERT_FILE_NAME, webhook_signer
     from shared.settings import load_settings
@@ -438,10 +472,12 @@ def run_fuzz(options: FuzzOptions, *, out: TextIO | None = None) -> FuzzResult:
         signer = webhook_signer(sandbox)
         target = Target(port=0, cert_url=f"{sandbox.url('cert_host')}/cert/{CERT_FILE_NAME}", sign=signer.sign,
                         max_body=settings.webhook_max_body_bytes)
-        host = DevHost(environ=env, http_port=0, functions=["receive_webhook"])
+        keys = FunctionKeys()
+        host = DevHost(environ=env, http_port=0, functions=["receive_webhook"], keys=keys)
         stack.enter_context(host)
         port = int(host.base_url.rsplit(":", 1)[1])
-        target = Target(port, target.cert_url, target.sign, target.max_body)
+        target = Target(port, target.cert_url, target.sign, target.max_body, key=keys.function_key("receive_webhook"),
+                        other_key=keys.function_key("health"))
         if out is not None:
             out.write(f"fuzz: {options.requests} requests, seed {options.seed}, at most {options.max_seconds:.0f}s, "
                       f"to 127.0.0.1:{port}{PATH}\n")

@@ -1,7 +1,9 @@
 """``python -m chaos.host``: the dev host as a process of its own, so a campaign can SIGKILL it.
 
 Reads the app's settings from the environment (as the Functions host does), serves on
-``--port`` and prints ``READY <base url>`` on stdout once every trigger listens. It stops on
+``--port`` and prints ``READY <base url>`` on stdout once every trigger listens. HTTP functions
+are opened by the function keys in ``--keys`` (a key file the campaign wrote, owner-only, as
+``FunctionKeys.save`` writes it): the keys never travel on a command line or through a log. It stops on
 SIGTERM/SIGINT; a campaign ends it with SIGKILL instead, in the middle of whatever it was doing.
 """
 
@@ -28,9 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True, help="HTTP port on 127.0.0.1")
     parser.add_argument("--lease-seconds", type=float, default=600.0,
                         help="how long a fetched queue message stays invisible while it runs (default 600)")
+    parser.add_argument("--keys", type=Path, default=None,
+                        help="function key file (FunctionKeys.save); default: random keys nobody else knows")
     args = parser.parse_args(argv)
 
     from devhost.host import DevHost
+    from devhost.keys import FunctionKeys
     from shared.logs import configure_logging
 
     configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper(), stream=sys.stderr)
@@ -41,7 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with DevHost(http_port=args.port, message_lease_seconds=args.lease_seconds) as host:
+    keys = FunctionKeys.load(args.keys) if args.keys is not None else None
+    with DevHost(http_port=args.port, message_lease_seconds=args.lease_seconds, keys=keys) as host:
         sys.stdout.write(f"{READY} {host.base_url}\n")
         sys.stdout.flush()
         stop.wait()
@@ -55,20 +61,23 @@ class HostProcess:
     Output (stdout and stderr) is appended to ``log_path``: the campaign scans it for secrets.
     """
 
-    def __init__(self, env: dict[str, str], *, port: int, lease_seconds: float, log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], *, port: int, lease_seconds: float, log_path: Path,
+                 keys_path: Path | None = None) -> None:
         self.env = env
         self.port = port
         self.lease_seconds = lease_seconds
         self.log_path = log_path
+        self.keys_path = keys_path
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 90.0) -> None:
         """Start the host and wait for its READY line (the previous incarnation must be gone)."""
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
+            keys = ["--keys", str(self.keys_path)] if self.keys_path is not None else []
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "chaos.host", "--port", str(self.port), "--lease-seconds",
-                 str(self.lease_seconds)],
+                 str(self.lease_seconds), *keys],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env, cwd=REPO_ROOT,
                 start_new_session=True,
             )

@@ -15,9 +15,15 @@ customer's subscription, as admin-on-behalf-of gives it) the answer is 403 ``Aut
   resourceProvider|correlationId|caller|status eq '…']`` and paged with ``nextLink``.
 - VMs and scale sets: GET (``$expand=instanceView`` for VMs, ``/instanceView`` for both) and the
   long-running POST actions ``deallocate``, ``powerOff``, ``start`` (and ``restart`` for VMs):
-  202 with ``Azure-AsyncOperation``, ``Location`` and ``Retry-After``; the operation answers
-  ``InProgress`` for ``lro.polls`` polls and then ``Succeeded``, and only then does the power
-  state change.
+  202 with ``Azure-AsyncOperation``, ``Location`` and ``Retry-After``. From the moment it is
+  accepted the instance view shows the documented transitional power state
+  (``PowerState/deallocating``, ``stopping`` or ``starting``), as Azure's does, so a caller that
+  lost the operation (its worker died after the 202) can still see that it is under way. The
+  operation answers ``InProgress`` for ``lro.polls`` looks and then ``Succeeded`` with the final
+  state (``Failed`` puts the previous state back). A look is a poll of its status URL or a read of
+  the resource it acts on: at Azure the operation ends on its own; here time passes when someone
+  looks, which keeps tests deterministic and lets a reader that only watches the power state
+  see the end.
 - ``POST /subscriptions/{s}/providers/Microsoft.Subscription/cancel`` (and ``enable``): 200
   ``{"subscriptionId"}``; a cancelled subscription is read-only (409 ``ReadOnlyDisabledSubscription``).
 
@@ -58,8 +64,10 @@ _DISPLAY = {
     "running": "VM running", "deallocated": "VM deallocated", "stopped": "VM stopped",
     "starting": "VM starting", "stopping": "VM stopping", "deallocating": "VM deallocating",
 }
-# The power state each action leaves a VM or scale set in.
+# The power state each action leaves a VM or scale set in, and the one shown while it runs.
 _RESULT_STATE = {"deallocate": "deallocated", "poweroff": "stopped", "start": "running", "restart": "running"}
+_TRANSITIONAL_STATE = {"deallocate": "deallocating", "poweroff": "stopping", "start": "starting",
+                       "restart": "starting"}
 _OPERATION_NAMES = {
     "Microsoft.Compute/virtualMachines/write": "Create or Update Virtual Machine",
     "Microsoft.Compute/virtualMachines/delete": "Delete Virtual Machine",
@@ -176,6 +184,7 @@ class _Operation:
     api_version: str
     started: dt.datetime
     polls_before_done: int
+    previous_power_state: str = ""
     polls: int = 0
     status: str = "InProgress"
     ended: dt.datetime | None = None
@@ -683,6 +692,7 @@ class ArmService(Service):
                             "'$expand' is not allowed. Allowed values are 'instanceView'.")
         with self.lock:
             resource = self._resource(request)
+            self._observe(resource)
             if expand and resource.kind != "virtualMachines":
                 raise HttpError(400, "InvalidParameter", "Scale sets have no $expand; GET .../instanceView instead.")
             body = self._view(resource, bool(expand))
@@ -692,6 +702,7 @@ class ArmService(Service):
     def get_instance_view(self, request: Request) -> Response:
         with self.lock:
             resource = self._resource(request)
+            self._observe(resource)
             body = (self._vm_instance_view(resource) if resource.kind == "virtualMachines"
                     else self._scale_set_instance_view(resource))
         return self._ok(200, body, request)
@@ -708,10 +719,12 @@ class ArmService(Service):
             operation = _Operation(
                 id=str(uuid.uuid4()), subscription=resource.subscription, location=resource.location,
                 action=action, target=resource, api_version=api_version, started=_now(),
-                polls_before_done=self.lro_polls, failure=self._fail_next.pop(0) if self._fail_next else None,
+                polls_before_done=self.lro_polls, previous_power_state=resource.power_state,
+                failure=self._fail_next.pop(0) if self._fail_next else None,
             )
             self._operations[operation.id] = operation
             resource.provisioning_state = "Updating"
+            resource.power_state = _TRANSITIONAL_STATE[action]
         return Response(202, b"", {**self._ids(request), **self._lro_headers(operation)})
 
     def _lro_headers(self, operation: _Operation) -> dict[str, str]:
@@ -749,8 +762,14 @@ class ArmService(Service):
             headers = {"Retry-After": str(self.lro_retry_after)} if operation.status == "InProgress" else {}
         return self._ok(200, body, request, headers)
 
+    def _observe(self, resource: _Resource) -> None:
+        """A read of ``resource`` counts as a look at each operation still running on it."""
+        for operation in self._operations.values():
+            if operation.target is resource and operation.status == "InProgress":
+                self._advance(operation)
+
     def _advance(self, operation: _Operation) -> None:
-        """Count a poll; complete the operation (and change the power state) once enough polls came."""
+        """Count a look; complete the operation (and set the final power state) once enough looks came."""
         if operation.status != "InProgress":
             return
         if operation.polls < operation.polls_before_done:
@@ -760,6 +779,7 @@ class ArmService(Service):
         operation.target.provisioning_state = "Succeeded"
         if operation.failure is not None:
             operation.status = "Failed"
+            operation.target.power_state = operation.previous_power_state
             return
         operation.status = "Succeeded"
         operation.target.power_state = _RESULT_STATE[operation.action]

@@ -21,10 +21,12 @@ The tree (status, code, retryable)::
     │   ├── MalformedResponse                 502 source_refused   retryable
     │   ├── Throttled                         503 unavailable      retryable  (retry_after from the answer)
     │   ├── TransientError                    503 unavailable      retryable
+    │   │   └── StillInTransition             503 unavailable      retryable  (shared.clients.arm)
     │   └── OperationFailed, OperationTimedOut                               (shared.clients.arm)
     ├── TokenHealthError                      503 unavailable      retryable  (shared.auth.errors)
     │   └── RefreshTokenExpired, MfaRequired, ConsentRequired, ClientSecretInvalid
     ├── SecretStoreError                      500 internal_error         (shared.auth.secrets)
+    │   └── SecretStoreUnavailable            503 unavailable      retryable
     ├── TokenInvalid 401 unauthorized, TokenForbidden 403 forbidden,
     │   KeysUnavailable 503 unavailable retryable                        (shared.auth.operator_tokens)
     ├── StorageError                          503 unavailable      retryable  (shared.storage.errors)

@@ -4,6 +4,10 @@
 CURL_CA_BUNDLE from the environment override a session-wide ``verify`` (so MSAL's own
 ``verify=`` argument is silently ignored on machines that set them), which would make
 TRUSTED_CA_BUNDLE a no-op.
+
+MSAL lets the HTTP client's exceptions through as they are. A connection Entra dropped or a
+timeout is raised as ``shared.http.TransientError`` instead, so the caller (a queue job) retries
+it rather than recording a defect; a TLS trust failure stays as it is (a configuration to fix).
 """
 
 from __future__ import annotations
@@ -22,9 +26,24 @@ def http_client(settings: Settings) -> Any:
     import requests
 
     session = requests.Session()
-    session.request = functools.partial(  # type: ignore[method-assign]
-        session.request, verify=settings.tls_verify(), timeout=TIMEOUT_SECONDS
-    )
+    send = functools.partial(session.request, verify=settings.tls_verify(), timeout=TIMEOUT_SECONDS)
+
+    def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        kwargs.pop("verify", None)  # always ours
+        try:
+            return send(method, url, *args, **kwargs)
+        except requests.exceptions.SSLError:
+            raise
+        except requests.RequestException as exc:  # dropped, reset, refused, timed out
+            from urllib.parse import urlsplit
+
+            from shared.http import TransientError
+
+            raise TransientError(f"the connection to the sign-in authority failed ({type(exc).__name__})",
+                                 service="Microsoft Entra ID", method=method.upper(),
+                                 path=urlsplit(url).path) from None
+
+    session.request = request  # type: ignore[method-assign,assignment]
     return session
 
 

@@ -35,6 +35,14 @@ class SecretStoreUnreachable(SecretStoreError):
     """No answer: the vault or the sign-in authority is not listening, or its TLS certificate is not trusted."""
 
 
+class SecretStoreUnavailable(SecretStoreError):
+    """Transient: the vault throttled (429) or failed (5xx), or a connection was dropped; a retry can pass."""
+
+    http_status = 503
+    error_code = "unavailable"
+    retryable = True
+
+
 def _transport_cause(exc: BaseException) -> tuple[str, str] | None:
     """("tls" | "connect", detail) when ``exc`` (or what it wraps) is a TLS trust or connection failure.
 
@@ -57,6 +65,10 @@ def _transport_cause(exc: BaseException) -> tuple[str, str] | None:
         if isinstance(current, ConnectionRefusedError) or "Connection refused" in text \
                 or "Failed to establish a new connection" in text:
             return "connect", "connection refused"
+        if isinstance(current, (ConnectionResetError, ConnectionAbortedError, TimeoutError)) or any(
+                sign in text for sign in ("Connection aborted", "Remote end closed", "Connection reset",
+                                          "Server disconnected", "timed out")):
+            return "dropped", "the connection was dropped or timed out"
         pending += [current.__cause__, current.__context__, getattr(current, "inner_exception", None)]
     return None
 
@@ -130,6 +142,9 @@ class SecretStore:
         if cause is not None:
             where = (f"the sign-in authority {self._settings.entra_authority_host} (ENTRA_AUTHORITY_HOST)"
                      if isinstance(exc, ClientAuthenticationError) else f"the vault {self.vault_url}")
+            if cause[0] == "dropped":
+                return SecretStoreUnavailable(f"cannot {action} secret {name}: {where} dropped the connection "
+                                              f"({cause[1]}); retried later")
             if cause[0] == "tls":
                 return SecretStoreUnreachable(
                     f"cannot {action} secret {name}: the TLS certificate of {where} is not trusted ({cause[1]}); "
@@ -154,6 +169,9 @@ class SecretStore:
                 "AZURE_TENANT_ID / AZURE_CLIENT_SECRET locally)"
             )
         status = getattr(exc, "status_code", None)
+        if isinstance(status, int) and (status == 429 or status >= 500):
+            return SecretStoreUnavailable(f"cannot {action} secret {name} in vault {self.vault_url}: HTTP {status} "
+                                          "(throttled or failing); retried later")
         return SecretStoreError(
             f"cannot {action} secret {name} in vault {self.vault_url} (HTTP {status or 'no response'}, "
             f"{type(exc).__name__}): check that the vault URL is right and reachable"

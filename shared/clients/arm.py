@@ -8,6 +8,10 @@ Power actions (deallocate, powerOff, start) are long-running operations: the cli
 ends or the time bound runs out, and returns the resource's power state read afterwards.
 :class:`OperationTimedOut` carries the status URL so a later job can pick the operation up.
 Polling URLs are followed only on the client's own host, so a token never leaves for elsewhere.
+
+An accepted operation shows in the instance view at once as a transitional power state
+(``deallocating``, ``stopping``, ``starting``). A caller that lost the operation (its worker died
+after the 202) follows it with :meth:`ArmClient.wait_while` instead of calling again.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import datetime as dt
 import re
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -30,6 +34,7 @@ from shared.http import (
     MicrosoftClient,
     RetryPolicy,
     ServiceClient,
+    TransientError,
     parse_retry_after,
     verify_from_settings,
 )
@@ -47,6 +52,11 @@ RESOURCES_API_VERSION = "2022-12-01"
 DEFAULT_LRO_TIMEOUT = 600.0
 DEFAULT_POLL_INTERVAL = 10.0
 """Seconds between polls when the service sends no Retry-After."""
+DEFAULT_TRANSITION_WAIT = 300.0
+"""How long :meth:`ArmClient.wait_while` follows a transitional power state: half the function timeout,
+so the job can still record what it found."""
+FIRST_TRANSITION_DELAY = 0.25
+"""The first pause between reads of a resource in transition; it doubles up to ``poll_interval``."""
 
 _NAME = r"[^/?#\s]+"
 _COMPUTE_ID = re.compile(
@@ -72,6 +82,12 @@ class OperationTimedOut(MicrosoftApiError):
     def __init__(self, message: str, *, operation_url: str, **kwargs: Any) -> None:
         self.operation_url = operation_url
         super().__init__(message, **kwargs)
+
+
+class StillInTransition(TransientError):
+    """The resource was still in a transitional power state when the wait ran out (retryable)."""
+
+    hint = "an operation on the resource is still under way at Azure: it is followed again on the next attempt"
 
 
 def _value(item: Any) -> str:
@@ -345,6 +361,28 @@ class ArmClient(ServiceClient):
 
     def start_vmss(self, resource_id: str, *, timeout: float = DEFAULT_LRO_TIMEOUT) -> PowerState:
         return self._power_action("virtualMachineScaleSets", resource_id, "start", {}, timeout)
+
+    def wait_while(self, resource_id: str, kind: ResourceKind, states: Collection[str], *,
+                   timeout: float = DEFAULT_TRANSITION_WAIT) -> PowerState:
+        """Read the resource until its power state is none of ``states`` and return that state.
+
+        For following an operation someone started (or an attempt that died after ARM's 202) without
+        its status URL. Raises StillInTransition when it is still in ``states`` after ``timeout``.
+        """
+        read = self.get_vm if kind == "virtualMachines" else self.get_vmss
+        state = read(resource_id)
+        deadline = self._clock() + timeout
+        delay = FIRST_TRANSITION_DELAY
+        while state.power_state in states:
+            pause = min(delay, self.poll_interval)
+            if self._clock() + pause > deadline:
+                raise StillInTransition(f"{state.name or resource_id} is still {state.power_state} after "
+                                        f"{timeout:g} s", status=200, service=self.http.service, method="GET",
+                                        path=_compute_id(resource_id, kind))
+            self._sleep(pause)
+            delay *= 2
+            state = read(resource_id)
+        return state
 
     def _power_action(self, kind: ResourceKind, resource_id: str, action: str, params: dict[str, str],
                       timeout: float) -> PowerState:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from shared import sources as source_registry
@@ -86,6 +87,19 @@ class SyncRun:
                 "token_errors": self.token_errors, "errors": self.errors}
 
 
+def redelivery_window() -> timedelta:
+    """How long a respond job stays pending before the sync sends it again: one function timeout.
+
+    After that no invocation can still be working on it, so the job was lost (a failed put after the
+    commit) or poisoned by crashes alone (the host moves a message whose deliveries all died to the
+    poison queue without running it). host.json's functionTimeout (10 minutes), or the app setting
+    that overrides it, as the responder's row lease uses.
+    """
+    from shared.response.jobs import function_timeout_seconds
+
+    return timedelta(seconds=function_timeout_seconds())
+
+
 @contextual(job="sync")
 def run_sync(runtime: IntakeRuntime, scope: SyncScope, *, trigger: str,
              sources: tuple[str, ...] | None = None) -> SyncRun:
@@ -93,7 +107,8 @@ def run_sync(runtime: IntakeRuntime, scope: SyncScope, *, trigger: str,
     from shared.http import PartnerCenterMfaRequired
 
     run = SyncRun()
-    sync = AlertSync(table=runtime.store.table_client(ALERTS_TABLE), queue=runtime.queue, respond_queue=RESPOND_QUEUE)
+    sync = AlertSync(table=runtime.store.table_client(ALERTS_TABLE), queue=runtime.queue, respond_queue=RESPOND_QUEUE,
+                     redeliver_after=redelivery_window())
     for name in sources or runtime.settings.alert_sources:
         principal = source_registry.credential(name)
         error = ""

@@ -15,7 +15,9 @@ Guarantees (at-least-once in, exactly-once out):
 * The respond job is enqueued after the transaction commits. The respond side marks the row
   *handled* (or *poisoned*) when it is done with that version. A crash, or a failed put, between
   commit and enqueue leaves the row *pending*; a later sync re-sends pending jobs queued longer
-  ago than ``REDELIVER_AFTER``. So no alert version is lost, and a second job for one version is
+  ago than ``REDELIVER_AFTER`` (one function timeout: the intake runner passes the host's, so a
+  job whose every delivery died with its worker, and went to the poison queue without running,
+  is re-sent too). So no alert version is lost, and a second job for one version is
   sent only when the first has waited that long unhandled (a long backlog); the respond side's
   ledger makes even that second job a no-op.
 * A sync with nothing changed writes nothing and enqueues nothing (rows carry a fingerprint of
@@ -228,8 +230,10 @@ class AlertSync:
         respond_queue: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         enqueue_workers: int = 4,
+        redeliver_after: timedelta = REDELIVER_AFTER,
     ) -> None:
         self._table = table
+        self._redeliver_after = redeliver_after
         self._queue = queue
         self._respond_queue = respond_queue
         self._clock = clock
@@ -256,7 +260,7 @@ class AlertSync:
             params = {"sub": scope.subscription_id.lower()}
         pages = self._table.query_entities(query, parameters=params, select=list(INDEX_COLUMNS),
                                            results_per_page=1000).by_page()
-        cutoff = self._clock() - REDELIVER_AFTER
+        cutoff = self._clock() - self._redeliver_after
         for page in pages:
             result.queries += 1
             for e in page:

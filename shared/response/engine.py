@@ -14,7 +14,10 @@ a lease of its own (a unique owner token per run), so two live copies of the sam
 act: the second one leaves a held row alone and asks for a retry. A crash after the external call
 and before the ledger write leaves the row ``running``; once its lease has expired the next
 delivery (or an operator's approve, reject or undo) takes it over and ``verify`` sees the effect,
-so nothing is called twice. Transient errors (throttling, 5xx,
+so nothing is called twice. A row whose job never comes back (superseded by a newer alert version,
+or poisoned by repeated crashes) is closed by the next version's job once that job has run
+everything it plans: verified like a retake, then succeeded or expired (see ``_close_superseded``).
+Transient errors (throttling, 5xx,
 timeouts, token trouble, storage: ``retryable`` on the error's class, see ``shared.errors``) leave the
 row ``running`` with its lease released, let the other
 independent actions run, and raise at the end of the job so the queue redelivers it.
@@ -256,6 +259,8 @@ class Responder:
         for planned in ordered:
             if catalogue.is_reporting(planned.action):
                 self._run_action(run, planned, summary=self.summary(alert, decision, run.result.deferred))
+        if not result.deferred:
+            self._close_superseded(run)
         if result.deferred:
             log.warning("respond %s v%d: will retry: %s", alert.key, version, "; ".join(result.deferred))
             raise RetryLater(f"respond {alert.key} v{version}: {len(result.deferred)} action(s) left for a retry: "
@@ -263,6 +268,48 @@ class Responder:
         self.mark_job(partition, row, version, sync.HANDLED)
         log.info("respond %s v%d done (rule %s): %s", alert.key, version, decision.rule, result.states())
         return result
+
+    def _close_superseded(self, run: _Job) -> None:
+        """Close rows an older version of the alert left running and this version's plan did not reach.
+
+        Their job is gone (superseded, or poisoned by crashes), so nothing else would ever take them
+        over. Called only once this run has no deferred work, so every row it plans is in its result.
+        A row whose worker may still live (lease not expired) defers this job until the lease ends,
+        like a held row. One that called is verified: its effect found is recorded succeeded;
+        otherwise the row is expired (a later version that plans the same target acts afresh).
+        """
+        now, mine = self._clock(), {entry.row for entry in run.result.rows}
+        for stale in self.ledger.for_alert(run.alert.key):
+            if stale.state not in (RUNNING, PLANNED) or stale.version >= run.version or stale.row in mine:
+                continue
+            if not stale.lease_free(now):
+                if stale.lease_until is not None and (run.held_until is None or stale.lease_until > run.held_until):
+                    run.held_until = stale.lease_until
+                run.defer(stale.action, f"version {stale.version}'s row {stale.action_id} is held by "
+                                        f"{stale.lease_owner or 'another worker'} until {stale.lease_until}")
+                continue
+            try:
+                entry = self.ledger.transition(stale, self.ledger.lease(run.owner, self._lease_seconds))
+                took_effect = False
+                if entry.called_at is not None:
+                    ctx = self._context(run.alert, {**entry.params, "_version": entry.version}, run.actor,
+                                        investigation=run.investigation)
+                    took_effect = self.action(entry.action).verify(ctx, entry.target)
+                why = (f"superseded by version {run.version}, which answered the alert; this version's attempt was "
+                       "interrupted (its worker died)")
+                changes: dict[str, Any] = (
+                    {"state": SUCCEEDED, "already_done": True, "error": "",
+                     "summary": f"{entry.action}: {entry.target.display or entry.target.id} is in the wanted state "
+                                f"(an interrupted attempt did it; found when version {run.version} closed it)"}
+                    if took_effect else
+                    {"state": EXPIRED, "expired_by": run.actor, "expired_reason": why})
+                self.ledger.transition(entry, {**changes, **self.ledger.released()})
+                log.warning("respond %s v%d: closed %s row %s of version %d left running: %s", run.alert.key,
+                            run.version, entry.action, entry.action_id, entry.version,
+                            "its effect is there" if took_effect else "expired")
+            except Exception as exc:  # left for the next version's job (or an operator); never fails this one
+                log.warning("respond %s v%d: could not close %s row %s of version %d: %s", run.alert.key,
+                            run.version, stale.action, stale.action_id, stale.version, one_line(str(exc), 300))
 
     def mark_job(self, partition: str, row: str, version: int, state: str) -> bool:
         """Record on the alert row that the job of ``version`` is ``state`` (handled or poisoned).

@@ -8,7 +8,8 @@ import pytest
 
 from chaos.fuzz import CASES, DROPPED, TIMEOUT, FuzzOptions, FuzzResult, Target, build_request, run_fuzz
 
-TARGET = Target(port=1, cert_url="https://127.0.0.1:4443/cert/c.cer", sign=lambda body: "c2ln", max_body=65536)
+TARGET = Target(port=1, cert_url="https://127.0.0.1:4443/cert/c.cer", sign=lambda body: "c2ln", max_body=65536,
+                key="the-receivers-key", other_key="another-functions-key")
 
 
 @pytest.fixture(scope="module")
@@ -16,28 +17,25 @@ def fuzzed() -> Iterator[FuzzResult]:
     yield run_fuzz(FuzzOptions(requests=300, seed=1, max_seconds=60))
 
 
-KNOWN = ("odd method", "number over 4300 digits")
-"""Inputs that get a 5xx today, fixed on other branches (issue 10 items 14 and 15)."""
-
-
-def test_every_request_is_answered_and_none_with_a_server_error_except_known_ones(fuzzed: FuzzResult) -> None:
+def test_every_request_is_answered_and_none_with_a_server_error(fuzzed: FuzzResult) -> None:
     text = fuzzed.render()
     assert fuzzed.sent == 300, text
     assert fuzzed.statuses[DROPPED] == 0 and fuzzed.statuses[TIMEOUT] == 0, text
-    others = {kind: bad for kind, bad in fuzzed.bad.items() if not kind.endswith(KNOWN)}
-    assert others == {}, text
-    # Hostile input is refused with a 4xx; genuine signed events still get through.
+    assert fuzzed.bad == {} and "RESULT: OK" in text, text
+    # Hostile input is refused with a 4xx; genuine signed events with the receiver's key get through.
     assert fuzzed.by_kind["valid signed event"].keys() == {"200"}, text
     assert fuzzed.by_kind["signature over other bytes"].keys() == {"401"}, text
     assert all(status.startswith("4") for kind, c in fuzzed.by_kind.items() if kind.startswith("certificate URL")
                and not kind.endswith("query string") for status in c), text
 
 
-@pytest.mark.xfail(strict=True, reason="the dev host answers 501 to methods it does not know and the receiver 500 "
-                                       "to numbers over 4300 digits (issue 10 items 14 and 15, fixed on other "
-                                       "branches); remove this mark when the run is clean")
-def test_no_input_gets_a_server_error(fuzzed: FuzzResult) -> None:
-    assert fuzzed.bad == {} and "RESULT: OK" in fuzzed.render(), fuzzed.render()
+def test_only_the_receivers_own_key_opens_it(fuzzed: FuzzResult) -> None:
+    text = fuzzed.render()
+    keyed = {kind: c for kind, c in fuzzed.by_kind.items() if kind.startswith("function key:")}
+    refused = {kind: c for kind, c in keyed.items() if kind != "function key: the receiver's in ?code="}
+    assert len(refused) >= 3, text  # none, wrong, another function's, wrong ?code=, empty header
+    assert all(c.keys() == {"401"} for c in refused.values()), text
+    assert keyed["function key: the receiver's in ?code="].keys() == {"200"}, text
 
 
 def test_a_run_is_replayable_and_covers_every_kind_of_input() -> None:
@@ -45,7 +43,10 @@ def test_a_run_is_replayable_and_covers_every_kind_of_input() -> None:
     assert first == [build_request(5, i, TARGET) for i in range(300)]
     assert first != [build_request(6, i, TARGET) for i in range(300)]
     assert len({kind for kind, _ in first}) >= 20
-    assert len(CASES) == 10
+    assert {kind for kind, _ in first} >= {"function key: none", "function key: wrong", "function key: empty header",
+                                           "function key: another function's", "function key: wrong ?code=",
+                                           "function key: the receiver's in ?code="}
+    assert len(CASES) == 11
 
 
 def test_a_server_error_or_a_drop_fails_the_run() -> None:

@@ -99,7 +99,8 @@ def test_msal_reports_entras_refresh_token_errors(fresh_sandbox: Sandbox, state:
     assert result.get("suberror") == suberror
 
 
-@covers("entra", "GET /{tenant}/.well-known/openid-configuration", "POST /{tenant}/oauth2/token")
+@covers("entra", "GET /{tenant}/.well-known/openid-configuration", "POST /{tenant}/oauth2/token",
+        "GET /{tenant}/discovery/keys")
 def test_v1_endpoints_answer_with_the_documented_fields(fresh_sandbox: Sandbox, http: httpx.Client) -> None:
     config = http.get(f"/{ids.PARTNER_TENANT_ID}/.well-known/openid-configuration").json()
     assert config["token_endpoint"].endswith(f"/{ids.PARTNER_TENANT_ID}/oauth2/token")
@@ -112,3 +113,10 @@ def test_v1_endpoints_answer_with_the_documented_fields(fresh_sandbox: Sandbox, 
     assert body["token_type"] == "Bearer" and body["resource"] == "https://graph.microsoft.com"
     assert all(isinstance(body[name], str) and body[name].isdigit()
                for name in ("expires_in", "expires_on", "not_before"))
+    # The v1 document's jwks_uri (/{tenant}/discovery/keys) publishes the key the token is signed with.
+    assert config["jwks_uri"].endswith(f"/{ids.PARTNER_TENANT_ID}/discovery/keys")
+    keys = jwt.PyJWKSet.from_dict(http.get(config["jwks_uri"].removeprefix(fresh_sandbox.url("entra"))).json())
+    kid = jwt.get_unverified_header(body["access_token"])["kid"]
+    key = next(k for k in keys.keys if k.key_id == kid)
+    claims = jwt.decode(body["access_token"], key.key, algorithms=["RS256"], audience="https://graph.microsoft.com")
+    assert claims["tid"] == ids.PARTNER_TENANT_ID

@@ -6,12 +6,13 @@ case-insensitively, as the docs' own examples mix cases), no undocumented field 
 the documented request bodies are accepted. Sources: learn.microsoft.com/partner-center/developer
 get-fraud-events, update-fraud-events-status, get-an-azure-entitlement-for-a-subscription,
 cancel-an-azure-subscription, reactivate-an-azure-subscription, suspend-a-subscription,
-partner-center-webhooks.
+partner-center-webhooks, get-api-request-summary (MFA adoption status) and mfa-resources.
 """
 
 from __future__ import annotations
 
 import http.server
+import re
 import ssl
 import threading
 import time
@@ -55,6 +56,11 @@ SUBSCRIPTION_FIELDS: dict[str, type | tuple[type, ...]] = {
 # The Azure entitlement (get-an-azure-entitlement-for-a-subscription, cancel guide's 200 body).
 ENTITLEMENT_FIELDS: dict[str, type | tuple[type, ...]] = {
     "id": str, "friendlyName": str, "status": str, "subscriptionId": str, "links": dict,
+}
+# "API request summarized by application" (mfa-resources; get-api-request-summary's response example).
+MFA_SUMMARY_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "loginDate": str, "mfaCompliantRequestCount": int, "totalRequestCount": int, "applicationId": str,
+    "applicationName": str,
 }
 
 
@@ -141,6 +147,27 @@ def test_azure_entitlement_cancel_and_reactivate(pc: httpx.Client) -> None:
     assert refused.status_code == 400 and refused.json()["code"] == 900307
     reactivated = pc.post(f"{base}/{ids.SUB_FABRIKAM_PROD}/reactivate")
     assert reactivated.status_code == 202 and reactivated.json()["status"] == "active"
+
+
+@covers("partner_center", "GET /v1/applicationmfaadoptionstatus")
+def test_mfa_adoption_status_is_the_documented_bare_array(pc: httpx.Client) -> None:
+    pc.get("/v1/fraudEvents")  # an App+User call with MFA: counted for today
+    response = pc.get("/v1/applicationmfaadoptionstatus")
+    assert response.status_code == 200
+    rows = response.json()
+    assert isinstance(rows, list) and rows, "the documented response is a JSON array, not a collection"
+    for row in rows:
+        check_fields(row, MFA_SUMMARY_FIELDS)
+        assert set(row) == set(MFA_SUMMARY_FIELDS), "an undocumented field is served"
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", row["loginDate"]), "loginDate is a date, as in the example"
+        assert 0 <= row["mfaCompliantRequestCount"] <= row["totalRequestCount"]
+    [ours] = [r for r in rows if r["applicationId"] == ids.PARTNER_APP_CLIENT_ID]
+    assert ours["mfaCompliantRequestCount"] == ours["totalRequestCount"] >= 2  # both calls carried MFA
+    in_window = pc.get("/v1/applicationmfaadoptionstatus",
+                       params={"startDate": ours["loginDate"], "endDate": ours["loginDate"]}).json()
+    assert ours["applicationId"] in {r["applicationId"] for r in in_window}
+    assert pc.get("/v1/applicationmfaadoptionstatus", params={"startDate": "2000-01-01",
+                                                               "endDate": "2000-01-02"}).json() == []
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):

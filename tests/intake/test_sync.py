@@ -185,6 +185,35 @@ def test_a_job_unhandled_past_the_redelivery_window_is_sent_again_once(env: tupl
     assert queue.jobs() == [job]
 
 
+def test_the_redelivery_window_is_the_hosts_function_timeout(env: tuple[TableClient, Queue],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job whose every delivery died with its worker goes to the poison queue without running, and
+    nobody marks it: the sync sends it again once no invocation can still hold it (one function
+    timeout), here shortened by the app setting the fault campaign uses."""
+    from shared.intake.jobs import redelivery_window
+    from shared.response import jobs
+
+    jobs._host_queues_and_timeout.cache_clear()
+    try:
+        assert redelivery_window() == REDELIVER_AFTER == timedelta(minutes=10)  # host.json functionTimeout
+        monkeypatch.setenv("AzureFunctionsJobHost__functionTimeout", "00:00:20")
+        jobs._host_queues_and_timeout.cache_clear()
+        window = redelivery_window()
+    finally:
+        jobs._host_queues_and_timeout.cache_clear()
+    assert window == timedelta(seconds=20)
+    table, queue = env
+    sync(table, queue).run([ListSource([record(1, CUSTOMERS[0])])])
+    [job] = queue.jobs()  # and then lost to the poison queue, unmarked
+    soon = datetime.now(UTC) + timedelta(seconds=10)
+    assert AlertSync(table=table, queue=queue, respond_queue="alerts-respond", clock=lambda: soon,
+                     redeliver_after=window).run([ListSource([record(1, CUSTOMERS[0])])]).redelivered == 0
+    later = datetime.now(UTC) + timedelta(seconds=21)
+    assert AlertSync(table=table, queue=queue, respond_queue="alerts-respond", clock=lambda: later,
+                     redeliver_after=window).run([ListSource([record(1, CUSTOMERS[0])])]).redelivered == 1
+    assert queue.jobs() == [job]
+
+
 def handle(table: TableClient, jobs: list[dict[str, Any]]) -> None:
     """What the respond side does when it is done with a job."""
     for job in jobs:

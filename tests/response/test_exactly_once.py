@@ -16,6 +16,8 @@ import pytest
 from devhost.azurite import Azurite
 from sandbox import ids
 from sandbox.core import Sandbox
+from shared.intake.jobs import run_sync
+from shared.intake.sync import SyncScope
 from shared.response import registry
 from shared.response.actions.base import ActionContext, Outcome, Target
 from shared.response.engine import DEFAULT_LEASE_SECONDS, OperatorError, Responder, RetryLater
@@ -167,6 +169,131 @@ def test_the_last_delivery_of_a_job_held_by_a_live_lease_is_sent_again_not_poiso
     assert again == job
     done = handle_respond_message(again_body, responder=st.responder())
     assert done is not None and not done.deferred and st.job_state(job) == "handled"
+    for vm in (ids.MINING_VM_1, ids.MINING_VM_2):
+        assert _deallocations(fresh_sandbox, vm) == 1, vm
+
+
+def _crash_once_arm_accepted(monkeypatch: pytest.MonkeyPatch) -> Wrapped:
+    """stop_resources whose worker dies right after ARM accepted the deallocate (202), before the
+    long-running operation ended and before anything reached the ledger."""
+
+    def execute(ctx: ActionContext, target: Target) -> Outcome:
+        arm = ctx.clients.arm(target.tenant)  # the job's own client: the action's call goes through it
+
+        def die(*args: Any, **kwargs: Any) -> None:
+            raise Crash
+
+        monkeypatch.setattr(arm, "wait_for_operation", die)
+        return wrapped.inner.execute(ctx, target)
+
+    wrapped = Wrapped()
+    wrapped.execute = execute  # type: ignore[method-assign]
+    return wrapped
+
+
+def test_a_deallocate_accepted_before_a_crash_is_followed_on_retake_not_called_again(
+        azurite: Azurite, fresh_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    st = stage(azurite, fresh_sandbox, policy=policy(("stop_resources", "enforce", "")), tmp_path=tmp_path)
+    fresh_sandbox.services["arm"].lro_polls = 4  # type: ignore[attr-defined]  # a deallocate takes a while
+    job, body = take_job(st)
+    with pytest.raises(Crash):
+        handle_respond_message(body, responder=st.responder(actions={"stop_resources":
+                                                                     _crash_once_arm_accepted(monkeypatch)}))
+    accepted = [vm for vm in (ids.MINING_VM_1, ids.MINING_VM_2) if _deallocations(fresh_sandbox, vm)]
+    assert len(accepted) == 1, "the worker died inside its first deallocate"
+    [vm] = accepted
+    # ARM accepted it: the instance view reads deallocating from that moment, as Azure's does.
+    assert _power(fresh_sandbox, vm) == "deallocating"
+    assert _row(st.responder(), "stop_resources", vm).state == RUNNING
+
+    result = handle_respond_message(body, dequeue_count=2, responder=_later(st))
+
+    assert result is not None and not result.deferred
+    for each in (ids.MINING_VM_1, ids.MINING_VM_2):
+        assert _deallocations(fresh_sandbox, each) == 1, each  # the accepted one was followed, not sent again
+        assert _power(fresh_sandbox, each) == "deallocated"
+    row = _row(st.responder(), "stop_resources", vm)
+    assert row.state == SUCCEEDED and row.already_done and row.found_state == ""  # ours: undo may reverse it
+    assert st.job_state(job) == "handled"
+
+
+def test_a_deallocate_whose_operation_could_not_be_followed_is_not_sent_again(
+        azurite: Azurite, fresh_sandbox: Sandbox, tmp_path: Path) -> None:
+    """ARM accepted the deallocate, then every poll of its operation was dropped: the job is retried,
+    and the retry finds the VM deallocating and follows it instead of deallocating it a second time."""
+    from sandbox.faults import Fault
+
+    st = stage(azurite, fresh_sandbox, policy=policy(("stop_resources", "enforce", "")), tmp_path=tmp_path)
+    fresh_sandbox.services["arm"].lro_polls = 4  # type: ignore[attr-defined]  # a deallocate takes a while
+    job, body = take_job(st)
+    fresh_sandbox.add_fault(Fault(service="arm", kind="drop", path="/operations/", times=None))
+    with pytest.raises(RetryLater):
+        handle_respond_message(body, responder=st.responder())
+    fresh_sandbox.clear_faults()
+    assert {_power(fresh_sandbox, vm) for vm in (ids.MINING_VM_1, ids.MINING_VM_2)} == {"deallocating"}
+
+    result = handle_respond_message(body, dequeue_count=2, responder=st.responder())
+
+    assert result is not None and not result.deferred
+    for vm in (ids.MINING_VM_1, ids.MINING_VM_2):
+        assert _deallocations(fresh_sandbox, vm) == 1, vm
+        assert _power(fresh_sandbox, vm) == "deallocated"
+        assert _row(st.responder(), "stop_resources", vm).state == SUCCEEDED
+    assert st.job_state(job) == "handled"
+
+
+class CrashAfterExecute:
+    """Any real action whose worker dies right after its external call returned (nothing recorded)."""
+
+    reversible: ClassVar[bool] = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.inner = registry.get_action(name)
+
+    def plan(self, ctx: ActionContext) -> list[Target]:
+        return self.inner.plan(ctx)
+
+    def verify(self, ctx: ActionContext, target: Target) -> bool:
+        return self.inner.verify(ctx, target)
+
+    def execute(self, ctx: ActionContext, target: Target) -> Outcome:
+        self.inner.execute(ctx, target)
+        raise Crash
+
+    def undo(self, ctx: ActionContext, target: Target, recorded: dict[str, Any]) -> Outcome:
+        return self.inner.undo(ctx, target, recorded)
+
+
+def test_a_row_left_running_by_a_superseded_version_is_closed_by_the_next_versions_job(
+        azurite: Azurite, fresh_sandbox: Sandbox, tmp_path: Path) -> None:
+    """Version 1's job dies inside update_status; the alert changes (version 2) before it comes back,
+    so version 1's job never runs again. Version 2's job closes version 1's row: none stays running."""
+    st = stage(azurite, fresh_sandbox, tmp_path=tmp_path, policy=policy(
+        ("update_status", "enforce", 'status = "investigating"'), ("stop_resources", "enforce", "")))
+    _job, body = take_job(st)
+    with pytest.raises(Crash):
+        handle_respond_message(body, responder=st.responder(
+            actions={"update_status": CrashAfterExecute("update_status")}))
+    [orphan] = [r for r in st.responder().list_actions(alert=MINING_KEY) if r.state == RUNNING]
+    assert orphan.action == "update_status" and orphan.version == 1
+    _event(fresh_sandbox)["hitCount"] = str(2 * int(_event(fresh_sandbox)["hitCount"]))  # a new version
+    assert run_sync(st.runtime, SyncScope(), trigger="test", sources=("partner_center",)).ok
+    job2, body2 = take_job(st)
+    assert job2["version"] == 2
+
+    # Version 1's worker may still live: version 2 waits for its lease like for any held row.
+    with pytest.raises(RetryLater, match="held by"):
+        handle_respond_message(body2, responder=st.responder())
+    result = handle_respond_message(body2, dequeue_count=2, responder=_later(st))
+
+    assert result is not None and not result.deferred
+    rows = st.responder().list_actions(alert=MINING_KEY)
+    assert [r for r in rows if r.state == RUNNING] == []
+    closed = next(r for r in rows if r.action_id == orphan.action_id)
+    # Version 1's call went through before the crash: its effect is found and put on record.
+    assert closed.state == SUCCEEDED and closed.already_done, closed
+    assert st.job_state(job2) == "handled"
     for vm in (ids.MINING_VM_1, ids.MINING_VM_2):
         assert _deallocations(fresh_sandbox, vm) == 1, vm
 

@@ -17,8 +17,17 @@ from sandbox.faults import Fault
 from sandbox.testing import sandbox_settings
 from shared.auth import ARM_RESOURCE
 from shared.auth.partner_tokens import PartnerTokenProvider
-from shared.clients.arm import ArmClient, OperationFailed, OperationTimedOut
-from shared.http import BadRequest, Conflict, Forbidden, NotFound, RetryPolicy, Unauthorized, verify_from_settings
+from shared.clients.arm import ArmClient, OperationFailed, OperationTimedOut, StillInTransition
+from shared.http import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    RetryPolicy,
+    TransientError,
+    Unauthorized,
+    verify_from_settings,
+)
 from shared.settings import Settings
 
 FAST_RETRY = RetryPolicy(max_attempts=3, total_seconds=20, backoff_base=0.0)
@@ -166,7 +175,8 @@ def test_deallocate_follows_the_operation_then_start_restores_running(
         state = arm.deallocate_vm(ids.MINING_VM_1)
         assert state.power_state == "deallocated"
         assert state.stopped and state.provisioning_state == "Succeeded"
-        assert seen_while_waiting == ["running", "running", "running"]  # changes only when the operation ends
+        # From the accepted POST the instance view shows Azure's transitional state until the operation ends.
+        assert seen_while_waiting == ["deallocating", "deallocating", "deallocating"]
         polls = [r for r in fresh_sandbox.requests("arm") if "/operations/" in r.path]
         assert len(polls) == 3
 
@@ -193,7 +203,53 @@ def test_polling_stops_at_the_time_bound(settings: Settings, partner_tokens: Par
         arm.deallocate_vm(ids.MINING_VM_1, timeout=12)
     assert fake.sleeps == [5, 5]
     assert "/operations/" in caught.value.operation_url
-    assert arm_state.power_state(ids.MINING_VM_1) == "running"
+    assert arm_state.power_state(ids.MINING_VM_1) == "deallocating"  # still under way at "Azure"
+
+
+@pytest.mark.parametrize("case", [("deallocate", "deallocating", "deallocated"), ("powerOff", "stopping", "stopped")])
+def test_an_accepted_operation_shows_the_transitional_state_to_a_reader_until_it_ends(
+        settings: Settings, partner_tokens: PartnerTokenProvider, arm_state: ArmService, fresh_sandbox: Sandbox,
+        case: tuple[str, str, str]) -> None:
+    """A worker that dies after the 202 never polls the operation: whoever reads the VM next sees it
+    under way (the documented PowerState/deallocating, stopping, starting), and then sees it end."""
+    action, during, after = case
+    arm_state.lro_polls = 2
+    token = partner_tokens.token(ARM_RESOURCE, ids.CUSTOMER_FABRIKAM)
+    with raw_client(fresh_sandbox, token) as http, arm_client(settings, partner_tokens, ids.CUSTOMER_FABRIKAM) as arm:
+        accepted = http.post(f"{ids.MINING_VM_1}/{action}", params={"api-version": "2024-07-01"})
+        assert accepted.status_code == 202  # and the caller is gone: nobody polls Azure-AsyncOperation
+        seen = [arm.get_vm(ids.MINING_VM_1) for _ in range(3)]
+        assert [s.power_state for s in seen] == [during, during, after]
+        assert [s.provisioning_state for s in seen] == ["Updating", "Updating", "Succeeded"]
+        view = http.get(f"{ids.MINING_VM_1}/instanceView", params={"api-version": "2024-07-01"}).json()
+        assert f"PowerState/{after}" in {status["code"] for status in view["statuses"]}
+        started = http.post(f"{ids.MINING_VM_1}/start", params={"api-version": "2024-07-01"})
+        assert started.status_code == 202 and arm.get_vm(ids.MINING_VM_1).power_state == "starting"
+
+
+def test_following_a_transition_that_outlasts_the_wait_is_a_retryable_error(
+        settings: Settings, partner_tokens: PartnerTokenProvider, arm_state: ArmService,
+        fresh_sandbox: Sandbox) -> None:
+    arm_state.lro_polls = 1000
+    token = partner_tokens.token(ARM_RESOURCE, ids.CUSTOMER_FABRIKAM)
+    with raw_client(fresh_sandbox, token) as http:
+        assert http.post(f"{ids.MINING_VM_1}/deallocate", params={"api-version": "2024-07-01"}).status_code == 202
+    fake = FakeTime()
+    with arm_client(settings, partner_tokens, ids.CUSTOMER_FABRIKAM, fake) as arm:
+        assert arm.wait_while(ids.MINING_VM_2, "virtualMachines", ("deallocating",)).running  # nothing under way
+        with pytest.raises(StillInTransition) as caught:
+            arm.wait_while(ids.MINING_VM_1, "virtualMachines", ("deallocating",), timeout=30)
+    assert isinstance(caught.value, TransientError)  # the job is retried, the call is not sent again
+    assert "still deallocating" in str(caught.value)
+    assert fake.sleeps[:3] == [0.25, 0.5, 1.0] and max(fake.sleeps) == 10.0 and sum(fake.sleeps) <= 30
+
+
+def test_a_failed_operation_puts_the_previous_power_state_back(fabrikam: ArmClient, arm_state: ArmService) -> None:
+    arm_state.fail_next_operation("OperationPreempted", "Preempted in the sandbox.")
+    with pytest.raises(OperationFailed):
+        fabrikam.power_off_vm(ids.MINING_VM_2)
+    assert arm_state.power_state(ids.MINING_VM_2) == "running"
+    assert fabrikam.get_vm(ids.MINING_VM_2).provisioning_state == "Succeeded"
 
 
 def test_a_failed_operation_raises_and_leaves_the_vm_running(fabrikam: ArmClient, arm_state: ArmService) -> None:

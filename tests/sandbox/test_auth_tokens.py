@@ -15,6 +15,7 @@ from shared.auth.app_tokens import GraphAppTokenProvider
 from shared.auth.errors import ClientSecretInvalid, ConsentRequired, MfaRequired, RefreshTokenExpired, TokenHealthError
 from shared.auth.partner_tokens import PartnerTokenProvider
 from shared.auth.secrets import SecretNotFound, SecretStore
+from shared.errors import is_retryable
 
 RT_SECRET = "partner-center-refresh-token"
 
@@ -129,3 +130,37 @@ def test_secret_store_round_trip_and_helpful_not_found(fresh_sandbox: Sandbox) -
     with pytest.raises(SecretNotFound, match=r"secret missing-one not found in vault .*az keyvault secret set"):
         store.get("missing-one")
     store.close()
+
+
+@pytest.mark.parametrize("path", [r"/\.well-known/openid-configuration", r"/oauth2/v2\.0/token"])
+def test_a_connection_entra_drops_is_a_transient_error_and_the_next_call_works(fresh_sandbox: Sandbox,
+                                                                              path: str) -> None:
+    """MSAL lets a dropped connection (discovery or token request) through as a raw requests error,
+    which the responder recorded as a defect (failed for good). It is a retryable TransientError."""
+    from sandbox.faults import Fault
+    from shared.http import TransientError
+
+    provider = PartnerTokenProvider(sandbox_settings(fresh_sandbox))
+    provider.token(PARTNER_CENTER_RESOURCE)  # the vault and the app's own sign-in are behind us
+    fresh_sandbox.add_fault(Fault(service="entra", kind="drop", path=path, times=None))
+    with pytest.raises(TransientError) as caught:
+        provider.token(ARM_RESOURCE, tenant=ids.CUSTOMER_FABRIKAM)  # a new tenant: discovery, then a token
+    assert caught.value.service == "Microsoft Entra ID" and is_retryable(caught.value)
+    fresh_sandbox.clear_faults()
+    assert unverified_claims(provider.token(ARM_RESOURCE, tenant=ids.CUSTOMER_FABRIKAM))["tid"] == ids.CUSTOMER_FABRIKAM
+
+
+@pytest.mark.parametrize("fault", [{"kind": "drop"}, {"kind": "status", "status": 503},
+                                   {"kind": "status", "status": 429, "retry_after": 0}])
+def test_a_vault_or_sign_in_that_fails_transiently_is_retryable_not_a_missing_role(
+        fresh_sandbox: Sandbox, fault: dict[str, object]) -> None:
+    from sandbox.faults import Fault
+    from shared.auth.secrets import SecretStoreUnavailable
+
+    service = "entra" if fault["kind"] == "drop" else "key_vault"  # the vault identity's sign-in, or the vault
+    fresh_sandbox.add_fault(Fault.from_dict({"service": service, "times": None, **fault}))
+    with pytest.raises(SecretStoreUnavailable) as caught:
+        GraphAppTokenProvider(sandbox_settings(fresh_sandbox)).token(GRAPH_RESOURCE)
+    assert "role" not in str(caught.value) and is_retryable(caught.value)
+    fresh_sandbox.clear_faults()
+    assert GraphAppTokenProvider(sandbox_settings(fresh_sandbox)).token(GRAPH_RESOURCE)

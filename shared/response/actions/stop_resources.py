@@ -14,6 +14,12 @@ observation wins), so undo knows to start a VM that was running even when a cras
 ARM call and the ledger write. The long-running operation is followed to its end (ArmClient);
 verify reads the power state: deallocated for ``deallocate``, deallocated or stopped for
 ``power_off``. Undo starts the resource again only if it was running before.
+
+A resource found in a transitional state that ends where the operation wants it (``deallocating``;
+``stopping`` too for ``power_off``) has an operation under way: an earlier attempt whose worker died
+after ARM's 202, or someone else's. verify and execute follow it (re-reading the power state) and
+never send the call a second time; if it is still under way after the wait, the job is retried.
+Undo does the same with a ``starting`` resource.
 """
 
 from __future__ import annotations
@@ -46,6 +52,10 @@ def _operation(ctx: ActionContext) -> str:
         raise ActionFailed(f"stop_resources: operation must be one of {', '.join(OPERATIONS)}, not {operation!r}; "
                            "fix the policy")
     return operation
+
+
+_IN_PROGRESS = {"deallocate": ("deallocating",), "power_off": ("stopping", "deallocating")}
+"""Transitional power states that end in the state each operation wants: followed, never called again."""
 
 
 def _done(state: PowerState, operation: str) -> bool:
@@ -84,7 +94,7 @@ class StopResources:
         operation = _operation(ctx)
         with permanent_errors(f"reading the power state of {target.id}"):
             try:
-                state = _read(ctx.clients.arm(target.tenant), target)
+                state = _settled(ctx.clients.arm(target.tenant), target, _IN_PROGRESS[operation])
             except NotFound:
                 return False  # gone: execute records that it no longer exists
         return _done(state, operation)
@@ -96,7 +106,7 @@ class StopResources:
         arm = ctx.clients.arm(target.tenant)
         with permanent_errors(f"reading the power state of {target.id}"):
             try:
-                state = _read(arm, target)
+                state = _settled(arm, target, _IN_PROGRESS[operation])
             except NotFound:
                 return Outcome(f"{target.display} no longer exists; nothing to stop",
                                {"previous_power_state": "absent", "operation": operation}, already_done=True)
@@ -124,15 +134,17 @@ class StopResources:
                            {"previous_power_state": previous, "started": False})
         arm = ctx.clients.arm(target.tenant)
         with permanent_errors(f"starting {target.id}"):
-            state = _read(arm, target)
+            state = _settled(arm, target, ("starting",))
             if state.running:
                 return Outcome(f"{target.display} is already running", {"power_state": "running", "started": False})
             after = arm.start_vm(target.id) if target.kind == "vm" else arm.start_vmss(target.id)
         return Outcome(f"started {target.display} again", {"power_state": after.power_state, "started": True})
 
 
-def _read(arm: ArmClient, target: Target) -> PowerState:
-    return arm.get_vm(target.id) if target.kind == "vm" else arm.get_vmss(target.id)
+def _settled(arm: ArmClient, target: Target, in_progress: tuple[str, ...]) -> PowerState:
+    """The power state once no operation in ``in_progress`` is under way (followed by re-reading)."""
+    return arm.wait_while(target.id, "virtualMachines" if target.kind == "vm" else "virtualMachineScaleSets",
+                          in_progress)
 
 
 def _act(arm: ArmClient, target: Target, operation: str) -> PowerState:
