@@ -221,6 +221,7 @@ def _stored_alert(services: Services, alert_id: str) -> dict[str, Any]:
 
 def get_alert(services: Services, request: AdminRequest) -> ApiResponse:
     from shared.alerts import from_entity
+    from shared.response import decisions
     from shared.response.investigation import load_investigation
     from shared.views import alert_json
 
@@ -229,7 +230,8 @@ def get_alert(services: Services, request: AdminRequest) -> ApiResponse:
     alert = alert_json(entity, detail=True)
     actions = [row.as_json() for row in services.responder.list_actions(alert=alert["key"])]
     investigation = load_investigation(services.store, from_entity(entity))
-    return ApiResponse(200, {"alert": alert, "actions": actions, "investigation": investigation})
+    made = [d.as_json() for d in decisions.for_alert(services.store, alert["key"])]
+    return ApiResponse(200, {"alert": alert, "actions": actions, "investigation": investigation, "decisions": made})
 
 
 def resolve_alert(services: Services, request: AdminRequest) -> ApiResponse:

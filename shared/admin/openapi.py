@@ -73,6 +73,16 @@ def _action_name() -> dict[str, Any]:
     return {"type": "string", "enum": list(catalogue.names())}
 
 
+def _decision_schema() -> dict[str, Any]:
+    from shared.response.decisions import KINDS
+
+    text, maybe = {"type": "string"}, {"type": ["string", "null"]}
+    return _object({"alert": text, "decision": {"type": "string", "enum": list(KINDS)},
+                    "operator": {**text, "description": "the identity that decided (token or CLI credential)"},
+                    "at": maybe, "reason": text, "action_id": text, "action": text, "target": text,
+                    "outcome": text})
+
+
 def _action_schema() -> dict[str, Any]:
     from shared.response.ledger import STATES
     from shared.response.policy import MODES
@@ -224,6 +234,9 @@ def _schemas() -> dict[str, Any]:
             "investigation": {"type": ["object", "null"],
                               "description": "who created or changed the affected resources (null before the "
                                              "investigation ran)"},
+            "decisions": {"type": "array", "items": _decision_schema(),
+                          "description": "every operator decision on this alert (resolve, approve, reject, undo, "
+                                         "expire), oldest first; append-only"},
         }),
         "ActionList": _object({"actions": {"type": "array", "items": _ref("Action")},
                                "count": {"type": "integer", "minimum": 0}}),

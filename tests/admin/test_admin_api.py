@@ -138,6 +138,10 @@ def test_operator_finds_the_mining_alert_approves_resolves_and_reads_the_digest(
     assert MINING_KEY in {a["key"] for a in api.get("/api/manage/alerts", status="resolved")["alerts"]}
     history = api.get("/api/manage/actions", alert=MINING_KEY)["actions"]
     assert any(a["action"] == "update_status" and a["actor"] == f"operator:{ALICE}" for a in history)
+    # every decision is on the alert's record, in order, with the token's identity
+    made = api.get(f"/api/manage/alerts/{MINING_KEY}")["decisions"]
+    assert [(d["decision"], d["operator"]) for d in made] == [("approve", ALICE)] * len(waiting) + [
+        ("resolve", ALICE), ("resolve", ALICE)]
 
     # 5. read the digest: nothing waits for approval any more, the mining alert is no longer open
     digest = api.get("/api/manage/digest")
