@@ -63,65 +63,9 @@ def campaign_policy(subscription_id: str, stream_subscription_id: str) -> str:
     subscription. The stream of mining alerts the campaign adds on ``stream_subscription_id``:
     deallocate each one's VM.
     """
-    return f"""# Written by the fault campaign (chaos/campaign.py): contains the crypto-mining alert automatically.
-version = 1
-
-[[rules]]
-name = "chaos-contain-mining"
-description = "Crypto-mining on the campaign's subscription: deallocate the VMs and suspend, in enforce."
-
-[rules.match]
-source = "partner_center"
-category = "crypto_mining"
-subscriptions = ["{subscription_id}"]
-
-[[rules.actions]]
-action = "update_status"
-mode = "enforce"
-status = "investigating"
-
-[[rules.actions]]
-action = "stop_resources"
-mode = "enforce"
-operation = "deallocate"
-
-[[rules.actions]]
-action = "suspend_subscription"
-mode = "enforce"
-
-[[rules.actions]]
-action = "notify"
-mode = "enforce"
-to = ["partner"]
-
-[[rules]]
-name = "chaos-contain-stream"
-description = "The mining alerts the campaign adds while it kills the host: deallocate each VM, in enforce."
-
-[rules.match]
-source = "partner_center"
-type = "{MINING_TYPE}"
-subscriptions = ["{stream_subscription_id}"]
-
-[[rules.actions]]
-action = "stop_resources"
-mode = "enforce"
-operation = "deallocate"
-
-[[rules.actions]]
-action = "notify"
-mode = "dry-run"
-to = ["partner"]
-
-[[rules]]
-name = "chaos-everything-else"
-description = "Every other alert: a dry-run notification (recorded, nothing sent)."
-
-[[rules.actions]]
-action = "notify"
-mode = "dry-run"
-to = ["partner"]
-"""
+    template = (Path(__file__).parent / "policy.toml").read_text(encoding="utf-8")
+    return template.format(subscription_id=subscription_id, stream_subscription_id=stream_subscription_id,
+                           mining_type=MINING_TYPE)
 
 
 @dataclass(frozen=True)
