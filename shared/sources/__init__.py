@@ -20,7 +20,8 @@ How to add a source or detector
    Keep heavy imports (SDKs, HTTP clients) inside functions.
 2. Register it once: ``register(SourceEntry(name=..., display_name=..., module="pkg.mod", ...))``;
    the built-in ones are registered at the bottom of this file. A detector that records verdicts
-   only in our tables sets ``writes_status=False`` ("local only").
+   only in our tables sets ``writes_status=False`` ("local only"), and ``polled=False`` since the
+   detection runner, not ``poll``, stores its alerts (``shared.sources.detectors``).
 3. Nothing else: settings (``ALERT_SOURCES``), ``poll --source``, the OpenAPI enums, policy
    validation (``source``, ``category``), health (token principal) and notification headlines
    read the registry. ``tests/intake/test_source_registry.py`` registers a toy source this way.
@@ -73,6 +74,8 @@ class SourceEntry:
     writes_status: bool = True
     """False: "local only" (a detector): update_status records the status in our tables only."""
     categories: tuple[Category, ...] = ()
+    polled: bool = True
+    """False: not read by ``poll`` (a detector: the detection runner stores its findings)."""
 
 
 class SourceModule(Protocol):
@@ -113,6 +116,11 @@ def unregister(name: str) -> None:
 def names() -> tuple[str, ...]:
     """Registered source names, in registration order."""
     return tuple(_ENTRIES)
+
+
+def polled_names() -> tuple[str, ...]:
+    """Sources ``poll`` reads (``ALERT_SOURCES`` chooses among them), in registration order."""
+    return tuple(name for name, entry in _ENTRIES.items() if entry.polled)
 
 
 def get(name: str) -> SourceEntry:
@@ -206,6 +214,8 @@ class _Live(Sequence[str]):
 
 SOURCE_NAMES: Final[Sequence[str]] = _Live(names)
 """Live view of ``names()``: a constant for modules that import it before a test registers more."""
+POLLED_SOURCE_NAMES: Final[Sequence[str]] = _Live(polled_names)
+"""Live view of ``polled_names()``."""
 CATEGORY_NAMES: Final[Sequence[str]] = _Live(categories)
 """Live view of ``categories()``."""
 
@@ -224,3 +234,17 @@ register(SourceEntry("partner_center", "Partner Center", "shared.sources.partner
                      credential="partner_center", categories=MICROSOFT_CATEGORIES))
 register(SourceEntry("graph", "Microsoft Graph", "shared.sources.graph",
                      credential="graph_app", categories=MICROSOFT_CATEGORIES))
+
+DETECTOR_CATEGORIES: Final = {
+    "compute_burst": Category("compute_burst", "Compute burst detected"),
+    "privilege_change": Category("privilege_change", "Privilege change detected"),
+    "quota_jump": Category("quota_jump", "Compute quota jump detected"),
+    "micro_fraud": Category("micro_fraud", "Burst of new customers or subscriptions detected"),
+}
+"""Our own detectors (``shared.detection``): local only, not polled, one category each."""
+_DETECTOR_DISPLAY: Final = {"compute_burst": "Compute burst detector",
+                            "privilege_change": "Privilege change detector",
+                            "quota_jump": "Quota jump detector", "micro_fraud": "Micro-fraud detector"}
+for _name, _category in DETECTOR_CATEGORIES.items():
+    register(SourceEntry(_name, _DETECTOR_DISPLAY[_name], "shared.sources.detectors", writes_status=False,
+                         categories=(_category,), polled=False))
