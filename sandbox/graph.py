@@ -519,6 +519,20 @@ class GraphService(Service):
         with self.lock:
             return {"alerts_require_mfa": self.alerts_require_mfa}
 
+    def set_posture(self, *, requirements: list[dict[str, Any]] | None = None,
+                    relationships: list[dict[str, Any]] | None = None) -> None:
+        """Replace the partner security score's requirements and/or the GDAP relationships (tests)."""
+        with self.lock:
+            if requirements is not None:
+                self._requirements = copy.deepcopy(requirements)
+            if relationships is not None:
+                self._gdap = copy.deepcopy(relationships)
+
+    def posture(self) -> dict[str, Any]:
+        """The requirements and GDAP relationships as served (tests start from them)."""
+        with self.lock:
+            return {"requirements": copy.deepcopy(self._requirements), "relationships": copy.deepcopy(self._gdap)}
+
     def sent_mail(self) -> list[dict[str, Any]]:
         """Every message accepted by sendMail, oldest first."""
         with self.lock:
