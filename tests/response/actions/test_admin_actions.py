@@ -4,6 +4,9 @@ through the engine (dry-run, approval, exactly-once, undo), in the customer's te
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from shared.response.actions.require_admin_password_change import ACTION as PASS
 from shared.response.engine import OperatorError
 from shared.response.jobs import handle_respond_message
 from shared.response.ledger import AWAITING_APPROVAL, DRY_RUN, SUCCEEDED, UNDONE
+from tests.conftest import REPO_ROOT
 from tests.response.actions.sandbox_context import action_context, pc_alert
 from tests.response.respond_support import MINING_KEY, by_action, policy, stage, take_job, writes
 
@@ -208,3 +212,9 @@ def test_report_through_the_engine_notifies_masked_and_the_ledger_json_withholds
     assert mail and "+44 *** *** 0461" in mail[-1]["content"]
     assert all("7700900461" not in m["content"] and "fabrikam-ops@contoso.example" not in m["content"]
                for m in mail)
+    env = {**os.environ, **st.env, "FRAUD_RESPONDER_LOCAL_SETTINGS": str(REPO_ROOT / "does-not-exist.json")}
+    shown_cli = subprocess.run([sys.executable, "-m", "shared.cli", "alerts", "show", MINING_KEY], env=env,
+                               capture_output=True, text=True, check=False, timeout=120, cwd=REPO_ROOT)
+    assert shown_cli.returncode == 0, shown_cli.stderr
+    assert "admin recovery" in shown_cli.stdout and "+44 *** *** 0461 RECENT" in shown_cli.stdout
+    assert "7700900461" not in shown_cli.stdout and "fabrikam-ops@contoso.example" not in shown_cli.stdout
