@@ -216,5 +216,6 @@ def test_report_through_the_engine_notifies_masked_and_the_ledger_json_withholds
     shown_cli = subprocess.run([sys.executable, "-m", "shared.cli", "alerts", "show", MINING_KEY], env=env,
                                capture_output=True, text=True, check=False, timeout=120, cwd=REPO_ROOT)
     assert shown_cli.returncode == 0, shown_cli.stderr
-    assert "admin recovery" in shown_cli.stdout and "+44 *** *** 0461 RECENT" in shown_cli.stdout
+    assert "report_admin_recovery_methods: ops@fabrikam.example: 1 added or changed recently" in shown_cli.stdout
+    assert "+44 *** *** 0461 RECENT" in shown_cli.stdout
     assert "7700900461" not in shown_cli.stdout and "fabrikam-ops@contoso.example" not in shown_cli.stdout
