@@ -3,14 +3,15 @@
 Why: automatic response is only safe if people see what waits for them. The digest lists
 unresolved alerts by customer and type, actions waiting for approval (with the command that
 approves each), failures and poison messages of the last 24 hours, and token health (the SAM
-refresh token's days left, the last token error and the re-consent steps).
+refresh token's days left, the last token error and the re-consent steps), and the partner's own
+posture (``shared.operations.posture``: security requirements, users without MFA, GDAP).
 
 ``build_digest`` only reads (alerts, ledger and checkpoints tables, the poison queues' counts, Key
-Vault's refresh-token version time). ``send_digest`` e-mails it through Graph sendMail from
-NOTIFY_SENDER to SECURITY_CONTACTS with the app-only Graph token, the same path as the notify
-action. ``run_daily_digest`` is the timer's entry: at most one e-mail per UTC day, claimed in the
-checkpoints table, so a timer that fires twice (host restart, past-due run) does not send twice.
-``fraud-responder digest`` and GET /api/manage/digest show the same content.
+Vault's refresh-token version time, the posture's Graph and Partner Center reads). ``send_digest``
+e-mails it through Graph sendMail from NOTIFY_SENDER to SECURITY_CONTACTS with the app-only Graph
+token, the same path as the notify action. ``run_daily_digest`` is the timer's entry: at most one
+e-mail per UTC day, claimed in the checkpoints table, so a timer that fires twice (host restart,
+past-due run) does not send twice. ``fraud-responder digest`` and GET /api/manage/digest show the same content.
 """
 
 from __future__ import annotations
