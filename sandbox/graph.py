@@ -97,6 +97,19 @@ APP_WRITE_PERMISSIONS = ("Application.ReadWrite.All", "Application.ReadWrite.Own
 ROLE_READ_PERMISSIONS = ("RoleManagement.Read.Directory", "RoleManagement.ReadWrite.Directory", "Directory.Read.All",
                          *_DIRECTORY_WIDE)
 MAIL_SEND_PERMISSIONS = ("Mail.Send",)
+AUTH_METHOD_READ_PERMISSIONS = ("UserAuthenticationMethod.Read.All", "UserAuthenticationMethod.ReadWrite.All")
+AUDIT_READ_PERMISSIONS = ("AuditLog.Read.All",)
+GDAP_READ_PERMISSIONS = ("DelegatedAdminRelationship.Read.All", "DelegatedAdminRelationship.ReadWrite.All")
+SCORE_READ_PERMISSIONS = ("PartnerSecurity.Read.All",)
+EMAIL_METHOD_ID = "3ddfcfc8-9383-446f-83cc-3ab9be4be18f"
+"""Graph's fixed id of a user's (only) e-mail authentication method."""
+PHONE_METHOD_IDS = {"mobile": "3179e48a-750b-4051-897c-87b9720928f7",
+                    "alternateMobile": "b6332ec1-7057-4abe-9331-3d72feddfe41",
+                    "office": "e37fc753-ff3b-4958-9484-eaa9425c82bc"}
+"""Graph's fixed phone-method id per phoneType."""
+AUDIT_PROPERTIES = ("id", "category", "correlationId", "result", "resultReason", "activityDisplayName",
+                    "activityDateTime", "loggedByService", "operationType", "initiatedBy", "targetResources",
+                    "additionalDetails")
 
 # Role templates the directory stand-in knows (id -> display name).
 ROLE_TEMPLATES = {
@@ -429,6 +442,11 @@ class GraphService(Service):
     _sps: dict[str, dict[str, dict[str, Any]]]
     _mail: list[dict[str, Any]]
     _hooks: list[dict[str, Any]]
+    _methods: dict[str, dict[str, dict[str, list[dict[str, Any]]]]]
+    _audits: dict[str, list[dict[str, Any]]]
+    _score: dict[str, Any] | None
+    _requirements: list[dict[str, Any]]
+    _gdap: list[dict[str, Any]]
 
     # -- state ------------------------------------------------------------------------------
 
@@ -472,6 +490,7 @@ class GraphService(Service):
                 self._sps[tid] = {s["id"].lower(): self._app_record(s) for s in directory.get("servicePrincipals", [])}
             self._mail = []
             self._hooks = []
+            self._load_posture_and_methods(section)
 
     @staticmethod
     def _app_record(raw: dict[str, Any]) -> dict[str, Any]:
@@ -499,6 +518,20 @@ class GraphService(Service):
     def state(self) -> dict[str, Any]:
         with self.lock:
             return {"alerts_require_mfa": self.alerts_require_mfa}
+
+    def set_posture(self, *, requirements: list[dict[str, Any]] | None = None,
+                    relationships: list[dict[str, Any]] | None = None) -> None:
+        """Replace the partner security score's requirements and/or the GDAP relationships (tests)."""
+        with self.lock:
+            if requirements is not None:
+                self._requirements = copy.deepcopy(requirements)
+            if relationships is not None:
+                self._gdap = copy.deepcopy(relationships)
+
+    def posture(self) -> dict[str, Any]:
+        """The requirements and GDAP relationships as served (tests start from them)."""
+        with self.lock:
+            return {"requirements": copy.deepcopy(self._requirements), "relationships": copy.deepcopy(self._gdap)}
 
     def sent_mail(self) -> list[dict[str, Any]]:
         """Every message accepted by sendMail, oldest first."""
@@ -1061,3 +1094,134 @@ class GraphService(Service):
                        if role["roleTemplateId"] in user["directoryRoles"]]
         return self._ok(200, {"@odata.context": f"{self.base_url}/v1.0/$metadata#directoryObjects",
                               "value": members}, request)
+
+    # -- authentication methods and the audit log (customer tenants) -------------------------------
+
+    def _load_posture_and_methods(self, section: dict[str, Any]) -> None:
+        """Scenario keys ``authenticationMethods``, ``directoryAudits``, ``partnerSecurityScore`` and
+        ``delegatedAdminRelationships`` (called under the lock by :meth:`reset`)."""
+        self._methods = {}
+        for tenant, users in section.get("authenticationMethods", {}).items():
+            per_user: dict[str, dict[str, list[dict[str, Any]]]] = {}
+            for key, methods in users.items():
+                record = self._find_user(tenant.lower(), key)
+                user_id = (record["id"] if record else key).lower()
+                emails = [{"id": EMAIL_METHOD_ID, "emailAddress": m["emailAddress"],
+                           "createdDateTime": m.get("createdDateTime")} for m in methods.get("emailMethods", [])[:1]]
+                phones = [{"id": PHONE_METHOD_IDS[m.get("phoneType", "mobile")], "phoneNumber": m["phoneNumber"],
+                           "phoneType": m.get("phoneType", "mobile"),
+                           "smsSignInState": m.get("smsSignInState", "notConfigured"),
+                           "createdDateTime": m.get("createdDateTime")} for m in methods.get("phoneMethods", [])]
+                per_user[user_id] = {"email": emails, "phone": phones}
+            self._methods[tenant.lower()] = per_user
+        self._audits = {}
+        for tenant, records in section.get("directoryAudits", {}).items():
+            self._audits[tenant.lower()] = [
+                {"id": r.get("id") or str(uuid.uuid4()), "category": r.get("category", "UserManagement"),
+                 "correlationId": r.get("correlationId") or str(uuid.uuid4()), "result": r.get("result", "success"),
+                 "resultReason": r.get("resultReason", ""), "activityDisplayName": r["activityDisplayName"],
+                 "activityDateTime": r["activityDateTime"],
+                 "loggedByService": r.get("loggedByService", "Authentication Methods"),
+                 "operationType": r.get("operationType", "Add"),
+                 "initiatedBy": copy.deepcopy(r.get("initiatedBy") or {}),
+                 "targetResources": copy.deepcopy(r.get("targetResources") or []),
+                 "additionalDetails": copy.deepcopy(r.get("additionalDetails") or [])} for r in records]
+        score = section.get("partnerSecurityScore")
+        self._score = None
+        self._requirements = []
+        if isinstance(score, dict):
+            self._score = {"id": score.get("id", "score"), "currentScore": score.get("currentScore"),
+                           "maxScore": score.get("maxScore"), "updatedDateTime": score.get("updatedDateTime"),
+                           "lastRefreshDateTime": score.get("lastRefreshDateTime")}
+            self._requirements = [copy.deepcopy(r) for r in score.get("requirements", [])]
+        self._gdap = [copy.deepcopy(r) for r in section.get("delegatedAdminRelationships", [])]
+
+    def _methods_of(self, request: Request) -> dict[str, list[dict[str, Any]]]:
+        user = self._user(request, request.params["user"])
+        found = self._methods.get(self._tenant(request), {}).get(user["id"].lower())
+        return found or {"email": [], "phone": []}
+
+    @route("GET", r"/v1\.0/users/(?P<user>[^/]+)/authentication/(?P<kind>emailMethods|phoneMethods)")
+    def list_auth_methods(self, request: Request) -> Response:
+        self._require_permission(request, AUTH_METHOD_READ_PERMISSIONS)
+        kind = request.params["kind"]
+        type_name = "emailAuthenticationMethod" if kind == "emailMethods" else "phoneAuthenticationMethod"
+        with self.lock:
+            methods = self._methods_of(request)["email" if kind == "emailMethods" else "phone"]
+            user_id = self._user(request, request.params["user"])["id"]
+            value = [{"@odata.type": f"#microsoft.graph.{type_name}", **copy.deepcopy(m)} for m in methods]
+        return self._ok(200, {"@odata.context": f"{self.base_url}/v1.0/$metadata#users('{user_id}')/authentication/"
+                                                f"{kind}", "value": value}, request)
+
+    @route("GET", r"/v1\.0/auditLogs/directoryAudits")
+    def list_directory_audits(self, request: Request) -> Response:
+        self._require_permission(request, AUDIT_READ_PERMISSIONS)
+        filter_text = request.arg("$filter")
+        top_text = request.arg("$top")
+        top = self.page_size
+        if top_text is not None:
+            if not top_text.isdigit() or not 1 <= int(top_text) <= MAX_TOP:
+                raise HttpError(400, "BadRequest", f"Invalid value '{top_text}' for $top query option.")
+            top = int(top_text)
+        offset = read_offset_token(request.arg("$skiptoken"),
+                                   message="Invalid $skiptoken: use the @odata.nextLink as returned.")
+        with self.lock:
+            items = sorted(self._audits.get(self._tenant(request), []),
+                           key=lambda r: str(r["activityDateTime"]), reverse=True)
+            if filter_text:
+                try:
+                    predicate = ODataFilter(filter_text, properties=("activityDateTime", "activityDisplayName",
+                                                                     "loggedByService", "category", "correlationId",
+                                                                     "result"),
+                                            type_name="microsoft.graph.directoryAudit",
+                                            datetime_properties=("activityDateTime",)).predicate
+                except FilterError as exc:
+                    raise HttpError(400, "BadRequest", f"Invalid filter clause: {exc}") from None
+                items = [item for item in items if predicate(item)]
+            page = copy.deepcopy(items[offset:offset + top])
+        body: dict[str, Any] = {"@odata.context": f"{self.base_url}/v1.0/$metadata#auditLogs/directoryAudits",
+                                "value": page}
+        if offset + top < len(items):
+            params = [(k, v) for k, values in request.query.items() if k.lower() != "$skiptoken" for v in values]
+            params.append(("$skiptoken", offset_token(offset + top)))
+            body["@odata.nextLink"] = f"{self.base_url}{request.path}?{urlencode(params)}"
+        return self._ok(200, body, request)
+
+    # -- partner posture (partner tenant) -------------------------------------------------------------
+
+    def _require_partner_tenant(self, request: Request, wanted: Iterable[str]) -> None:
+        claims = self._require_permission(request, wanted, "Forbidden")
+        if str(claims.get("tid", "")).lower() != self._partner_tenant():
+            raise HttpError(403, "Forbidden", "This API is available to the partner tenant only; this token is for "
+                            f"tenant {claims.get('tid')}.")
+
+    @route("GET", r"/beta/security/partner/securityScore")
+    def get_security_score(self, request: Request) -> Response:
+        self._require_partner_tenant(request, SCORE_READ_PERMISSIONS)
+        with self.lock:
+            score = copy.deepcopy(self._score)
+        if score is None:
+            raise HttpError(404, "NotFound", "No partner security score has been calculated for this partner.")
+        return self._ok(200, {"@odata.context": f"{self.base_url}/beta/$metadata#security/partner/securityScore/"
+                                                "$entity",
+                              "@odata.type": "#microsoft.graph.partner.security.partnerSecurityScore", **score},
+                        request)
+
+    @route("GET", r"/beta/security/partner/securityScore/requirements")
+    def list_security_requirements(self, request: Request) -> Response:
+        self._require_partner_tenant(request, SCORE_READ_PERMISSIONS)
+        with self.lock:
+            if self._score is None:
+                raise HttpError(404, "NotFound", "No partner security score has been calculated for this partner.")
+            value = copy.deepcopy(self._requirements)
+        return self._ok(200, {"@odata.context": f"{self.base_url}/beta/$metadata#security/partner/securityScore/"
+                                                "requirements", "value": value}, request)
+
+    @route("GET", r"/v1\.0/tenantRelationships/delegatedAdminRelationships")
+    def list_gdap_relationships(self, request: Request) -> Response:
+        self._require_partner_tenant(request, GDAP_READ_PERMISSIONS)
+        with self.lock:
+            value = [{"@odata.type": "#microsoft.graph.delegatedAdminRelationship", **copy.deepcopy(r)}
+                     for r in self._gdap]
+        return self._ok(200, {"@odata.context": f"{self.base_url}/v1.0/$metadata#tenantRelationships/"
+                                                "delegatedAdminRelationships", "value": value}, request)

@@ -17,7 +17,9 @@ Scenario section ``partner_center``::
       "entitlements": [ {"customerId": "...", "subscriptionId": "<plan>", "id": "<azure sub>", ...} ],
       "generate": {"alerts": 10000, "customers": 200},  # benchmark data, made on demand per page
       "mfa_adoption": [ {"loginDate": "2026-03-02", "applicationId": "...", "mfaCompliantRequestCount": 5,
-                         "totalRequestCount": 9} ]      # history for GET /v1/applicationmfaadoptionstatus
+                         "totalRequestCount": 9} ],     # history for GET /v1/applicationmfaadoptionstatus
+      "non_mfa_principals": [ {"objectId", "upn", "tenantId", "lastNonMfaCompliantLoginDateTime"} ]
+                                                       # GET /v1/nonMfaCompliantPartnerPrincipals
     }
 
 ``GET /v1/applicationmfaadoptionstatus[?startDate=&endDate=]`` (App+User; Microsoft Learn, "Get MFA
@@ -253,6 +255,10 @@ class PartnerCenterService(WebhookRoutes, Service):
             self.seed_mfa_adoption(str(raw["loginDate"]), str(raw["applicationId"]),
                                    compliant=int(raw.get("mfaCompliantRequestCount", 0)),
                                    total=int(raw.get("totalRequestCount", 0)))
+        self.non_mfa_principals: list[dict[str, Any]] = [
+            {"objectId": str(p["objectId"]), "tenantId": str(p.get("tenantId") or ids.PARTNER_TENANT_ID),
+             "upn": str(p["upn"]), "lastNonMfaCompliantLoginDateTime": p.get("lastNonMfaCompliantLoginDateTime")}
+            for p in section.get("non_mfa_principals", [])]
         self.reset_webhooks()
 
     @staticmethod
@@ -316,6 +322,16 @@ class PartnerCenterService(WebhookRoutes, Service):
                     for (day, app), counts in sorted(self.mfa_adoption.items(), reverse=True)
                     if bounds[0] <= day <= bounds[1]]
         return json_response(200, rows)
+
+    @route("GET", r"/v1/nonMfaCompliantPartnerPrincipals")
+    def non_mfa_compliant_principals(self, request: Request) -> Response:
+        """Partner users seen without MFA in the last 7 days (App+User; scenario ``non_mfa_principals``)."""
+        if "scp" not in (request.claims or {}):
+            raise HttpError(403, "403", "This API supports App+User credentials only; an App-only token was sent.")
+        with self.lock:
+            items = copy.deepcopy(self.non_mfa_principals[:10000])
+        return json_response(200, {"totalCount": len(items), "items": items,
+                                   "attributes": {"objectType": "Collection"}})
 
     # -- fraud events --------------------------------------------------------------------------
 

@@ -110,6 +110,7 @@ def show_alert(args: argparse.Namespace) -> int:
         raise CommandFailed(f"no alert {args.alert_id!r}: list them with `fraud-responder alerts list`")
     doc = alert_json(entity, detail=True)
     doc["decisions"] = [d.as_json() for d in decisions.for_alert(store(), doc["key"])]
+    doc["masked_reports"] = masked_reports(doc["key"])
     if args.json:
         print_json(doc)
         return EXIT_OK
@@ -127,7 +128,21 @@ def show_alert(args: argparse.Namespace) -> int:
     if doc["description"]:
         print(f"{'description':>18}: {doc['description']}")
     print_decisions(doc["decisions"])
+    if doc["masked_reports"]:
+        print(f"{'reports':>18}: (personal data masked; in full only in the incident record)")
+        for report in doc["masked_reports"]:
+            print(f"{'':>18}  {report['action']}: {report['summary']}")
     return EXIT_OK
+
+
+def masked_reports(alert_key: str) -> list[dict[str, Any]]:
+    """The alert's succeeded actions that hold personal data (the Global Administrators' recovery methods):
+    their masked summaries and public data; the full values stay in the ledger for the incident record."""
+    from shared.response.ledger import PERSONAL_DATA, SUCCEEDED, Ledger, public_data
+
+    return [{"action": e.action, "target": e.target.display or e.target.id, "summary": e.summary,
+             "data": public_data(e.data)}
+            for e in Ledger(store()).for_alert(alert_key) if e.state == SUCCEEDED and PERSONAL_DATA in e.data]
 
 
 def print_decisions(records: list[dict[str, Any]]) -> None:

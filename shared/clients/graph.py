@@ -146,6 +146,36 @@ class DirectoryApp:
     password_credentials: tuple[PasswordCredential, ...]
 
 
+EMAIL_METHOD = "#microsoft.graph.emailAuthenticationMethod"
+PHONE_METHOD = "#microsoft.graph.phoneAuthenticationMethod"
+SECURITY_SCORE_PATH = "/beta/security/partner/securityScore"
+DELEGATED_ADMIN_RELATIONSHIPS_PATH = "/v1.0/tenantRelationships/delegatedAdminRelationships"
+
+
+@dataclass(frozen=True)
+class RecoveryMethod:
+    """A registered e-mail or phone authentication method (what self-service password reset sends codes to).
+
+    ``created`` is the method's own ``createdDateTime`` (v1.0 ``authenticationMethod``); Graph
+    often leaves it null for e-mail and phone methods, so callers also read the audit log.
+    ``value`` is personal data: mask it anywhere but the partner's incident record.
+    """
+
+    kind: Literal["email", "phone"]
+    id: str
+    value: str
+    phone_type: str | None = None
+    created: dt.datetime | None = None
+
+    @classmethod
+    def from_json(cls, kind: Literal["email", "phone"], data: dict[str, Any]) -> RecoveryMethod:
+        value = data.get("emailAddress") if kind == "email" else data.get("phoneNumber")
+        phone_type = data.get("phoneType")
+        return cls(kind=kind, id=str(data.get("id", "")), value=value if isinstance(value, str) else "",
+                   phone_type=phone_type if isinstance(phone_type, str) and kind == "phone" else None,
+                   created=parse_time(data.get("createdDateTime")))
+
+
 class GraphClient(ServiceClient):
     """Calls ``{GRAPH_URL}`` in one tenant; ``token`` returns a Graph access token for that tenant."""
 
@@ -289,6 +319,49 @@ class GraphClient(ServiceClient):
         except NotFound:
             return []
         return admins
+
+    # -- authentication methods and audit log (customer tenant) -------------------------------------
+
+    def recovery_methods(self, user: str) -> list[RecoveryMethod]:
+        """The user's registered e-mail and phone methods (``UserAuthenticationMethod.Read.All``).
+
+        ``GET /users/{id}/authentication/emailMethods`` and ``.../phoneMethods``; a user may have one
+        e-mail method and one phone of each type (mobile, alternateMobile, office).
+        """
+        methods: list[RecoveryMethod] = []
+        base = f"/v1.0/users/{_segment(user)}/authentication"
+        kinds: tuple[tuple[Literal["email", "phone"], str], ...] = (("email", "emailMethods"),
+                                                                      ("phone", "phoneMethods"))
+        for kind, segment in kinds:
+            for page in self._pages(f"{base}/{segment}", {}):
+                methods.extend(RecoveryMethod.from_json(kind, item) for item in page if isinstance(item, dict))
+        return methods
+
+    def directory_audits(self, *, filter: str | None = None, top: int | None = None) -> Iterator[dict[str, Any]]:
+        """Raw Entra audit-log records (``GET /auditLogs/directoryAudits``; ``AuditLog.Read.All``)."""
+        params: dict[str, str | int] = {}
+        if filter:
+            params["$filter"] = filter
+        if top is not None:
+            params["$top"] = top
+        for page in self._pages("/v1.0/auditLogs/directoryAudits", params):
+            yield from (item for item in page if isinstance(item, dict))
+
+    # -- partner posture (partner tenant) ---------------------------------------------------------
+
+    def partner_security_score(self) -> dict[str, Any]:
+        """The partner security score (beta ``security/partner/securityScore``; ``PartnerSecurity.Read.All``)."""
+        return self._object("GET", SECURITY_SCORE_PATH)
+
+    def partner_security_requirements(self) -> list[dict[str, Any]]:
+        """Microsoft's partner security requirements with their compliance (raw, ``@odata.type`` per kind)."""
+        return [item for page in self._pages(f"{SECURITY_SCORE_PATH}/requirements", {}) for item in page
+                if isinstance(item, dict)]
+
+    def delegated_admin_relationships(self) -> list[dict[str, Any]]:
+        """The partner's GDAP relationships, raw (``DelegatedAdminRelationship.Read.All``)."""
+        return [item for page in self._pages(DELEGATED_ADMIN_RELATIONSHIPS_PATH, {}) for item in page
+                if isinstance(item, dict)]
 
     # -- applications and service principals (customer tenant) ------------------------------------
 

@@ -13,9 +13,11 @@ import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from shared.formats import parse_time
 from shared.http import MalformedResponse, MicrosoftClient, NotFound, RetryPolicy, ServiceClient, verify_from_settings
 from shared.settings import Settings
 
@@ -77,6 +79,16 @@ def _count(value: Any) -> int:
         return max(0, int(value))
     except (TypeError, ValueError):
         return 0
+
+
+@dataclass(frozen=True)
+class NonMfaPrincipal:
+    """A partner user seen without MFA on Partner Center (portal or App+User API) in the last 7 days."""
+
+    object_id: str
+    tenant_id: str
+    upn: str
+    last_non_mfa_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -251,6 +263,23 @@ class PartnerCenterClient(ServiceClient):
                             mfa_compliant_requests=_count(_field(row, "mfaCompliantRequestCount")),
                             total_requests=_count(_field(row, "totalRequestCount")))
                 for row in data if isinstance(row, dict)]
+
+    def non_mfa_compliant_principals(self) -> list[NonMfaPrincipal]:
+        """Partner users who signed in to Partner Center or called its API without MFA in the last 7 days.
+
+        ``GET /v1/nonMfaCompliantPartnerPrincipals`` (App+User): a collection ``{"totalCount", "items"}``
+        of the 10,000 most recent records.
+        """
+        path = "/v1/nonMfaCompliantPartnerPrincipals"
+        items = _field(self._object("GET", path), "items", [])
+        if not isinstance(items, list):
+            raise MalformedResponse("expected 'items' to be an array of partner principals", status=200,
+                                    service="Partner Center", method="GET", path=path)
+        return [NonMfaPrincipal(object_id=str(_field(row, "objectId") or ""),
+                                tenant_id=str(_field(row, "tenantId") or ""),
+                                upn=str(_field(row, "upn") or ""),
+                                last_non_mfa_at=parse_time(_field(row, "lastNonMfaCompliantLoginDateTime", None)))
+                for row in items if isinstance(row, dict)]
 
     # -- subscriptions ---------------------------------------------------------------------------
 

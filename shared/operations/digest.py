@@ -3,14 +3,15 @@
 Why: automatic response is only safe if people see what waits for them. The digest lists
 unresolved alerts by customer and type, actions waiting for approval (with the command that
 approves each), failures and poison messages of the last 24 hours, and token health (the SAM
-refresh token's days left, the last token error and the re-consent steps).
+refresh token's days left, the last token error and the re-consent steps), and the partner's own
+posture (``shared.operations.posture``: security requirements, users without MFA, GDAP).
 
 ``build_digest`` only reads (alerts, ledger and checkpoints tables, the poison queues' counts, Key
-Vault's refresh-token version time). ``send_digest`` e-mails it through Graph sendMail from
-NOTIFY_SENDER to SECURITY_CONTACTS with the app-only Graph token, the same path as the notify
-action. ``run_daily_digest`` is the timer's entry: at most one e-mail per UTC day, claimed in the
-checkpoints table, so a timer that fires twice (host restart, past-due run) does not send twice.
-``fraud-responder digest`` and GET /api/manage/digest show the same content.
+Vault's refresh-token version time, the posture's Graph and Partner Center reads). ``send_digest``
+e-mails it through Graph sendMail from NOTIFY_SENDER to SECURITY_CONTACTS with the app-only Graph
+token, the same path as the notify action. ``run_daily_digest`` is the timer's entry: at most one
+e-mail per UTC day, claimed in the checkpoints table, so a timer that fires twice (host restart,
+past-due run) does not send twice. ``fraud-responder digest`` and GET /api/manage/digest show the same content.
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class Digest:
     """``shared.operations.token_status.token_status`` (state, refresh token age, warnings, next steps)."""
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     """Source records the sync could not store, quarantined in the window (``{source, id, reason, at}``)."""
+    posture: dict[str, Any] = field(default_factory=dict)
+    """The partner's own posture (``shared.operations.posture.Posture.as_dict``); empty when not read."""
 
     # --- what needs attention -------------------------------------------------------------------
 
@@ -147,7 +150,7 @@ class Digest:
                        "poison_messages": self.poison_count, "quarantined_records": len(self.quarantined)},
             "unresolved": self.unresolved, "pending": self.pending, "failures": self.failures,
             "sync_errors": self.sync_errors, "poison": self.poison, "tokens": self.tokens,
-            "quarantined": self.quarantined,
+            "quarantined": self.quarantined, "posture": self.posture,
         }
 
     def as_text(self) -> str:
@@ -156,6 +159,7 @@ class Digest:
                  f"{_when(self.since)})", "", self._summary(), ""]
         lines += [*self._unresolved_text(), "", *self._pending_text(), "", *self._failures_text()]
         lines += ["", *self._poison_text(), "", *self._quarantine_text(), "", *self._tokens_text()]
+        lines += ["", *self._posture_text()]
         lines += ["", f"Run `{CLI} digest` for this report now, `{CLI} alerts list` and `{CLI} actions list` for "
                       "details; docs/runbook.md says what to do in each situation."]
         return "\n".join(lines).rstrip() + "\n"
@@ -248,6 +252,20 @@ class Digest:
         lines.append(f"  Inspect with `{CLI} poison list`; once the cause is fixed, replay with "
                      f"`{CLI} poison replay QUEUE` (docs/runbook.md, \"A poison message\")")
         return lines
+
+    def _posture_text(self) -> list[str]:
+        if not self.posture:
+            return []
+        findings = self.posture.get("findings", [])
+        lines = [f"PARTNER SECURITY POSTURE ({len(findings)}; `{CLI} posture` for details)"]
+        score = self.posture.get("score") or {}
+        if score:
+            lines.append(f"  Partner security score: {score.get('current')} of {score.get('max')}")
+        for finding in findings[:MAX_ROWS_SHOWN]:
+            lines.append(f"  - [{finding['area']}] {finding['subject']}: {finding['problem']}")
+            lines.append(f"    Fix: {finding['fix']}")
+        lines += [f"  ! could not read {error}" for error in self.posture.get("errors", [])]
+        return lines if findings or self.posture.get("errors") else [*lines, "  no findings"]
 
     def _tokens_text(self) -> list[str]:
         tokens = self.tokens
@@ -381,7 +399,20 @@ def build_digest(settings: Settings, store: TableStore, *, now: datetime | None 
         failures=_failures(ledger.query(states=(FAILED, UNDO_FAILED)), since),
         sync_errors=_sync_errors(store, since), poison=_poison(settings, store, since),
         tokens=_tokens(settings, store, now), quarantined=_quarantined(store, since),
+        posture=_posture(settings, store, now),
     )
+
+
+def _posture(settings: Settings, store: TableStore, now: datetime) -> dict[str, Any]:
+    """The partner posture section; a failure to read it never stops the digest."""
+    from shared.operations.posture import collect
+    from shared.response.actions.base import Clients
+
+    try:
+        return collect(Clients(settings, store), now=now).as_dict()
+    except Exception as exc:
+        log.warning("digest: the partner posture could not be read: %s", type(exc).__name__)
+        return {"findings": [], "errors": [f"the partner posture: {type(exc).__name__}: {one_line(exc, 300)}"]}
 
 
 # --- sending --------------------------------------------------------------------------------------

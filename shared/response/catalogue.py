@@ -135,6 +135,16 @@ _BUILT_IN: Final = (
             "applications": ParamSpec("bool", True, "rotate the secrets of implicated service principals"),
         }),
     ActionSpec(
+        "report_admin_recovery_methods", "reports each Global Administrator's registered recovery e-mail and phone "
+        "methods, flagging those added or changed recently (masked except in the incident record)", order=15,
+        reversible=False, read_only=True, params={
+            "recent_days": ParamSpec("number", 7.0, "a method registered this many days before the alert was first "
+                                     "seen, or since, is flagged as recent"),
+        }),
+    ActionSpec(
+        "require_admin_password_change", "requires every Global Administrator of the customer to change password "
+        "at next sign-in, with MFA", order=35, reversible=True, containment=True, destructive=True),
+    ActionSpec(
         "suspend_subscription", "suspends the customer's Azure plan in Partner Center", order=50, reversible=True,
         containment=True),
     ActionSpec(

@@ -200,12 +200,25 @@ class LedgerEntry:
                        "tenant": self.target.tenant, "details": self.target.details},
             "mode": self.mode, "state": self.state, "attempts": self.attempts, "actor": self.actor,
             "rule": self.rule, "reason": self.reason, "version": self.version, "summary": self.summary,
-            "already_done": self.already_done, "data": self.data, "error": self.error,
+            "already_done": self.already_done, "data": public_data(self.data), "error": self.error,
             "approved_by": self.approved_by, "rejected_by": self.rejected_by, "reject_reason": self.reject_reason,
             "undone_by": self.undone_by, "undo_summary": self.undo_summary, "undo_data": self.undo_data,
             "created_at": iso(self.created_at), "updated_at": iso(self.updated_at),
             "found_state": self.found_state, "expired_by": self.expired_by, "expired_reason": self.expired_reason,
         }
+
+
+PERSONAL_DATA: Final = "personal_data"
+"""Key of an outcome's data that holds personal data (admins' recovery e-mails and phone numbers): kept in
+the ledger for the partner's incident record, left out of ``as_json`` (CLI, admin API) and notifications."""
+
+
+def public_data(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without its personal-data part (see :data:`PERSONAL_DATA`)."""
+    if PERSONAL_DATA not in data:
+        return data
+    return {**{k: v for k, v in data.items() if k != PERSONAL_DATA},
+            PERSONAL_DATA: "withheld: in the incident record (incident export) only"}
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,23 @@ def test_mfa_adoption_status_is_the_documented_bare_array(pc: httpx.Client) -> N
                                                                "endDate": "2000-01-02"}).json() == []
 
 
+# get-portal-requests-without-mfa / mfa-resources ("Portal request without MFA").
+NON_MFA_PRINCIPAL_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "objectId": str, "tenantId": str, "upn": str, "lastNonMfaCompliantLoginDateTime": str}
+
+
+@covers("partner_center", "GET /v1/nonMfaCompliantPartnerPrincipals")
+def test_non_mfa_partner_principals_are_the_documented_collection(pc: httpx.Client) -> None:
+    response = pc.get("/v1/nonMfaCompliantPartnerPrincipals")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["totalCount"] == len(body["items"]) >= 1
+    for item in body["items"]:
+        check_fields(item, NON_MFA_PRINCIPAL_FIELDS)
+        assert set(item) == set(NON_MFA_PRINCIPAL_FIELDS), "an undocumented field is served"
+    assert body["items"][0]["upn"] == "helpdesk@contoso-csp.example"
+
+
 class _Receiver(http.server.BaseHTTPRequestHandler):
     """A webhook receiver on loopback that accepts every delivery."""
 

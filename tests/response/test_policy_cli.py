@@ -158,7 +158,7 @@ def test_policy_actions_lists_the_catalogue_in_run_order_without_settings() -> N
     assert listed.returncode == 0, listed.stderr
     actions = json.loads(listed.stdout)
     names = [a["action"] for a in actions]
-    assert names[0] == "update_status" and names[-1] == "notify" and len(names) == 8
+    assert names[0] == "update_status" and names[-1] == "notify" and len(names) == 10
     cancel = next(a for a in actions if a["action"] == "cancel_azure_subscription")
     assert "destructive" in cancel["kind"] and cancel["params"] == {}
     stop = next(a for a in actions if a["action"] == "stop_resources")
