@@ -8,6 +8,7 @@ cover the 30 to 60 days the baselines need.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,6 +25,11 @@ class RefreshResult:
     export: ExportStats = field(default_factory=ExportStats)
     fold: FoldStats = field(default_factory=FoldStats)
     write: WriteResult = field(default_factory=WriteResult)
+    wait_s: float = 0.0
+    """Waiting for Microsoft to prepare the exports."""
+    read_s: float = 0.0
+    """Downloading, decompressing, parsing and folding the files."""
+    write_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {"export": asdict(self.export), "fold": asdict(self.fold), "write": asdict(self.write)}
@@ -40,11 +46,17 @@ def refresh_spend(client: BillingExportClient, series: SpendSeries, *, currency_
     result = RefreshResult()
     days = {}
     for period in periods:
+        started = time.perf_counter()
         operation = client.start(billing_period=period, currency_code=currency_code)
         manifest = client.wait(operation, timeout=timeout)
+        read_from = time.perf_counter()
+        result.wait_s += read_from - started
         days.update(fold(client.line_items(manifest), result.fold))
+        result.read_s += time.perf_counter() - read_from
     result.export = client.stats
+    started = time.perf_counter()
     result.write = series.write(days)
+    result.write_s = time.perf_counter() - started
     log.info("spend refresh: %d lines, %d subscription-days, %d written", result.fold.lines, len(days),
              result.write.written)
     return result
