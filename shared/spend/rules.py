@@ -249,9 +249,8 @@ def judge(series: Mapping[str, Sequence[SpendDay]], cfg: SpendRulesConfig = Spen
     """Every rule over every subscription's series (oldest day first)."""
     found: list[SpendFinding] = []
     for days in series.values():
-        for rule in (lambda d: spike(d, cfg.spike), lambda d: new_subscription(d, cfg.new_subscription),
-                     lambda d: new_meters(d, cfg.new_meter)):
-            finding = rule(days)
+        for finding in (spike(days, cfg.spike), new_subscription(days, cfg.new_subscription),
+                        new_meters(days, cfg.new_meter)):
             if finding is not None:
                 found.append(finding)
     found.extend(micro_fraud(series, cfg.micro_fraud))
