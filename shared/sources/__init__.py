@@ -224,3 +224,8 @@ register(SourceEntry("partner_center", "Partner Center", "shared.sources.partner
                      credential="partner_center", categories=MICROSOFT_CATEGORIES))
 register(SourceEntry("graph", "Microsoft Graph", "shared.sources.graph",
                      credential="graph_app", categories=MICROSOFT_CATEGORIES))
+register(SourceEntry("budget", "Spending budgets", "shared.sources.budgets", credential="partner_center",
+                     writes_status=False,
+                     categories=(Category("budget_threshold", "Spending budget threshold crossed", throttle_hours=24.0),
+                                 Category("budget_missing", "Customer without a spending budget",
+                                          throttle_hours=24.0))))
