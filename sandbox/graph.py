@@ -53,6 +53,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 from sandbox import ids
+from sandbox.billing import BillingExportRoutes
 from sandbox.core import HttpError, Request, Response, Service, json_response, route
 from sandbox.paging import offset_token, read_offset_token
 
@@ -428,7 +429,7 @@ def _new_secret() -> str:
     return body[:3] + "8Q~" + body[3:37]
 
 
-class GraphService(Service):
+class GraphService(BillingExportRoutes, Service):
     """Graph: partner security alerts, customer directories and mail, on one loopback port."""
 
     name: ClassVar[str] = "graph"
@@ -456,6 +457,7 @@ class GraphService(Service):
         with self.lock:
             self.page_size = int(section.get("pageSize", 100))
             self.alerts_require_mfa = bool(section.get("alertsRequireMfa", False))
+            self.reset_billing()
             self._alerts = {}
             for raw in section.get("securityAlerts", []):
                 alert = {name: raw.get(name) for name in ALERT_PROPERTIES}

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sandbox import ids
+from sandbox.budgets import BudgetRoutes
 from sandbox.core import HttpError, Request, Response, Service, json_response, route
 from sandbox.webhooks import WebhookRoutes
 
@@ -210,7 +211,7 @@ class GeneratedAlerts:
         return item
 
 
-class PartnerCenterService(WebhookRoutes, Service):
+class PartnerCenterService(BudgetRoutes, WebhookRoutes, Service):
     """The Partner Center REST API on its own port (paths exactly as at Microsoft)."""
 
     name = "partner_center"
@@ -231,6 +232,7 @@ class PartnerCenterService(WebhookRoutes, Service):
             int(generate.get("alerts", 0)), int(generate.get("customers", 1)),
             dt.datetime.now(dt.UTC).replace(tzinfo=None),
         )
+        self.reset_budgets()
         self.subscriptions: dict[tuple[str, str], dict[str, Any]] = {}
         for raw in section.get("subscriptions", []):
             resource = copy.deepcopy(raw)

@@ -53,6 +53,7 @@ log = logging.getLogger("sandbox.webhooks")
 
 FRAUD_EVENT = "azure-fraud-event-detected"
 TEST_EVENT = "test-created"
+THRESHOLD_EVENT = "usagerecords-thresholdExceeded"
 # The documented event names (GET /webhooks/v1/registration/events).
 EVENT_NAMES: tuple[str, ...] = (
     "test-created",
@@ -386,6 +387,19 @@ class WebhookRoutes:
         return self.dispatcher.deliver(event, registration.webhook_url,
                                        ms_signature_header=registration.ms_signature_header)
 
+    def raise_threshold_event(self) -> Delivery:
+        """Deliver ``usagerecords-thresholdExceeded`` (a customer passed its budget) to the registered URL."""
+        with self.lock:
+            registration = self.registration
+        if registration is None or THRESHOLD_EVENT not in registration.webhook_events:
+            raise HttpError(409, "409", f"No webhook registration includes {THRESHOLD_EVENT}; register one first "
+                            "(POST /webhooks/v1/registration).")
+        event = {"EventName": THRESHOLD_EVENT, "ResourceUri": f"{self.base_url}/v1/customers/usagerecords",
+                 "ResourceName": "usagerecords", "AuditUri": None,
+                 "ResourceChangeUtcDate": _pc_utc(dt.datetime.now(dt.UTC)) + "+00:00"}
+        return self.dispatcher.deliver(event, registration.webhook_url,
+                                       ms_signature_header=registration.ms_signature_header)
+
     # -- helpers -------------------------------------------------------------------------------
 
     @staticmethod
@@ -476,6 +490,8 @@ class WebhookRoutes:
     @route("POST", r"/_sandbox/webhooks/raise", auth=False)
     def control_raise(self, request: Request) -> Response:
         body = request.json()
+        if isinstance(body, dict) and _field(body, "eventName") == THRESHOLD_EVENT:
+            return json_response(202, self.raise_threshold_event().to_dict())
         subscription = _field(body, "subscriptionId") if isinstance(body, dict) else None
         if not isinstance(subscription, str) or not subscription:
             raise HttpError(400, "400", "Send {\"subscriptionId\": \"...\", \"eventStatus\": \"Active\"}.")

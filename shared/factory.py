@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from shared.clients.graph import GraphClient
     from shared.clients.partner_center import PartnerCenterClient
     from shared.settings import Settings
+    from shared.spend.export import BillingExportClient
     from shared.storage.queues import QueueSender
     from shared.storage.tables import TableStore
 
@@ -102,3 +103,11 @@ def arm(settings: Settings, tokens: PartnerTokenProvider, tenant: str) -> ArmCli
     from shared.clients.arm import ArmClient
 
     return ArmClient.from_settings(settings, token=lambda: tokens.token(ARM_RESOURCE, tenant))
+
+
+def billing_export(settings: Settings, tokens: GraphAppTokenProvider) -> BillingExportClient:
+    """Graph's partner billing export (app-only, partner tenant); blobs read with their SAS token."""
+    from shared.http import verify_from_settings
+    from shared.spend.export import BillingExportClient
+
+    return BillingExportClient(graph_app(settings, tokens).http, verify=verify_from_settings(settings))

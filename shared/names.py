@@ -19,7 +19,10 @@ CHECKPOINTS_TABLE: Final = "checkpoints"
 CONTACTS_TABLE: Final = "contacts"
 DECISIONS_TABLE: Final = "decisions"
 """Operators' decisions, insert-only: one record per resolve, approve, reject, undo or expiry."""
-TABLES: Final = (ALERTS_TABLE, DELIVERIES_TABLE, LEDGER_TABLE, CHECKPOINTS_TABLE, CONTACTS_TABLE, DECISIONS_TABLE)
+SPEND_TABLE: Final = "spenddays"
+"""One row per subscription and usage day, from the billing export (``shared.spend.series``)."""
+TABLES: Final = (ALERTS_TABLE, DELIVERIES_TABLE, LEDGER_TABLE, CHECKPOINTS_TABLE, CONTACTS_TABLE, DECISIONS_TABLE,
+                 SPEND_TABLE)
 
 STORAGE_CONNECTION: Final = "AzureWebJobsStorage"
 """The connection setting every queue trigger names (the host's own storage account)."""

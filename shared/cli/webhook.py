@@ -1,7 +1,8 @@
 """`fraud-responder webhook register|show|test`: the Partner Center webhook registration.
 
 Partner Center keeps one registration per partner: a URL and the events posted to it. ``register``
-creates it (POST) or updates it (PUT) so it includes azure-fraud-event-detected and test-created;
+creates it (POST) or updates it (PUT) so it includes azure-fraud-event-detected,
+usagerecords-thresholdExceeded (a customer passed its spending budget) and test-created;
 ``test`` asks Partner Center for a test-created event and reports every delivery attempt as
 Partner Center records it (GET .../validationEvents/{correlationId}).
 
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
 
 FRAUD_EVENT = "azure-fraud-event-detected"
 TEST_EVENT = "test-created"
-REQUIRED_EVENTS = (FRAUD_EVENT, TEST_EVENT)
+THRESHOLD_EVENT = "usagerecords-thresholdExceeded"
+REQUIRED_EVENTS = (FRAUD_EVENT, THRESHOLD_EVENT, TEST_EVENT)
 RECEIVER_PATH = "/api/webhooks/partner-center"
 FINISHED = frozenset({"completed", "complete", "succeeded", "success", "failed", "failure"})
 POLL_SECONDS = 0.5
@@ -40,9 +42,9 @@ def register(subparsers: Any) -> None:
     webhook = subparsers.add_parser("webhook", help="register and test the Partner Center webhook")
     sub = webhook.add_subparsers(dest="webhook_command", metavar="COMMAND", required=True)
 
-    reg = sub.add_parser("register", help="create or update the registration (fraud and test events)",
+    reg = sub.add_parser("register", help="create or update the registration (fraud, budget and test events)",
                          description="Create the partner's webhook registration, or update it, so that "
-                                     f"{FRAUD_EVENT} and {TEST_EVENT} are posted to URL. Events already "
+                                     f"{', '.join(REQUIRED_EVENTS)} are posted to URL. Events already "
                                      "registered are kept.")
     reg.add_argument("--url", required=True, metavar="URL",
                      help=f"the receiver, e.g. https://<app>.azurewebsites.net{RECEIVER_PATH}?code=<webhook "

@@ -31,6 +31,20 @@ AZURE_PLAN_OFFER_ID = "DZH318Z0BCZC"
 
 
 @dataclass(frozen=True)
+class UsageRecord:
+    """A customer's month-to-date estimate against its spending budget (``CustomerMonthlyUsageRecord``)."""
+
+    customer_id: str
+    customer_name: str
+    total_cost: float
+    currency: str
+    budget: float | None
+    """None when the customer has no spending budget."""
+    percent_used: float
+    last_modified: str = ""
+
+
+@dataclass(frozen=True)
 class SubscriptionState:
     """A Partner Center subscription (e.g. the customer's Azure plan) and its status."""
 
@@ -439,6 +453,42 @@ class PartnerCenterClient(ServiceClient):
                                    webhook_events=tuple(str(e) for e in events),
                                    signature_in_ms_signature_header=flag is True or str(flag).lower() == "true")
 
+    # -- usage and spending budgets -------------------------------------------------------------
+
+    def usage_records(self, *, page_size: int = 1000) -> Iterator[UsageRecord]:
+        """Every customer's month-to-date usage record (App+User), following ``links.next``.
+
+        :raises shared.http.MicrosoftApiError: Partner Center refused (403: App+User only).
+        """
+        path: str | None = f"/v1/customers/usagerecords?size={page_size}"
+        while path is not None:
+            data = self._object("GET", path)
+            items = _field(data, "items", [])
+            if not isinstance(items, list):
+                raise MalformedResponse("expected 'items' to be an array of usage records", status=200,
+                                        service="Partner Center", method="GET", path=path)
+            for item in items:
+                if isinstance(item, dict) and _field(item, "resourceId", _field(item, "id")):
+                    yield _usage_record(item)
+            link = _field(_field(data, "links", {}) or {}, "next", None)
+            uri = _field(link, "uri", "") if isinstance(link, dict) else ""
+            path = ("/v1" + uri if uri.startswith("/customers") else uri) or None
+
+    def get_usage_budget(self, customer_id: str) -> float | None:
+        """The customer's monthly spending budget; None when none is set.
+
+        :raises shared.http.NotFound: no such customer.
+        """
+        return _budget_amount(self._object("GET", f"/v1/customers/{_segment(customer_id)}/usagebudget"))
+
+    def update_usage_budget(self, customer_id: str, amount: float) -> float | None:
+        """Set the monthly spending budget (it never stops spending; it drives the threshold alerts).
+
+        :raises shared.http.BadRequest: Partner Center refused the amount.
+        """
+        body = {"Amount": amount, "Attributes": {"ObjectType": "SpendingBudget"}}
+        return _budget_amount(self._object("PATCH", f"/v1/customers/{_segment(customer_id)}/usagebudget", json=body))
+
     # -- helpers ---------------------------------------------------------------------------------
 
     def _object(self, method: str, path: str, *, json: Any = None) -> dict[str, Any]:
@@ -447,3 +497,22 @@ class PartnerCenterClient(ServiceClient):
             raise MalformedResponse("expected a JSON object", status=200, service="Partner Center", method=method,
                                     path=path)
         return data
+
+
+def _budget_amount(data: Any) -> float | None:
+    amount = _field(data, "amount", None) if isinstance(data, dict) else None
+    return float(amount) if isinstance(amount, int | float) and not isinstance(amount, bool) else None
+
+
+def _usage_record(item: dict[str, Any]) -> UsageRecord:
+    total = _field(item, "totalCost", 0)
+    percent = _field(item, "percentUsed", 0)
+    return UsageRecord(
+        customer_id=str(_field(item, "resourceId", _field(item, "id"))).lower(),
+        customer_name=str(_field(item, "resourceName", _field(item, "name", "")) or ""),
+        total_cost=float(total) if isinstance(total, int | float) else 0.0,
+        currency=str(_field(item, "currencyCode", "") or ""),
+        budget=_budget_amount(_field(item, "budget", None)),
+        percent_used=float(percent) if isinstance(percent, int | float) else 0.0,
+        last_modified=str(_field(item, "lastModifiedDate", "") or ""),
+    )

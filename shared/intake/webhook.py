@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 FRAUD_EVENT = "azure-fraud-event-detected"
 TEST_EVENT = "test-created"
+THRESHOLD_EVENT = "usagerecords-thresholdExceeded"
+"""A customer's month-to-date usage passed its spending budget: sync the budget source."""
 
 STATE_RECEIVED = "received"
 """Verified and recorded, its alerts-sync job enqueued (or, after a crash between the two, not)."""
@@ -193,8 +195,15 @@ def sync_job(*, subscription_id: str, event_status: str | None, delivery_id: str
                    requested_at=now.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"))
 
 
+def budget_sync_job(*, delivery_id: str, now: datetime) -> SyncJob:
+    """The alerts-sync job of a ``usagerecords-thresholdExceeded`` event: the budget source, every customer."""
+    return SyncJob(scope="all", source="budget", trigger="webhook", delivery_id=delivery_id,
+                   requested_at=now.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"))
+
+
 class WebhookReceiver:
-    """Verifies Partner Center webhooks and turns fraud events into alerts-sync jobs."""
+    """Verifies Partner Center webhooks and turns fraud events (one subscription) and budget threshold
+    events (the budget source, every customer) into alerts-sync jobs; other events are recorded only."""
 
     def __init__(
         self,
@@ -240,6 +249,8 @@ class WebhookReceiver:
         event = parse_event(body)
         if event.event_name.lower() == FRAUD_EVENT:
             scope: tuple[str, str | None] | None = fraud_event_scope(event.resource_uri)
+        elif event.event_name.lower() == THRESHOLD_EVENT.lower():
+            scope = ("", None)  # every customer's usage records: the event names none
         else:
             scope = None
         self._certificates.check_url(signed.certificate_url)
@@ -258,7 +269,7 @@ class WebhookReceiver:
             "State": STATE_RECEIVED if scope else STATE_RECORDED,
             "ReceivedAt": now.isoformat(timespec="seconds"),
         }
-        if scope:
+        if scope and scope[0]:
             fields["SubscriptionId"], fields["EventStatus"] = scope[0], scope[1] or ""
         inserted = self._deliveries.insert_once(key, fields)
         if scope is None:
@@ -269,16 +280,19 @@ class WebhookReceiver:
             state, enqueued_at = self._deliveries.state(key) or (STATE_RECEIVED, None)
             stale = state == STATE_RECEIVED and (enqueued_at is None or now - enqueued_at > REENQUEUE_AFTER)
             if not stale:
-                logger.info("webhook %s is a duplicate (delivery %s, %s)", FRAUD_EVENT, key[:16], state)
+                logger.info("webhook %s is a duplicate (delivery %s, %s)", _safe(event.event_name), key[:16], state)
                 return WebhookAnswer(200, {"status": "duplicate", "delivery_id": key, "duplicate": True})
             logger.warning("webhook delivery %s was recorded %s ago and is still not synced: its sync job may "
                            "never have been enqueued; enqueuing again", key[:16], now - enqueued_at if enqueued_at
                            else "long")
         subscription_id, event_status = scope
-        add_context(subscription=subscription_id)
+        if subscription_id:
+            add_context(subscription=subscription_id)
+            job = sync_job(subscription_id=subscription_id, event_status=event_status, delivery_id=key, now=now)
+        else:
+            job = budget_sync_job(delivery_id=key, now=now)
         try:
-            self._jobs.send_json(sync_job(subscription_id=subscription_id, event_status=event_status,
-                                          delivery_id=key, now=now).to_json())
+            self._jobs.send_json(job.to_json())
         except Exception:
             if inserted:  # forget it, so Partner Center's retry (we answer 503) enqueues it again
                 with contextlib.suppress(Exception):
@@ -291,8 +305,8 @@ class WebhookReceiver:
             except Exception as exc:  # the job is enqueued; a later redelivery may enqueue once more (harmless)
                 logger.warning("webhook delivery %s re-enqueued but its time not updated: %s", key[:16],
                                type(exc).__name__)
-        logger.info("webhook %s for subscription %s: alerts-sync job enqueued (delivery %s)",
-                    FRAUD_EVENT, subscription_id, key[:16])
+        logger.info("webhook %s for %s: alerts-sync job enqueued (delivery %s)", _safe(event.event_name),
+                    f"subscription {subscription_id}" if subscription_id else "every customer", key[:16])
         return WebhookAnswer(200, {"status": "enqueued", "delivery_id": key, "duplicate": not inserted})
 
 

@@ -151,6 +151,15 @@ _BUILT_IN: Final = (
         "cancel_azure_subscription", "cancels the Azure subscription (entitlement) with reason compromise",
         order=60, reversible=True, containment=True, destructive=True),
     ActionSpec(
+        "set_usage_budget", "sets the customer's monthly spending budget in Partner Center (a fixed amount, or a "
+        "multiple of its recent spend)", order=80, reversible=True, params={
+            "amount": ParamSpec("number", 0.0, "a fixed monthly amount; 0 = use multiple"),
+            "multiple": ParamSpec("number", 1.5, "times the customer's recent monthly spend (from the billing "
+                                  "export), rounded up to a hundred"),
+            "minimum": ParamSpec("number", 100.0, "never less than this"),
+            "replace_existing": ParamSpec("bool", False, "also change a budget the customer already has"),
+        }),
+    ActionSpec(
         "update_status", "writes the alert's status back to Microsoft", order=0, reversible=True,
         resolves=True, order_for=_status_order, check_params=_status_params, params={
             "status": ParamSpec("choice", "investigating", "the status written back to Microsoft",

@@ -248,3 +248,8 @@ _DETECTOR_DISPLAY: Final = {"compute_burst": "Compute burst detector",
 for _name, _category in DETECTOR_CATEGORIES.items():
     register(SourceEntry(_name, _DETECTOR_DISPLAY[_name], "shared.sources.detectors", writes_status=False,
                          categories=(_category,), polled=False))
+register(SourceEntry("budget", "Spending budgets", "shared.sources.budgets", credential="partner_center",
+                     writes_status=False,
+                     categories=(Category("budget_threshold", "Spending budget threshold crossed", throttle_hours=24.0),
+                                 Category("budget_missing", "Customer without a spending budget",
+                                          throttle_hours=24.0))))

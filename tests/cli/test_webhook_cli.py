@@ -63,7 +63,8 @@ def test_register_then_test_reports_the_accepted_delivery(env: dict[str, str], r
     assert registered.returncode == 0, registered.stderr
     doc = json.loads(registered.stdout)
     assert doc["action"] == "created" and doc["webhook_url"] == receiver.split("?", maxsplit=1)[0] + "?code=***"
-    assert set(doc["webhook_events"]) == {"azure-fraud-event-detected", "test-created"}
+    assert set(doc["webhook_events"]) == {"azure-fraud-event-detected", "usagerecords-thresholdExceeded",
+                                          "test-created"}
     assert partner_center(fresh_sandbox).registration.webhook_url == receiver
 
     tested = cli(env, "webhook", "test", "--wait", "30")
@@ -90,7 +91,8 @@ def test_register_updates_the_registration_and_keeps_other_events(env: dict[str,
 
     assert out.returncode == 0, out.stderr
     assert pc.registration.webhook_url == url
-    assert pc.registration.webhook_events == ["azure-fraud-event-detected", "test-created", "invoice-ready"]
+    assert pc.registration.webhook_events == ["azure-fraud-event-detected", "usagerecords-thresholdExceeded",
+                                              "test-created", "invoice-ready"]
     assert out.stdout.startswith("webhook registration updated")
     assert "replacing the registered URL http://127.0.0.1:1/old" in out.stderr
     # the function key in the URL is a secret: never printed

@@ -326,3 +326,52 @@ def test_directory_role_not_activated_is_an_odata_error(fresh_sandbox: Sandbox) 
     with pytest.raises(ODataError) as caught:
         run(scenario())
     assert caught.value.response_status_code == 404 and caught.value.error.code == "Request_ResourceNotFound"
+
+
+# -- partner billing export (v1.0, app-only, partner tenant) -------------------------------------------
+
+
+@covers("graph", "POST /v1.0/reports/partners/billing/usage/unbilled/export",
+        "GET /v1.0/reports/partners/billing/operations/{id}", "GET /v1.0/reports/partners/billing/manifests/{id}",
+        "GET /billingexports/v1/{path}", "HEAD /billingexports/v1/{path}")
+def test_billing_export_operation_manifest_and_blob_with_microsofts_sdks(fresh_sandbox: Sandbox) -> None:
+    """msgraph-sdk starts the export and follows it; azure-storage-blob reads a file with the SAS."""
+    import gzip
+    import json
+
+    from azure.storage.blob import BlobClient
+    from kiota_http.middleware.options import HeadersInspectionHandlerOption
+    from msgraph.generated.models.partners.billing.attribute_set import AttributeSet
+    from msgraph.generated.models.partners.billing.billing_period import BillingPeriod
+    from msgraph.generated.models.partners.billing.export_success_operation import ExportSuccessOperation
+    from msgraph.generated.models.partners.billing.running_operation import RunningOperation
+    from msgraph.generated.reports.partners.billing.usage.unbilled.microsoft_graph_partners_billing_export.export_post_request_body import (  # noqa: E501
+        ExportPostRequestBody,
+    )
+
+    async def scenario() -> tuple[list[Any], Any]:
+        client = partner_app_client(fresh_sandbox, beta=False)
+        billing = client.reports.partners.billing
+        body = ExportPostRequestBody(currency_code="USD", billing_period=BillingPeriod.Last,
+                                     attribute_set=AttributeSet.Full)
+        headers = HeadersInspectionHandlerOption(inspect_response_headers=True)
+        await billing.usage.unbilled.microsoft_graph_partners_billing_export.post(
+            body, RequestConfiguration(options=[headers]))
+        location = next(iter(headers.response_headers.get("location")))
+        operation_id = location.rsplit("/", 1)[1]
+        seen = [await billing.operations.by_operation_id(operation_id).get() for _ in range(2)]
+        link = seen[-1].additional_data["resourceLocation@odata.navigationLink"]  # the docs' annotation
+        manifest_id = str(link).rsplit("/", 1)[1]
+        return seen, await billing.manifests.by_manifest_id(manifest_id).get()
+
+    operations, manifest = run(scenario())
+    assert isinstance(operations[0], RunningOperation) and isinstance(operations[1], ExportSuccessOperation)
+    assert manifest.blob_count == len(manifest.blobs) >= 1 and manifest.data_format == "compressedJSON"
+    assert manifest.partner_tenant_id == ids.PARTNER_TENANT_ID and manifest.sas_token and manifest.e_tag
+    blob = BlobClient.from_blob_url(f"{manifest.root_directory}/{manifest.blobs[0].name}?{manifest.sas_token}",
+                                    connection_verify=str(fresh_sandbox.ca_cert_path))
+    lines = gzip.decompress(blob.download_blob().readall()).splitlines()
+    item = json.loads(lines[0])
+    assert {"CustomerId", "EntitlementId", "UsageDate", "MeterCategory", "ResourceLocation", "BillingPreTaxTotal",
+            "Tier2MpnId", "SubscriptionId"} <= set(item)
+    assert blob.get_blob_properties().size > 0

@@ -246,3 +246,38 @@ def test_signing_certificate_is_served_as_documented(fresh_sandbox: Sandbox) -> 
     subject = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
     issuer_org = certificate.issuer.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value
     assert subject == "pcnotifications-dispatch.microsoft.com" and issuer_org == "Microsoft Corporation"
+
+
+# get-a-customer-s-usage-records (CustomerMonthlyUsageRecord) and customer-usage-resources (SpendingBudget).
+USAGE_RECORD_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "budget": dict, "percentUsed": (int, float), "isUpgraded": bool, "resourceId": str, "id": str,
+    "resourceName": str, "name": str, "totalCost": (int, float), "currencyCode": str, "usdTotalCost": (int, float),
+    "lastModifiedDate": str, "attributes": dict,
+}
+
+
+@covers("partner_center", "GET /v1/customers/usagerecords")
+def test_usage_records_carry_the_documented_fields(pc: httpx.Client) -> None:
+    response = pc.get("/v1/customers/usagerecords")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["attributes"]["objectType"] == "Collection" and body["items"]
+    for item in body["items"]:
+        check_fields(item, USAGE_RECORD_FIELDS)
+        assert item["attributes"]["objectType"] == "CustomerMonthlyUsageRecord"
+        assert item["budget"]["attributes"]["objectType"] == "SpendingBudget"
+    by_customer = {item["id"]: item for item in body["items"]}
+    assert by_customer[ids.CUSTOMER_FABRIKAM]["budget"]["amount"] == 5000
+    assert "amount" not in by_customer[ids.CUSTOMER_ADATUM]["budget"]  # no budget: the documented shape
+    first = pc.get("/v1/customers/usagerecords", params={"size": 2}).json()
+    assert len(first["items"]) == 2 and "continuationToken=" in first["links"]["next"]["uri"]
+
+
+@covers("partner_center", "GET /v1/customers/{customerId}/usagebudget", "PATCH /v1/customers/{customerId}/usagebudget")
+def test_usage_budget_read_and_updated_with_the_documented_body(pc: httpx.Client) -> None:
+    path = f"/v1/customers/{ids.CUSTOMER_ADATUM}/usagebudget"
+    assert "amount" not in pc.get(path).json()
+    updated = pc.patch(path, json={"Amount": 100, "Attributes": {"ObjectType": "SpendingBudget"}})  # the doc's body
+    assert updated.status_code == 200 and updated.json()["amount"] == 100
+    assert pc.get(path).json()["amount"] == 100
+    assert pc.patch(path, json={"Amount": "lots"}).status_code == 400

@@ -125,7 +125,7 @@ def test_a_registered_source_is_known_everywhere_that_lists_sources(toy: sources
 def test_an_unregistered_source_is_refused_with_the_choices(toy: sources.SourceEntry) -> None:
     with pytest.raises(AlertParseError, match=r"unknown alert source 'nope'.*toy"):
         parse_alert("nope", {"id": "x"})
-    with pytest.raises(ValueError, match="unknown value 'nope'; choose from partner_center, graph, toy"):
+    with pytest.raises(ValueError, match="unknown value 'nope'; choose from partner_center, graph, budget, toy"):
         load_settings({**STORAGE, "ALERT_SOURCES": "nope"}, local_settings=REPO_ROOT / "nope.json")
 
 

@@ -24,7 +24,7 @@ from devhost.azurite import Azurite
 from functions.webhook import receive_webhook
 from sandbox.core import Sandbox, start_sandbox
 from sandbox.ids import SUB_FABRIKAM_PROD
-from sandbox.webhooks import FRAUD_EVENT, TEST_EVENT, Delivery, Registration, webhook_signer
+from sandbox.webhooks import FRAUD_EVENT, TEST_EVENT, THRESHOLD_EVENT, Delivery, Registration, webhook_signer
 from shared.names import DELIVERIES_TABLE, SYNC_QUEUE
 from shared.settings import Settings, get_settings, reset_settings_cache
 from shared.storage.queues import QueueSender
@@ -187,6 +187,37 @@ def test_ms_signature_header_registration_is_accepted(stack: Stack) -> None:
         assert [a.response_code for a in delivery.attempts] == ["OK"]
         [job] = stack.take_jobs(delivery_id_of(delivery))
         assert job["event_status"] == "Investigating"
+    finally:
+        with pc.lock:
+            pc.registration = Registration(stack.function.url, [FRAUD_EVENT, TEST_EVENT])
+
+
+def test_a_budget_threshold_event_enqueues_a_budget_sync_that_raises_the_alert(stack: Stack) -> None:
+    from sandbox.ids import CUSTOMER_LITWARE
+    from shared.intake.jobs import IntakeRuntime, handle_sync_message
+    from shared.names import ALERTS_TABLE
+
+    pc = stack.partner_center
+    pc.set_month_to_date(CUSTOMER_LITWARE, 8100.0)  # 101 % of its budget
+    with pc.lock:
+        pc.registration = Registration(stack.function.url, [FRAUD_EVENT, THRESHOLD_EVENT, TEST_EVENT])
+    try:
+        delivery = pc.raise_threshold_event()
+        assert delivery.wait(30)
+        assert [a.response_code for a in delivery.attempts] == ["OK"]
+        key = delivery_id_of(delivery)
+        [job] = stack.take_jobs(key)
+        assert (job["scope"], job["source"], job["trigger"]) == ("all", "budget", "webhook")
+
+        run = handle_sync_message(json.dumps(job).encode(), runtime=IntakeRuntime.from_settings(stack.settings))
+
+        assert run is not None and run.ok, run and run.as_dict()
+        rows = [e for page in TableStore(stack.settings).query(ALERTS_TABLE, "source eq 'budget'")
+                for e in page.entities]
+        assert {(e["customer_tenant_id"], e["type"]) for e in rows if e["type"] == "BudgetThresholdExceeded"} == \
+            {(CUSTOMER_LITWARE, "BudgetThresholdExceeded")}
+        row = stack.row(key)
+        assert row is not None and row["State"] == "synced"
     finally:
         with pc.lock:
             pc.registration = Registration(stack.function.url, [FRAUD_EVENT, TEST_EVENT])
