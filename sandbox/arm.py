@@ -617,8 +617,9 @@ class ArmService(Service):
                 self._reads[sub_id.lower()] = (tokens, now)
                 wait = max(1, int((1 - tokens) / self.read_refill + 0.999)) if self.read_refill > 0 else 60
                 raise HttpError(429, "SubscriptionRequestsThrottled", (
-                    f"Number of 'read' requests for subscription '{sub_id}' actor '{(request.claims or {}).get('oid')}' "
-                    f"exceeded. Please try again after '{wait}' seconds after the request was throttled."), {
+                    f"Number of 'read' requests for subscription '{sub_id}' actor "
+                    f"'{(request.claims or {}).get('oid')}' exceeded. Please try again after '{wait}' seconds "
+                    "after the request was throttled."), {
                     "Retry-After": str(wait), "x-ms-ratelimit-remaining-subscription-reads": "0"})
             self._reads[sub_id.lower()] = (tokens - 1, now)
             request.params["_reads_left"] = str(int(tokens - 1))

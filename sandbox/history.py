@@ -47,7 +47,8 @@ DEFAULT_LIMITS: Final[dict[str, int]] = {
     "StandardNVADSA10v5Family": 150,
 }
 FIXED_USAGES: Final = (("availabilitySets", "Availability Sets"), ("cores", "Total Regional vCPUs"),
-                       ("virtualMachines", "Virtual Machines"), ("virtualMachineScaleSets", "Virtual Machine Scale Sets"))
+                       ("virtualMachines", "Virtual Machines"),
+                       ("virtualMachineScaleSets", "Virtual Machine Scale Sets"))
 USUAL_REGIONS: Final = ("westeurope", "northeurope", "uksouth", "eastus", "westus2", "francecentral")
 
 ROLE_DEFINITIONS: Final = {
@@ -216,7 +217,8 @@ def ordinary_events(p: Profile, *, now: dt.datetime, days: int = 35, seed: int =
                                  request_body={"properties": {"mode": "Incremental", "templateLink": {
                                      "uri": f"https://{p.domain}/templates/app.json"}}})
         elif kind == "nsg":
-            nsg = f"/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.Network/networkSecurityGroups/nsg-app"
+            nsg = (f"/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.Network/"
+                   "networkSecurityGroups/nsg-app")
             events += write_pair(operation="Microsoft.Network/networkSecurityGroups/write", resource_id=nsg,
                                  principal=principal, at=moment, key=key,
                                  request_body={"location": region, "properties": {"securityRules": []}})
@@ -307,7 +309,8 @@ def audit_record(*, operation: str, resource_type: str, customer_id: str, custom
     }
 
 
-def customer_audit_history(*, customer_id: str, customer_name: str, domain: str, plan_id: str, reseller_id: str, added_days_ago: int, now: dt.datetime,
+def customer_audit_history(*, customer_id: str, customer_name: str, domain: str, plan_id: str,
+                           reseller_id: str, added_days_ago: int, now: dt.datetime,
                            seed: int = 13) -> list[dict[str, Any]]:
     """A customer's ordinary audit trail: added (AddCustomer, CreateOrder for the Azure plan) and a few
     budget or subscription updates since; records older than 90 days are kept out (PC keeps 90)."""

@@ -315,9 +315,11 @@ class PartnerCenterService(WebhookRoutes, Service):
                     "links": {"self": {"uri": f"/customers/{tenant}/subscriptions/{plan}", "method": "GET",
                                        "headers": []}}, "attributes": {"objectType": "Subscription"}}
                 self.entitlements[(tenant, plan, sub_id)] = {
-                    "id": sub_id, "friendlyName": f"Synthetic {index:05d}", "status": "active", "subscriptionId": plan,
+                    "id": sub_id, "friendlyName": f"Synthetic {index:05d}", "status": "active",
+                    "subscriptionId": plan,
                     "links": {"self": {"uri": f"/customers/{tenant}/subscriptions/{plan}/azureEntitlements/{sub_id}",
-                                       "method": "GET", "headers": []}}, "attributes": {"objectType": "AzureEntitlement"}}
+                                       "method": "GET", "headers": []}},
+                    "attributes": {"objectType": "AzureEntitlement"}}
 
     def _all_customers(self) -> Iterator[dict[str, Any]]:
         yield from self.customers
