@@ -496,6 +496,15 @@ class ArmService(Service):
             self._synthetic += count
         return added
 
+    def ordinary_history(self, subscription_id: str) -> list[dict[str, Any]]:
+        """The generated day-to-day entries of a subscription (compact form), as the log serves them."""
+        with self.lock:
+            ordinary = self._profile(subscription_id)
+            if ordinary is None or not self.history_days:
+                return []
+            return history.ordinary_events(ordinary, now=self._started_at, days=self.history_days,
+                                           seed=self.history_seed)
+
     def _profile(self, sub_id: str) -> history.Profile | None:
         found = self._profiles.get(sub_id.lower())
         if found is None and history.synthetic_index(sub_id) is not None and sub_id.lower() in self._subscriptions:
