@@ -439,6 +439,13 @@ class ArmService(Service):
             self._events.sort(key=lambda e: parse_timestamp(e["eventTimestamp"]), reverse=True)
             return copy.deepcopy(event)
 
+    def add_raw_event(self, event: dict[str, Any]) -> None:
+        """Serve ``event`` exactly as given (tests: malformed entries). It needs ``eventTimestamp`` and
+        ``subscriptionId`` to be found by the window filter."""
+        with self.lock:
+            self._events.append(copy.deepcopy(event))
+            self._events.sort(key=lambda e: parse_timestamp(e["eventTimestamp"]), reverse=True)
+
     def add_burst(self, raw: dict[str, Any]) -> dict[str, Any]:
         """Write a burst now (or at ``raw["at"]``): VMs created (running) and their activity-log entries.
 

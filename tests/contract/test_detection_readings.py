@@ -72,6 +72,7 @@ def test_burst_entries_fill_the_sdk_event_data_with_bodies_claims_and_http_reque
     writes = [e for e in events if e.operation_name.value == "Microsoft.Compute/virtualMachines/write"]
     assert len([e for e in writes if e.status.value == "Succeeded"]) == ids.WOODGROVE_BURST_VMS
     started = next(e for e in writes if e.status.value == "Started")
+    assert started.properties is not None and started.claims is not None
     body = json.loads(started.properties["requestbody"])
     assert body["location"] in ids.WOODGROVE_BURST_REGIONS
     assert body["properties"]["hardwareProfile"]["vmSize"] in ids.WOODGROVE_BURST_SIZES
@@ -80,6 +81,7 @@ def test_burst_entries_fill_the_sdk_event_data_with_bodies_claims_and_http_reque
     assert started.caller == ids.WOODGROVE_INTRUDER_UPN and started.submission_timestamp is not None
     grant = next(e for e in events if e.operation_name.value == "Microsoft.Authorization/roleAssignments/write"
                  and e.status.value == "Succeeded")
+    assert grant.properties is not None
     granted = json.loads(grant.properties["responseBody"])["Properties"]
     assert granted["PrincipalId"] == ids.WOODGROVE_INTRUDER_ID
     assert granted["RoleDefinitionId"].endswith("8e3af657-a8ff-443c-a75c-2fe8c4bcb635")  # Owner
@@ -128,8 +130,9 @@ def test_reads_carry_the_remaining_reads_and_an_empty_bucket_is_a_429_the_sdk_su
                                      connection_verify=str(fresh_sandbox.ca_cert_path),
                                      retry_total=0).usage.list("eastus2"))
     assert caught.value.status_code == 429
-    assert caught.value.response is not None and caught.value.response.headers["Retry-After"]
-    assert caught.value.response.headers["x-ms-ratelimit-remaining-subscription-reads"] == "0"
+    response: Any = caught.value.response
+    assert response is not None and response.headers["Retry-After"]
+    assert response.headers["x-ms-ratelimit-remaining-subscription-reads"] == "0"
 
 
 # -- Partner Center against the documented resources ----------------------------------------------------
