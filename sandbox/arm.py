@@ -729,7 +729,8 @@ class ArmService(Service):
         sub_id = request.params["sub"].lower()
         with self.lock:
             events = self._events
-            synthetic = history.synthetic_index(sub_id) is not None and self.history_days
+            synthetic = (history.synthetic_index(sub_id) is not None and self.history_days
+                         and start < self._started_at - history.HISTORY_GAP)  # the window reaches the history
             ordinary = self._profile(sub_id) if synthetic else None
             if ordinary is not None:  # made on read: nothing stored per synthetic subscription
                 events = sorted(self._events + [self._expand_event(raw) for raw in history.ordinary_events(
