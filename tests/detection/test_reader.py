@@ -282,7 +282,8 @@ def test_a_burst_written_now_is_read_at_once_with_its_running_vms(reader: Client
     assert written.status_code == 201 and len(written.json()["virtualMachines"]) == 3
     assert refused.status_code == 400 and "Standard_Huge" in refused.json()["error"]["message"]
     events = list(reader.activity_events(ids.SUB_NORTHWIND_DEV, since=now() - dt.timedelta(minutes=5)))
-    created = [e for e in events if e.operation == "microsoft.compute/virtualmachines/write" and e.status == "succeeded"]
+    created = [e for e in events
+               if e.operation == "microsoft.compute/virtualmachines/write" and e.status == "succeeded"]
     assert len(created) == 3 and {e.principal_id for e in created} == {principal}
     assert {e.caller for e in created} == {principal} and {e.location for e in created} == {"westus3"}
     assert any(e.operation == "microsoft.authorization/roleassignments/write" for e in events)
