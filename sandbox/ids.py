@@ -104,3 +104,16 @@ PROSEWARE_CUSTOMERS: Final = (PROSEWARE_CUSTOMER_1, PROSEWARE_CUSTOMER_2, PROSEW
                                PROSEWARE_CUSTOMER_5, PROSEWARE_CUSTOMER_6, PROSEWARE_CUSTOMER_7, PROSEWARE_CUSTOMER_8)
 PROSEWARE_SUBSCRIPTIONS: Final = (PROSEWARE_SUB_1, PROSEWARE_SUB_2, PROSEWARE_SUB_3, PROSEWARE_SUB_4, PROSEWARE_SUB_5,
                                    PROSEWARE_SUB_6, PROSEWARE_SUB_7, PROSEWARE_SUB_8)
+# Independent detection (issue 13): a customer Microsoft has NOT alerted on, where a principal never
+# seen before in its subscription creates twelve GPU VMs across three regions the subscription never
+# used and grants itself Owner, minutes before the sandbox starts. Woodgrove buys through an indirect
+# reseller (Adatum), shown as the customer's associatedPartnerId.
+CUSTOMER_WOODGROVE: Final = "aaaaaaaa-0004-4000-8000-000000000004"
+SUB_WOODGROVE_PROD: Final = "bbbbbbbb-0004-4000-8000-000000000004"
+PLAN_WOODGROVE: Final = "cccccccc-0004-4000-8000-000000000004"
+RESELLER_ADATUM: Final = "4871234"
+WOODGROVE_INTRUDER_ID: Final = "dddddddd-0004-4000-8000-000000000004"
+WOODGROVE_INTRUDER_UPN: Final = "render-ops@woodgrove.example"
+WOODGROVE_BURST_REGIONS: Final = ("eastus2", "southeastasia", "japaneast")
+WOODGROVE_BURST_SIZES: Final = ("Standard_NC24ads_A100_v4", "Standard_NV36ads_A10_v5", "Standard_NC24ads_A100_v4")
+WOODGROVE_BURST_VMS: Final = 12
