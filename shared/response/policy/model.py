@@ -203,6 +203,34 @@ class Decision:
         }
 
 
+VERDICTS: Final = ("fraud",)
+"""Verdicts a policy may plan actions for (``[verdict.<name>]``): what resolving an alert with that reason
+means for the whole customer. Only fraud has one: Microsoft asks partners to suspend every other
+subscription of a customer found fraudulent, and to report the case."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``[verdict.<name>]``: the actions planned for the customer when an alert is resolved with that reason."""
+
+    name: str
+    description: str
+    actions: tuple[RuleAction, ...]
+
+    def planned(self, allow_automatic_cancellation: bool = False) -> tuple[PlannedAction, ...]:
+        """The actions in their effective modes: a destructive one in enforce still waits for approval."""
+        source = f"verdict {self.name}: the alert was resolved as {self.name}"
+        result = []
+        for a in self.actions:
+            mode: Mode = a.mode
+            reason = source
+            if catalogue.spec(a.action).destructive and mode == "enforce" and not allow_automatic_cancellation:
+                mode = "approve"
+                reason += f"; {a.action} is destructive, so it waits for approval (ALLOW_AUTOMATIC_CANCELLATION)"
+            result.append(PlannedAction(a.action, mode, a.params, reason, a.mode))
+        return tuple(result)
+
+
 @dataclass(frozen=True)
 class Policy:
     """A validated policy; ``evaluate`` is pure and cheap (no I/O)."""
@@ -212,6 +240,11 @@ class Policy:
     """The file it came from, as shown to people (relative to the app root when inside it)."""
     sha256: str = ""
     warnings: tuple[str, ...] = field(default=())
+    verdicts: Mapping[str, Verdict] = field(default_factory=dict)
+    """``[verdict.fraud]``: what a fraud verdict plans for the whole customer (empty: nothing more)."""
+
+    def verdict(self, name: str) -> Verdict | None:
+        return self.verdicts.get(name)
 
     def evaluate(
         self, alert: Alert, *, tags: frozenset[str] = frozenset(), allow_automatic_cancellation: bool = False,
