@@ -65,3 +65,15 @@ FABRIKAM_GLOBAL_ADMIN_UPN: Final = "admin@fabrikam.example"
 # Mailbox in the partner tenant that sends notifications, and the partner's security contact.
 NOTIFY_SENDER: Final = "fraud-responder@contoso-csp.example"
 SECURITY_CONTACT: Final = "soc@contoso-csp.example"
+
+# Issue 15 (the fraud verdict): Fabrikam's licence-based subscription besides its Azure plan (Partner
+# Center subscription id, new-commerce Microsoft 365 Business Premium), the Owner role assignment the
+# compromised user gave the rogue service principal in the incident window, and the support topic the
+# Partner Center stand-in offers for fraud reports.
+LICENCE_FABRIKAM_M365: Final = "cccccccc-0011-4000-8000-000000000011"
+ROGUE_ROLE_ASSIGNMENT_NAME: Final = "eeeeeeee-2001-4000-8000-000000000001"
+ROGUE_ROLE_ASSIGNMENT_ID: Final = (
+    f"/subscriptions/{SUB_FABRIKAM_PROD}/providers/Microsoft.Authorization/roleAssignments/{ROGUE_ROLE_ASSIGNMENT_NAME}"
+)
+OWNER_ROLE_DEFINITION: Final = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+FRAUD_SUPPORT_TOPIC_ID: Final = "32444671"
