@@ -176,7 +176,7 @@ _BUILT_IN: Final = (
         "password at next sign-in (with MFA)", order=35, reversible=False, containment=True),
     ActionSpec(
         "report_admin_recovery_methods", "reports the Global Administrators' recovery e-mail and phone methods, "
-        "flagging recent changes", order=15, reversible=False, read_only=True),
+        "flagging recent changes", order=15, reversible=False),
 )
 
 _lock = threading.Lock()

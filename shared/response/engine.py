@@ -305,6 +305,14 @@ class Responder:
         if found is None or not found.actions:
             return
         planned = found.planned(self.settings.allow_automatic_cancellation)
+        needing = [p.action for p in planned if catalogue.spec(p.action).needs_investigation]
+        if needing and run.investigation is None:
+            # Acting on what the investigation found needs one: run it first (it only reads).
+            provider = next((s for s in catalogue.specs() if s.provides_investigation), None)
+            if provider is not None and all(p.action != provider.name for p in planned):
+                planned = (PlannedAction(provider.name, "enforce", provider.defaults(),
+                                         f"verdict {verdict}: {', '.join(needing)} acts on the investigation",
+                                         "enforce"), *planned)
         if why:
             planned = tuple(PlannedAction(p.action, p.mode, p.params, f"{p.reason} ({why})", p.requested_mode)
                             for p in planned)

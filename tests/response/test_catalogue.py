@@ -25,7 +25,11 @@ from tests.test_cold_start import HEAVY
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILT_IN = ("notify", "investigate", "stop_resources", "revoke_sessions", "rotate_credentials",
-            "suspend_subscription", "cancel_azure_subscription", "update_status")
+            "suspend_subscription", "cancel_azure_subscription", "update_status", "suspend_customer_subscriptions",
+            "remove_role_assignments", "open_service_request", "require_admin_password_change",
+            "report_admin_recovery_methods")
+BUILT_ELSEWHERE = frozenset({"require_admin_password_change", "report_admin_recovery_methods"})
+"""Catalogued for the default [verdict.fraud], implemented on another branch (issue 15 item 2): drop on merge."""
 
 
 @pytest.fixture
@@ -83,6 +87,10 @@ def test_a_name_can_be_registered_once() -> None:
 def test_each_built_in_spec_agrees_with_its_implementation() -> None:
     assert catalogue.names() == BUILT_IN
     for spec in catalogue.specs():
+        if spec.name in BUILT_ELSEWHERE:
+            with pytest.raises(registry.ActionNotBuilt):
+                registry.get_action(spec.name)
+            continue
         action = registry.get_action(spec.name)
         assert action.name == spec.name
         assert action.reversible == spec.reversible, spec.name

@@ -14,6 +14,7 @@ import pytest
 from devhost.azurite import Azurite
 from shared.intake.sync import AlertSync
 from shared.names import ALERTS_TABLE, RESPOND_QUEUE
+from shared.response import catalogue
 from shared.settings import load_settings
 from shared.storage.queues import QueueSender
 from shared.storage.tables import TableStore
@@ -158,7 +159,7 @@ def test_policy_actions_lists_the_catalogue_in_run_order_without_settings() -> N
     assert listed.returncode == 0, listed.stderr
     actions = json.loads(listed.stdout)
     names = [a["action"] for a in actions]
-    assert names[0] == "update_status" and names[-1] == "notify" and len(names) == 8
+    assert names[0] == "update_status" and names[-1] == "notify" and len(names) == len(catalogue.names())
     cancel = next(a for a in actions if a["action"] == "cancel_azure_subscription")
     assert "destructive" in cancel["kind"] and cancel["params"] == {}
     stop = next(a for a in actions if a["action"] == "stop_resources")
