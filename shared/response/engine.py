@@ -282,6 +282,19 @@ class Responder:
 
     # --- verdicts -----------------------------------------------------------------------------------
 
+    @staticmethod
+    def _as_stored(entity: Mapping[str, Any]) -> Alert:
+        """The alert with the status its row shows now: an operator's or an action's resolution is written to the
+        row's columns, while ``from_entity`` re-reads the source's payload as last synced."""
+        from dataclasses import replace
+
+        alert = from_entity(entity)
+        if not entity.get("status"):
+            return alert
+        return replace(alert, status=str(entity["status"]), resolved_reason=str(entity.get("resolved_reason") or ""),
+                       resolved_by=str(entity.get("resolved_by") or alert.resolved_by),
+                       resolved_at=entity.get("resolved_at") or alert.resolved_at)
+
     def _judged_alert(self, partition: str, row: str) -> Alert | None:
         """The stored alert when it is resolved with a reason the policy has a verdict for (not a test alert)."""
         from shared.response.policy import VERDICTS
@@ -289,7 +302,7 @@ class Responder:
         entity = self.store.get(ALERTS_TABLE, partition, row)
         if entity is None:
             return None
-        alert = from_entity(entity)
+        alert = self._as_stored(entity)
         if alert.is_test or alert.status != "resolved" or alert.resolved_reason not in VERDICTS:
             return None
         return alert
@@ -344,7 +357,7 @@ class Responder:
         if entity is None:
             result.missing_alert = True
             return result
-        alert = from_entity(entity)
+        alert = self._as_stored(entity)
         add_context(alert_id=alert.id, customer=alert.customer_tenant_id, subscription=alert.subscription_id)
         if alert.is_test:
             return result
