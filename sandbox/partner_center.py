@@ -557,9 +557,11 @@ class PartnerCenterService(WebhookRoutes, Service):
         with self.lock:
             return json_response(200, self._collection(copy.deepcopy(self.service_requests), "/servicerequests"))
 
-    @route("POST", r"/v1/servicerequests/(?P<locale>[A-Za-z]{2}(?:-[A-Za-z]{2,4})?)")
+    @route("POST", r"/v1/servicerequests/(?P<locale>[^/]+)")
     def create_service_request(self, request: Request) -> Response:
         self._app_user_only(request)
+        if not re.fullmatch(r"[A-Za-z]{2}(?:-[A-Za-z]{2,4})?", request.params["locale"]):
+            raise HttpError(400, "400", f"Agent locale {request.params['locale']!r} is not a locale such as en-US.")
         body = request.json()
         if not isinstance(body, dict):
             raise HttpError(400, "400", "The body must be a ServiceRequest object with Title, Description, Severity "
@@ -587,8 +589,10 @@ class PartnerCenterService(WebhookRoutes, Service):
                 "organization": {"id": self.partner_tenant_id, "name": ids.PARTNER_NAME, "phoneNumber": ""},
                 "primaryContact": {"organization": None, "lastName": "", "firstName": "",
                                    "email": str(claims.get("upn") or ""), "phoneNumber": ""},
+                "lastUpdatedBy": {"organization": None, "lastName": "", "firstName": "",
+                                  "email": str(claims.get("upn") or ""), "phoneNumber": ""},
                 "productName": "", "productId": "", "createdDate": now, "lastModifiedDate": now,
-                "lastClosedDate": "0001-01-01T00:00:00", "notes": [], "countryCode": "US",
+                "lastClosedDate": "0001-01-01T00:00:00", "fileLinks": [], "notes": [], "countryCode": "US",
                 "attributes": {"objectType": "ServiceRequest"},
             }
             self.service_requests.append(created)
