@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.mgmt.authorization import AuthorizationManagementClient
-from azure.mgmt.authorization.models import RoleAssignmentCreateParameters
+from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 
 from sandbox import ids
 from sandbox.core import Sandbox
