@@ -179,6 +179,6 @@ def test_a_topic_no_support_topic_mentions_fails_with_the_topics(azurite: Azurit
     ctx = context(azurite, fresh_sandbox, fraud(pc_alert(fresh_sandbox, ids.MINING_ALERT_EVENT_ID)),
                   "open_service_request", topic="security")
     [target] = OPEN_REQUEST.plan(ctx)
-    with pytest.raises(ActionFailed, match="no Partner Center support topic mentions 'security'.*Billing"):
+    with pytest.raises(ActionFailed, match=r"no Partner Center support topic mentions 'security'.*Billing"):
         OPEN_REQUEST.execute(ctx, target)
     assert requests(fresh_sandbox, "partner_center", "POST", "/v1/servicerequests/") == []
