@@ -291,7 +291,11 @@ class Policy:
         )
 
     def summary(self) -> str:
-        return f"{len(self.rules)} rule{'s' if len(self.rules) != 1 else ''}"
+        text = f"{len(self.rules)} rule{'s' if len(self.rules) != 1 else ''}"
+        for verdict in self.verdicts.values():
+            n = len(verdict.actions)
+            text += f", verdict {verdict.name} ({n} action{'s' if n != 1 else ''})"
+        return text
 
 
 def _apply_effective_rules(
