@@ -260,10 +260,11 @@ class Responder:
         for planned in ordered:
             if not catalogue.is_reporting(planned.action):
                 self._run_action(run, planned)
-        # Resolved as fraud (by this job's update_status, or at the source): the verdict's plan for the whole
-        # customer, before the report so the message lists what waits for approval.
-        resolving = alert.status == "resolved" or any(
-            catalogue.spec(p.action).resolves and p.params.get("status") == "resolved" for p in ordered)
+        # Resolved as fraud by this job's rule (update_status): the verdict's plan for the whole customer, before
+        # the report so the message lists what waits for approval. An alert found resolved at the source (an old
+        # case closed in the portal) plans none: an operator's `alerts resolve ID --reason fraud` does that.
+        resolving = any(catalogue.spec(p.action).resolves and p.params.get("status") == "resolved"
+                        for p in ordered)
         judged = self._judged_alert(partition, row) if resolving else None
         if judged is not None:
             self._run_verdict(run, judged, judged.resolved_reason)
