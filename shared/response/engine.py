@@ -839,10 +839,16 @@ class Responder:
             **self.ledger.released()})
         self._decided(done, "undo", operator, outcome=f"{UNDONE}: {one_line(outcome.summary, 300)}")
         log.info("action %s (%s on %s) undone by %s", done.action_id, done.action, done.target.id, operator)
+        reason = str(entry.params.get("reason") or "")
+        if catalogue.spec(entry.action).resolves and entry.params.get("status") == "resolved" and reason:
+            # The verdict that resolution planned no longer holds: what still waits for approval expires.
+            self.expire_pending(entry.alert_key, operator, f"the {reason} resolution {entry.action_id} was undone by "
+                                f"{operator}", rule=f"verdict.{reason}")
         return done
 
-    def expire_pending(self, alert_key: str, operator: str, why: str) -> list[LedgerEntry]:
-        """Expire the alert's containment rows that wait for approval (the alert was resolved as not fraud).
+    def expire_pending(self, alert_key: str, operator: str, why: str, *, rule: str = "") -> list[LedgerEntry]:
+        """Expire the alert's containment rows that wait for approval (the alert was resolved as not fraud),
+        or, with ``rule``, every waiting row that rule planned (a fraud verdict whose resolution was undone).
 
         Each expiry is recorded on the row (who, why) and as a decision of its own. Returns the rows
         expired; a row that changed meanwhile is read again and expired if it still waits.
@@ -851,7 +857,8 @@ class Responder:
         for row in self.ledger.for_alert(alert_key):
             entry = row
             for _attempt in range(3):
-                if entry.state != AWAITING_APPROVAL or not _is_containment(entry.action):
+                if entry.state != AWAITING_APPROVAL or (entry.rule != rule if rule else not _is_containment(
+                        entry.action)):
                     break
                 try:
                     done = self.ledger.transition(entry, {"state": EXPIRED, "expired_by": operator,
