@@ -111,7 +111,8 @@ _FILTER_FIELDS = ("eventtimestamp", "resourceuri", "resourcegroupname", "resourc
 # Built-in roles by what they permit (Owner and Contributor: every action here; Reader: reads).
 _ROLE_ACTIONS: dict[str, Callable[[str], bool]] = {
     "Owner": lambda action: True,
-    "Contributor": lambda action: not action.lower().startswith("microsoft.authorization/"),
+    "Contributor": lambda action: not (action.lower().startswith("microsoft.authorization/")
+                                       and not action.lower().endswith("/read")),
     "Reader": lambda action: action.lower().endswith("/read"),
 }
 _COMPUTE_PATH = re.compile(
@@ -121,10 +122,24 @@ _COMPUTE_PATH = re.compile(
 )
 
 
+# Built-in role definitions by name (their ids are the same in every tenant).
+ROLE_DEFINITION_IDS: dict[str, str] = {
+    "Owner": "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+    "Contributor": "b24988ac-6180-42a0-ab88-20f7382dd24c",
+    "Reader": "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+}
+PRINCIPAL_TYPES = ("User", "Group", "ServicePrincipal", "ForeignGroup", "Device")
+_ROLE_ASSIGNMENTS = (r"(?P<scope>/subscriptions/(?P<sub>[^/]+)(?:/resourceGroups/[^/]+(?:/providers/.+?)?)?)"
+                     r"/providers/Microsoft\.Authorization/roleAssignments")
+
+
 def _required_action(request: Request) -> tuple[str, str]:
     """The RBAC action a request needs and the scope it acts on, as Azure names them."""
     sub = request.params["sub"]
     path = request.path.rstrip("/")
+    if "/providers/microsoft.authorization/roleassignments" in path.lower():
+        verb = {"GET": "read", "PUT": "write", "DELETE": "delete"}.get(request.method, "read")
+        return f"Microsoft.Authorization/roleAssignments/{verb}", request.params.get("scope", f"/subscriptions/{sub}")
     if "/providers/microsoft.subscription/" in path.lower():
         action = request.params.get("action", "cancel").lower()
         return f"Microsoft.Subscription/{action}/action", f"/subscriptions/{sub}"
@@ -299,11 +314,17 @@ class ArmService(Service):
 
     @staticmethod
     def _assignment_from(raw: dict[str, Any]) -> dict[str, str]:
+        """A role assignment: scope, principal and built-in role, plus the ARM resource's name (a GUID, made
+        from the rest when not given), principal type and who created it when (``createdOn``/``createdBy``)."""
         role = str(raw.get("roleDefinitionName", "Owner"))
         if role not in _ROLE_ACTIONS:
             raise ValueError(f"arm.roleAssignments: role {role!r} is not one of {', '.join(_ROLE_ACTIONS)}")
-        return {"scope": str(raw["scope"]).rstrip("/"), "principalId": str(raw["principalId"]).lower(),
-                "roleDefinitionName": role}
+        scope, principal = str(raw["scope"]).rstrip("/"), str(raw["principalId"]).lower()
+        name = str(raw.get("name") or uuid.uuid5(uuid.NAMESPACE_URL, f"{scope.lower()}/{principal}/{role}"))
+        created = str(raw.get("createdOn") or "2024-01-01T00:00:00Z")
+        return {"scope": scope, "principalId": principal, "roleDefinitionName": role, "name": name.lower(),
+                "principalType": str(raw.get("principalType", "User")), "createdOn": created,
+                "createdBy": str(raw.get("createdBy", "")), "description": str(raw.get("description", ""))}
 
     @staticmethod
     def _resource_from(kind: str, raw: dict[str, Any]) -> _Resource:
@@ -671,6 +692,126 @@ class ArmService(Service):
             raise HttpError(409, "ReadOnlyDisabledSubscription", (
                 f"The subscription '{sub_id}' is disabled and therefore marked as read only. You cannot perform "
                 "any write actions on this subscription until it is re-enabled."))
+
+    # -- role assignments (Microsoft.Authorization, api-version 2022-04-01) --------------------------
+
+    def _assignment_view(self, assignment: dict[str, str]) -> dict[str, Any]:
+        """A role assignment as ARM returns it (RoleAssignment, 2022-04-01)."""
+        sub = _RESOURCE_ID.fullmatch(assignment["scope"])
+        sub_id = sub["sub"] if sub else ""
+        return {
+            "properties": {
+                "roleDefinitionId": f"/subscriptions/{sub_id}/providers/Microsoft.Authorization/roleDefinitions/"
+                                    f"{ROLE_DEFINITION_IDS[assignment['roleDefinitionName']]}",
+                "principalId": assignment["principalId"], "principalType": assignment["principalType"],
+                "scope": assignment["scope"], "condition": None, "conditionVersion": None,
+                "createdOn": assignment["createdOn"], "updatedOn": assignment["createdOn"],
+                "createdBy": assignment["createdBy"] or None, "updatedBy": assignment["createdBy"] or None,
+                "delegatedManagedIdentityResourceId": None, "description": assignment["description"] or None,
+            },
+            "id": f"{assignment['scope']}/providers/Microsoft.Authorization/roleAssignments/{assignment['name']}",
+            "type": "Microsoft.Authorization/roleAssignments",
+            "name": assignment["name"],
+        }
+
+    def _find_assignment(self, scope: str, name: str) -> dict[str, str] | None:
+        return next((a for a in self._assignments if a["name"] == name.lower()
+                     and a["scope"].lower() == scope.rstrip("/").lower()), None)
+
+    @route("GET", _ROLE_ASSIGNMENTS)
+    def list_role_assignments(self, request: Request) -> Response:
+        """Assignments at the scope, above it and below it (``$filter=atScope()``: at and above only;
+        ``principalId eq '...'``: that principal's), as Azure lists them; paged with ``nextLink``."""
+        scope = request.params["scope"].rstrip("/").lower()
+        text = (request.arg("$filter") or "").strip()
+        principal = None
+        at_scope = False
+        for clause in re.split(r"\s+and\s+", text, flags=re.IGNORECASE) if text else []:
+            found = re.fullmatch(r"principalId\s+eq\s+'([^']*)'", clause.strip(), re.IGNORECASE)
+            if found:
+                principal = found.group(1).lower()
+            elif clause.strip().lower() == "atscope()":
+                at_scope = True
+            else:
+                raise HttpError(400, "UnsupportedQuery", f"The filter '{text}' is not supported. Supported filters: "
+                                "atScope(), principalId eq '{id}', assignedTo('{id}').")
+        with self.lock:
+            items = []
+            for assignment in self._assignments:
+                granted = assignment["scope"].lower()
+                above = scope == granted or scope.startswith(granted + "/")
+                below = granted.startswith(scope + "/")
+                if not (above or (below and not at_scope)):
+                    continue
+                if principal is not None and assignment["principalId"] != principal:
+                    continue
+                items.append(self._assignment_view(assignment))
+        offset = read_offset_token(request.arg("$skipToken"),
+                                   message="Invalid $skipToken: follow nextLink as returned.")
+        page = items[offset:offset + self.page_size]
+        body: dict[str, Any] = {"value": page}
+        if offset + self.page_size < len(items):
+            params = [(k, v) for k, values in request.query.items() if k.lower() != "$skiptoken" for v in values]
+            params.append(("$skipToken", offset_token(offset + self.page_size)))
+            body["nextLink"] = f"{self.base_url}{request.path}?{urlencode(params)}"
+        return self._ok(200, body, request)
+
+    @route("GET", _ROLE_ASSIGNMENTS + r"/(?P<name>[^/]+)")
+    def get_role_assignment(self, request: Request) -> Response:
+        with self.lock:
+            found = self._find_assignment(request.params["scope"], request.params["name"])
+            if found is None:
+                raise HttpError(404, "RoleAssignmentNotFound", f"The role assignment '{request.params['name']}' is "
+                                "not found.")
+            return self._ok(200, self._assignment_view(found), request)
+
+    @route("PUT", _ROLE_ASSIGNMENTS + r"/(?P<name>[^/]+)")
+    def create_role_assignment(self, request: Request) -> Response:
+        """201 with the new assignment; 409 ``RoleAssignmentExists`` when one with these properties exists."""
+        body = request.json()
+        props = body.get("properties") if isinstance(body, dict) else None
+        if not isinstance(props, dict):
+            raise HttpError(400, "InvalidRequestContent", "The request content must have a 'properties' object.")
+        definition = str(props.get("roleDefinitionId") or "")
+        principal = str(props.get("principalId") or "").lower()
+        role = next((n for n, i in ROLE_DEFINITION_IDS.items() if definition.lower().endswith("/" + i)), None)
+        if role is None:
+            raise HttpError(400, "RoleDefinitionDoesNotExist", f"The specified role definition with ID "
+                            f"'{definition.rsplit('/', 1)[-1]}' does not exist.")
+        if not re.fullmatch(r"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}", principal):
+            raise HttpError(400, "InvalidPrincipalId", "A valid principal ID must be provided for role assignment.")
+        principal_type = str(props.get("principalType") or "User")
+        if principal_type not in PRINCIPAL_TYPES:
+            raise HttpError(400, "InvalidRequestContent", f"principalType '{principal_type}' is not one of "
+                            f"{', '.join(PRINCIPAL_TYPES)}.")
+        scope, name = request.params["scope"].rstrip("/"), request.params["name"].lower()
+        claims = request.claims or {}
+        with self.lock:
+            existing = self._find_assignment(scope, name)
+            if existing is not None:
+                if (existing["principalId"], existing["roleDefinitionName"]) == (principal, role):
+                    raise HttpError(409, "RoleAssignmentExists", "The role assignment already exists.")
+                raise HttpError(400, "RoleAssignmentUpdateNotPermitted", "Tenant ID, application ID, principal ID, "
+                                "and scope are not allowed to be updated.")
+            if any(a["scope"].lower() == scope.lower() and a["principalId"] == principal
+                   and a["roleDefinitionName"] == role for a in self._assignments):
+                raise HttpError(409, "RoleAssignmentExists", "The role assignment already exists.")
+            assignment = self._assignment_from({
+                "scope": scope, "principalId": principal, "roleDefinitionName": role, "name": name,
+                "principalType": principal_type, "createdOn": _iso(_now()),
+                "createdBy": str(claims.get("oid", "")), "description": str(props.get("description") or "")})
+            self._assignments.append(assignment)
+            return self._ok(201, self._assignment_view(assignment), request)
+
+    @route("DELETE", _ROLE_ASSIGNMENTS + r"/(?P<name>[^/]+)")
+    def delete_role_assignment(self, request: Request) -> Response:
+        """200 with the deleted assignment; 204 (no body) when there is none, as ARM answers."""
+        with self.lock:
+            found = self._find_assignment(request.params["scope"], request.params["name"])
+            if found is None:
+                return Response(204, b"", self._ids(request))
+            self._assignments.remove(found)
+            return self._ok(200, self._assignment_view(found), request)
 
     # -- subscriptions ------------------------------------------------------------------------------
 

@@ -117,3 +117,14 @@ WOODGROVE_INTRUDER_UPN: Final = "render-ops@woodgrove.example"
 WOODGROVE_BURST_REGIONS: Final = ("eastus2", "southeastasia", "japaneast")
 WOODGROVE_BURST_SIZES: Final = ("Standard_NC24ads_A100_v4", "Standard_NV36ads_A10_v5", "Standard_NC24ads_A100_v4")
 WOODGROVE_BURST_VMS: Final = 12
+# Issue 15 (the fraud verdict): Fabrikam's licence-based subscription besides its Azure plan (Partner
+# Center subscription id, new-commerce Microsoft 365 Business Premium), the Owner role assignment the
+# compromised user gave the rogue service principal in the incident window, and the support topic the
+# Partner Center stand-in offers for fraud reports.
+LICENCE_FABRIKAM_M365: Final = "cccccccc-0011-4000-8000-000000000011"
+ROGUE_ROLE_ASSIGNMENT_NAME: Final = "eeeeeeee-2001-4000-8000-000000000001"
+ROGUE_ROLE_ASSIGNMENT_ID: Final = (
+    f"/subscriptions/{SUB_FABRIKAM_PROD}/providers/Microsoft.Authorization/roleAssignments/{ROGUE_ROLE_ASSIGNMENT_NAME}"
+)
+OWNER_ROLE_DEFINITION: Final = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+FRAUD_SUPPORT_TOPIC_ID: Final = "32444671"

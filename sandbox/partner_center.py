@@ -16,6 +16,7 @@ Scenario section ``partner_center``::
       "subscriptions": [ {"customerId": "...", ...PC subscription resource...} ],
       "entitlements": [ {"customerId": "...", "subscriptionId": "<plan>", "id": "<azure sub>", ...} ],
       "generate": {"alerts": 10000, "customers": 200},  # benchmark data, made on demand per page
+      "support_topics": [{"name", "description", "id"}],  # service request topics (default: a fraud one)
       "mfa_adoption": [ {"loginDate": "2026-03-02", "applicationId": "...", "mfaCompliantRequestCount": 5,
                          "totalRequestCount": 9} ],     # history for GET /v1/applicationmfaadoptionstatus
       "non_mfa_principals": [ {"objectId", "upn", "tenantId", "lastNonMfaCompliantLoginDateTime"} ]
@@ -73,6 +74,12 @@ LEGACY_EVENT_TYPE = "NetworkConnectionsToCryptoMiningPools"
 STATUSES = {"active": "Active", "resolved": "Resolved", "resolve": "Resolved", "investigating": "Investigating"}
 REASONS = {"fraud": "Fraud", "ignore": "Ignore"}
 SUBSCRIPTION_STATUSES = ("active", "suspended")
+SERVICE_REQUEST_SEVERITIES = ("unknown", "critical", "moderate", "minimal")
+DEFAULT_SUPPORT_TOPICS = (
+    {"name": "Azure fraud and security incident", "description": "Report fraud, account compromise or abuse of "
+     "a customer's Azure subscription", "id": ids.FRAUD_SUPPORT_TOPIC_ID},
+    {"name": "Billing and invoices", "description": "Questions about invoices, charges and credits", "id": "32444672"},
+)
 CANCELLATION_REASONS = ("compromise",)
 
 
@@ -262,6 +269,11 @@ class PartnerCenterService(BudgetRoutes, WebhookRoutes, Service):
             {"objectId": str(p["objectId"]), "tenantId": str(p.get("tenantId") or ids.PARTNER_TENANT_ID),
              "upn": str(p["upn"]), "lastNonMfaCompliantLoginDateTime": p.get("lastNonMfaCompliantLoginDateTime")}
             for p in section.get("non_mfa_principals", [])]
+        self.support_topics: list[dict[str, Any]] = [
+            {"name": str(t["name"]), "description": str(t.get("description", "")), "id": str(t["id"]),
+             "attributes": {"objectType": "SupportTopic"}}
+            for t in section.get("support_topics", DEFAULT_SUPPORT_TOPICS)]
+        self.service_requests: list[dict[str, Any]] = []
         self.reset_webhooks()
         self.reset_customers()
 
@@ -751,6 +763,76 @@ class PartnerCenterService(BudgetRoutes, WebhookRoutes, Service):
                 resource.pop("suspensionReasons", None)
             resource["attributes"] = {**resource.get("attributes", {}), "etag": uuid.uuid4().hex}
             return json_response(200, resource)
+
+    # -- service requests ------------------------------------------------------------------------
+    # Create a service request (POST /v1/servicerequests/{agent-locale}), get service request support topics,
+    # get the partner's service requests; App+User only, as documented.
+
+    @staticmethod
+    def _app_user_only(request: Request) -> None:
+        if "scp" not in (request.claims or {}):
+            raise HttpError(403, "403", "This API supports App+User credentials only; an App-only token was sent.")
+
+    @staticmethod
+    def _plain_collection(items: list[dict[str, Any]], uri: str) -> dict[str, Any]:
+        return {"totalCount": len(items), "items": items, "links": {"self": {"uri": uri, "method": "GET",
+                                                                             "headers": []}},
+                "attributes": {"objectType": "Collection"}}
+
+    @route("GET", r"/v1/servicerequests/supporttopics")
+    def list_support_topics(self, request: Request) -> Response:
+        self._app_user_only(request)
+        with self.lock:
+            return json_response(200, self._plain_collection(copy.deepcopy(self.support_topics),
+                                                             "/servicerequests/supporttopics"))
+
+    @route("GET", r"/v1/servicerequests")
+    def list_service_requests(self, request: Request) -> Response:
+        self._app_user_only(request)
+        with self.lock:
+            return json_response(200, self._plain_collection(copy.deepcopy(self.service_requests),
+                                                             "/servicerequests"))
+
+    @route("POST", r"/v1/servicerequests/(?P<locale>[^/]+)")
+    def create_service_request(self, request: Request) -> Response:
+        self._app_user_only(request)
+        if not re.fullmatch(r"[A-Za-z]{2}(?:-[A-Za-z]{2,4})?", request.params["locale"]):
+            raise HttpError(400, "400", f"Agent locale {request.params['locale']!r} is not a locale such as en-US.")
+        body = request.json()
+        if not isinstance(body, dict):
+            raise HttpError(400, "400", "The body must be a ServiceRequest object with Title, Description, Severity "
+                            "and SupportTopicId.")
+        values = {name: _get(body, name) for name in ("Title", "Description", "Severity", "SupportTopicId")}
+        missing = [name for name, value in values.items() if not isinstance(value, str) or not value.strip()]
+        if missing:
+            raise HttpError(400, "400", f"{missing[0]} is required (a non-empty string).")
+        severity = str(values["Severity"]).lower()
+        if severity not in SERVICE_REQUEST_SEVERITIES:
+            raise HttpError(400, "400", f"Severity {values['Severity']!r} is not valid; use "
+                            f"{', '.join(SERVICE_REQUEST_SEVERITIES)}.")
+        claims = request.claims or {}
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        with self.lock:
+            topic = next((t for t in self.support_topics if t["id"] == values["SupportTopicId"]), None)
+            if topic is None:
+                raise HttpError(400, "400", f"Support topic {values['SupportTopicId']!r} does not exist; list them "
+                                "with GET /v1/servicerequests/supporttopics.")
+            number = 616122292874576 + len(self.service_requests)
+            created = {
+                "title": values["Title"], "description": values["Description"], "severity": severity,
+                "supportTopicId": topic["id"], "supportTopicName": topic["name"], "id": str(number),
+                "status": "open",
+                "organization": {"id": self.partner_tenant_id, "name": ids.PARTNER_NAME, "phoneNumber": ""},
+                "primaryContact": {"organization": None, "lastName": "", "firstName": "",
+                                   "email": str(claims.get("upn") or ""), "phoneNumber": ""},
+                "lastUpdatedBy": {"organization": None, "lastName": "", "firstName": "",
+                                  "email": str(claims.get("upn") or ""), "phoneNumber": ""},
+                "productName": "", "productId": "", "createdDate": now, "lastModifiedDate": now,
+                "lastClosedDate": "0001-01-01T00:00:00", "fileLinks": [], "notes": [], "countryCode": "US",
+                "attributes": {"objectType": "ServiceRequest"},
+            }
+            self.service_requests.append(created)
+            return json_response(200, copy.deepcopy(created))
 
     # -- Azure entitlements ----------------------------------------------------------------------
 

@@ -125,6 +125,12 @@ def _resolution_schema() -> dict[str, Any]:
                                                        "reopens the alert)"},
         "expired": {"type": "array", "items": dict(STRING),
                     "description": "ids of the containment actions this resolution expired (legitimate, ignore)"},
+        "verdict_actions": {"type": "array", "items": dict(STRING),
+                            "description": "ids of the actions the policy's fraud verdict planned for the customer "
+                                           "([verdict.fraud]; fraud only)"},
+        "verdict_deferred": {"type": "array", "items": dict(STRING),
+                             "description": "verdict actions a transient error kept from being planned: resolve "
+                                            "again to plan them"},
     }, description="Same shape as `fraud-responder alerts resolve --json`.")
 
 

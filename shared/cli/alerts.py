@@ -177,4 +177,9 @@ def resolve_alert(args: argparse.Namespace) -> int:
           f"{result['summary']}")
     if result["action_id"]:
         print(f"recorded as action {result['action_id']} (undo: fraud-responder actions undo {result['action_id']})")
+    if result.get("verdict_actions"):
+        print(f"fraud verdict: {len(result['verdict_actions'])} action(s) planned for the customer: "
+              f"{', '.join(result['verdict_actions'])} (see `fraud-responder actions list --alert {alert['id']}`)")
+    for deferred in result.get("verdict_deferred", []):
+        print(f"fraud verdict: not planned yet ({deferred}); resolve again to plan it")
     return EXIT_OK

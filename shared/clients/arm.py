@@ -286,6 +286,65 @@ class PowerState:
         return self.power_state in ("deallocated", "stopped")
 
 
+AUTHORIZATION_API_VERSION = "2022-04-01"
+ROLE_ASSIGNMENT_ID = re.compile(
+    r"^(?P<scope>/subscriptions/[^/?#\s]+(?:/.*?)?)/providers/Microsoft\.Authorization/roleAssignments/"
+    r"(?P<name>[^/?#\s]+)$", re.IGNORECASE)
+
+
+def _role_assignment_path(assignment_id: str) -> str:
+    if not ROLE_ASSIGNMENT_ID.match(assignment_id.strip()):
+        raise ValueError(f"not a role assignment id: {assignment_id!r}")
+    return assignment_id.strip()
+
+
+@dataclass(frozen=True)
+class RoleAssignment:
+    """An Azure role assignment (Microsoft.Authorization/roleAssignments): what recreating it needs."""
+
+    id: str
+    name: str
+    scope: str
+    role_definition_id: str
+    principal_id: str
+    principal_type: str
+    created_on: str = ""
+    created_by: str = ""
+    description: str = ""
+    condition: str = ""
+    condition_version: str = ""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RoleAssignment:
+        props = data.get("properties") if isinstance(data.get("properties"), dict) else {}
+        assert isinstance(props, dict)
+
+        def text(value: Any) -> str:
+            return "" if value is None else str(value)
+
+        return cls(id=text(data.get("id")), name=text(data.get("name")), scope=text(props.get("scope")),
+                   role_definition_id=text(props.get("roleDefinitionId")), principal_id=text(props.get("principalId")),
+                   principal_type=text(props.get("principalType")), created_on=text(props.get("createdOn")),
+                   created_by=text(props.get("createdBy")), description=text(props.get("description")),
+                   condition=text(props.get("condition")), condition_version=text(props.get("conditionVersion")))
+
+    def as_record(self) -> dict[str, str]:
+        """What the ledger keeps so undo can recreate it exactly (ids only, nothing secret)."""
+        return {"id": self.id, "name": self.name, "scope": self.scope, "roleDefinitionId": self.role_definition_id,
+                "principalId": self.principal_id, "principalType": self.principal_type,
+                "createdOn": self.created_on, "createdBy": self.created_by, "description": self.description,
+                "condition": self.condition, "conditionVersion": self.condition_version}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> RoleAssignment:
+        return cls.from_json({"id": record.get("id"), "name": record.get("name"), "properties": {
+            "scope": record.get("scope"), "roleDefinitionId": record.get("roleDefinitionId"),
+            "principalId": record.get("principalId"), "principalType": record.get("principalType"),
+            "createdOn": record.get("createdOn"), "createdBy": record.get("createdBy"),
+            "description": record.get("description"), "condition": record.get("condition"),
+            "conditionVersion": record.get("conditionVersion")}})
+
+
 @dataclass(frozen=True)
 class SubscriptionInfo:
     subscription_id: str
@@ -626,6 +685,48 @@ class ArmClient(ServiceClient):
         path = f"/subscriptions/{_subscription(subscription_id)}/providers/Microsoft.Subscription/{action}"
         data = self._object("POST", path, params={"api-version": SUBSCRIPTION_API_VERSION})
         return str(data.get("subscriptionId") or subscription_id)
+
+    # -- role assignments ---------------------------------------------------------------------------
+
+    def get_role_assignment(self, assignment_id: str) -> RoleAssignment | None:
+        """The role assignment with this ARM id (``{scope}/providers/Microsoft.Authorization/roleAssignments/
+        {name}``), or None when it does not exist."""
+        from shared.http import NotFound
+
+        path = _role_assignment_path(assignment_id)
+        try:
+            data = self._object("GET", path, params={"api-version": AUTHORIZATION_API_VERSION})
+        except NotFound:
+            return None
+        return RoleAssignment.from_json(data)
+
+    def delete_role_assignment(self, assignment_id: str) -> RoleAssignment | None:
+        """Delete it; returns what ARM deleted, or None when it was already gone (204)."""
+        path = _role_assignment_path(assignment_id)
+        response = self.http.request("DELETE", path, params={"api-version": AUTHORIZATION_API_VERSION},
+                                     expected=(200, 204))
+        if response.status_code == 204 or not response.content.strip():
+            return None
+        data = self.http.parse_json(response, method="DELETE", path=path)
+        return RoleAssignment.from_json(data) if isinstance(data, dict) else None
+
+    def create_role_assignment(self, assignment: RoleAssignment) -> RoleAssignment:
+        """PUT the assignment with its own name (so undo recreates the same resource id)."""
+        path = _role_assignment_path(assignment.id)
+        properties: dict[str, Any] = {"roleDefinitionId": assignment.role_definition_id,
+                                      "principalId": assignment.principal_id}
+        if assignment.principal_type:
+            properties["principalType"] = assignment.principal_type
+        for key, value in (("description", assignment.description), ("condition", assignment.condition),
+                           ("conditionVersion", assignment.condition_version)):
+            if value:
+                properties[key] = value
+        data = self.http.request_json("PUT", path, params={"api-version": AUTHORIZATION_API_VERSION},
+                                      json={"properties": properties}, expected=(200, 201))
+        if not isinstance(data, dict):
+            raise MalformedResponse("expected a JSON object", status=201, service=self.http.service, method="PUT",
+                                    path=path)
+        return RoleAssignment.from_json(data)
 
     # -- helpers ------------------------------------------------------------------------------------
 

@@ -109,6 +109,34 @@ class Customer:
 
 
 @dataclass(frozen=True)
+class SupportTopic:
+    id: str
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class ServiceRequest:
+    """A Partner Center service request (the ticket id Microsoft support refers to)."""
+
+    id: str
+    title: str
+    description: str
+    status: str
+    severity: str
+    support_topic_id: str
+    created_date: str
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ServiceRequest:
+        return cls(id=str(_field(data, "id")), title=str(_field(data, "title")),
+                   description=str(_field(data, "description")), status=str(_field(data, "status")),
+                   severity=str(_field(data, "severity")), support_topic_id=str(_field(data, "supportTopicId")),
+                   created_date=str(_field(data, "createdDate")), raw=data)
+
+
+@dataclass(frozen=True)
 class MfaAdoption:
     """One day's App+User requests of one application, and how many carried MFA
     (GET /v1/applicationmfaadoptionstatus; App+User calls without MFA are refused with 900421)."""
@@ -612,6 +640,32 @@ class PartnerCenterClient(ServiceClient):
         """
         body = {"Amount": amount, "Attributes": {"ObjectType": "SpendingBudget"}}
         return _budget_amount(self._object("PATCH", f"/v1/customers/{_segment(customer_id)}/usagebudget", json=body))
+    # -- service requests (App+User) -------------------------------------------------------------
+
+    def support_topics(self) -> list[SupportTopic]:
+        """``GET /v1/servicerequests/supporttopics``: the topics a service request can be filed under."""
+        path = "/v1/servicerequests/supporttopics"
+        return [SupportTopic(id=str(_field(t, "id")), name=str(_field(t, "name")),
+                             description=str(_field(t, "description")))
+                for t in self._items(path) if isinstance(t, dict)]
+
+    def service_requests(self) -> list[ServiceRequest]:
+        """``GET /v1/servicerequests``: the partner's service requests (open and closed)."""
+        return [ServiceRequest.from_json(r) for r in self._items("/v1/servicerequests") if isinstance(r, dict)]
+
+    def create_service_request(self, agent_locale: str, *, title: str, description: str, severity: str,
+                               support_topic_id: str) -> ServiceRequest:
+        """``POST /v1/servicerequests/{agent-locale}`` (Partner Center's "Create a service request")."""
+        body = {"Title": title, "Description": description, "Severity": severity, "SupportTopicId": support_topic_id}
+        return ServiceRequest.from_json(self._object("POST", f"/v1/servicerequests/{_segment(agent_locale)}",
+                                                     json=body))
+
+    def _items(self, path: str) -> list[Any]:
+        items = _field(self._object("GET", path), "items", [])
+        if not isinstance(items, list):
+            raise MalformedResponse("expected 'items' to be an array", status=200, service="Partner Center",
+                                    method="GET", path=path)
+        return items
 
     # -- helpers ---------------------------------------------------------------------------------
 

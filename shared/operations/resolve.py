@@ -39,8 +39,10 @@ def resolve(settings: Settings, store: TableStore, alert_id: str, reason: str, o
     """Resolve ``alert_id`` (an id or ``source:id``) with ``reason`` as ``operator``.
 
     Returns ``{"alert": <alert JSON after>, "operator", "reason", "summary", "already_done",
-    "sent_status", "sent_reason", "note", "action_id", "expired"}`` (``expired``: ids of the
-    containment rows this resolution expired). Idempotent: resolving again with the same
+    "sent_status", "sent_reason", "note", "action_id", "expired", "verdict_actions",
+    "verdict_deferred"}`` (``expired``: ids of the containment rows this resolution expired;
+    ``verdict_actions``: ids of the rows a fraud verdict planned for the customer,
+    ``verdict_deferred``: what it could not plan yet). Idempotent: resolving again with the same
     reason changes nothing at the source. Raises InvalidRequest, NotFound, SourceRefused (the
     source refused for good) or Unavailable (token, throttling, network, storage: try later).
     """
@@ -63,6 +65,7 @@ def resolve(settings: Settings, store: TableStore, alert_id: str, reason: str, o
         settings, store, alert, dict(entity), reason=reason, operator=operator, outcome=outcome))
     expired = _unavailable_on_storage_errors(lambda: _expire_containment(settings, store, alert.key, reason,
                                                                          operator))
+    verdict_ids, verdict_deferred = _plan_verdict(settings, store, dict(entity), reason, operator)
     after = _unavailable_on_storage_errors(
         lambda: store.get(ALERTS_TABLE, str(entity["PartitionKey"]), str(entity["RowKey"]))) or entity
     log.info("alert %s resolved as %s by %s: %s", alert.key, reason, operator, outcome.summary)
@@ -72,7 +75,28 @@ def resolve(settings: Settings, store: TableStore, alert_id: str, reason: str, o
         "sent_status": str(outcome.data.get("sent_status", "")),
         "sent_reason": str(outcome.data.get("sent_reason", "")),
         "note": str(outcome.data.get("note", "")), "action_id": action_id, "expired": expired,
+        "verdict_actions": verdict_ids, "verdict_deferred": verdict_deferred,
     }
+
+
+def _plan_verdict(settings: Settings, store: TableStore, entity: dict[str, Any], reason: str,
+                  operator: str) -> tuple[list[str], list[str]]:
+    """A fraud verdict covers the whole customer: plan the policy's ``[verdict.fraud]`` (ids planned, deferred).
+
+    The resolution is already recorded; a transient error while planning leaves those actions out
+    (listed as deferred): resolving again plans them, and nothing twice (ledger claims are insert-once).
+    """
+    from shared.response.engine import Responder
+    from shared.response.policy import VERDICTS
+
+    if reason not in VERDICTS:
+        return [], []
+    result = _unavailable_on_storage_errors(lambda: Responder(settings, store).plan_verdict(
+        str(entity["PartitionKey"]), str(entity["RowKey"]), reason, operator=operator))
+    for entry in result.rows:
+        log.info("verdict %s of alert %s: %s on %s is %s", reason, result.alert_key, entry.action, entry.target.id,
+                 entry.state)
+    return [entry.action_id for entry in result.rows], list(result.deferred)
 
 
 def _unavailable_on_storage_errors(call: Any) -> Any:

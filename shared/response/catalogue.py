@@ -167,6 +167,26 @@ _BUILT_IN: Final = (
             "reason": ParamSpec("choice", "", 'with status = "resolved" only (and then required): why',
                                 ("fraud", "ignore", "legitimate")),
         }),
+    # --- issue 15: the fraud verdict's plan (policy [verdict.fraud]) -------------------------------------
+    ActionSpec(
+        "suspend_customer_subscriptions", "suspends every active subscription of the customer in Partner Center "
+        "(the Azure plan and the licence-based ones), one ledger row per subscription", order=55, reversible=True,
+        containment=True),
+    ActionSpec(
+        "remove_role_assignments", "deletes the Azure role assignments the implicated principals created in the "
+        "incident window (from the investigation); undo recreates each as it was", order=45, reversible=True,
+        containment=True, needs_investigation=True),
+    ActionSpec(
+        "open_service_request", "opens a Partner Center service request for a confirmed fraud with what Microsoft "
+        "asks for (tenants, subscription, resources, impact start and end), once", order=80, reversible=False,
+        containment=True, params={
+            "severity": ParamSpec("choice", "critical", "the service request's severity",
+                                  ("critical", "moderate", "minimal")),
+            "topic": ParamSpec("choice", "fraud", "the support topic is the first whose name or description "
+                               "mentions this word", ("fraud", "security", "billing", "azure")),
+            "agent_locale": ParamSpec("choice", "en-US", "the locale of the organisation opening the request",
+                                      ("en-US", "en-GB", "de-DE", "fr-FR", "es-ES", "it-IT", "nl-NL", "ja-JP")),
+        }),
 )
 
 _lock = threading.Lock()

@@ -178,6 +178,8 @@ class _Job:
     held_until: datetime | None = None
     """The latest lease of another invocation that kept this run off a row."""
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    actor_override: str = ""
+    """Who the rows are recorded as when not the policy's rule (an operator whose verdict planned them)."""
 
     @property
     def owner(self) -> str:
@@ -186,6 +188,8 @@ class _Job:
 
     @property
     def actor(self) -> str:
+        if self.actor_override:
+            return self.actor_override
         return f"policy:{self.decision.rule}" if self.decision.rule else "policy:fallback"
 
     def defer(self, action: str, why: str) -> None:
@@ -256,6 +260,14 @@ class Responder:
         for planned in ordered:
             if not catalogue.is_reporting(planned.action):
                 self._run_action(run, planned)
+        # Resolved as fraud by this job's rule (update_status): the verdict's plan for the whole customer, before
+        # the report so the message lists what waits for approval. An alert found resolved at the source (an old
+        # case closed in the portal) plans none: an operator's `alerts resolve ID --reason fraud` does that.
+        resolving = any(catalogue.spec(p.action).resolves and p.params.get("status") == "resolved"
+                        for p in ordered)
+        judged = self._judged_alert(partition, row) if resolving else None
+        if judged is not None:
+            self._run_verdict(run, judged, judged.resolved_reason)
         for planned in ordered:
             if catalogue.is_reporting(planned.action):
                 self._run_action(run, planned, summary=self.summary(alert, decision, run.result.deferred))
@@ -267,6 +279,95 @@ class Responder:
                              + "; ".join(result.deferred), held_until=run.held_until, result=result)
         self.mark_job(partition, row, version, sync.HANDLED)
         log.info("respond %s v%d done (rule %s): %s", alert.key, version, decision.rule, result.states())
+        return result
+
+    # --- verdicts -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _as_stored(entity: Mapping[str, Any]) -> Alert:
+        """The alert with the status its row shows now: an operator's or an action's resolution is written to the
+        row's columns, while ``from_entity`` re-reads the source's payload as last synced."""
+        from dataclasses import replace
+
+        alert = from_entity(entity)
+        if not entity.get("status"):
+            return alert
+        return replace(alert, status=str(entity["status"]), resolved_reason=str(entity.get("resolved_reason") or ""),
+                       resolved_by=str(entity.get("resolved_by") or alert.resolved_by),
+                       resolved_at=entity.get("resolved_at") or alert.resolved_at)
+
+    def _judged_alert(self, partition: str, row: str) -> Alert | None:
+        """The stored alert when it is resolved with a reason the policy has a verdict for (not a test alert)."""
+        from shared.response.policy import VERDICTS
+
+        entity = self.store.get(ALERTS_TABLE, partition, row)
+        if entity is None:
+            return None
+        alert = self._as_stored(entity)
+        if alert.is_test or alert.status != "resolved" or alert.resolved_reason not in VERDICTS:
+            return None
+        return alert
+
+    def _run_verdict(self, run: _Job, alert: Alert, verdict: str, *, actor: str = "", why: str = "") -> None:
+        """Plan (and, per mode, run) the policy's ``[verdict.<verdict>]`` actions for ``alert``'s customer.
+
+        Each target is claimed in the ledger like any action's (insert-once), so resolving again, or the
+        next job of the alert, plans nothing twice. The rows' rule is ``verdict.<name>``.
+        """
+        policy = get_policy(self.settings.policy_path)
+        found = policy.verdict(verdict)
+        if found is None or not found.actions:
+            return
+        planned = found.planned(self.settings.allow_automatic_cancellation)
+        needing = [p.action for p in planned if catalogue.spec(p.action).needs_investigation]
+        if needing and run.investigation is None:
+            # Acting on what the investigation found needs one: run it first (it only reads).
+            provider = next((s for s in catalogue.specs() if s.provides_investigation), None)
+            if provider is not None and all(p.action != provider.name for p in planned):
+                planned = (PlannedAction(provider.name, "enforce", provider.defaults(),
+                                         f"verdict {verdict}: {', '.join(needing)} acts on the investigation",
+                                         "enforce"), *planned)
+        if why:
+            planned = tuple(PlannedAction(p.action, p.mode, p.params, f"{p.reason} ({why})", p.requested_mode)
+                            for p in planned)
+        decision = Decision(alert_key=alert.key, rule=f"verdict.{verdict}", rule_description=found.description,
+                            fallback=False, actions=planned, dropped=(), explanation=(), policy_path=policy.path,
+                            policy_sha256=policy.sha256)
+        sub = _Job(alert=alert, partition=run.partition, row=run.row, version=run.version,
+                   dequeue_count=run.dequeue_count, decision=decision, result=run.result,
+                   investigation=run.investigation, run_id=run.run_id, actor_override=actor)
+        for action in sorted(planned, key=run_order):
+            if not catalogue.is_reporting(action.action):
+                self._run_action(sub, action)
+        run.deferred_actions |= sub.deferred_actions
+        if sub.held_until is not None and (run.held_until is None or sub.held_until > run.held_until):
+            run.held_until = sub.held_until
+        run.investigation = sub.investigation
+
+    @contextual(job="verdict")
+    def plan_verdict(self, partition: str, row: str, verdict: str, *, operator: str) -> RespondResult:
+        """An operator resolved the alert ``(partition, row)`` with ``verdict``: plan the policy's verdict now.
+
+        Returns the rows touched; ``deferred`` lists actions a transient error kept from being planned
+        (resolving again plans them, and nothing twice).
+        """
+        entity = self.store.get(ALERTS_TABLE, partition, row)
+        alert_key = str(entity.get("alert_key", row)) if entity is not None else row
+        result = RespondResult(alert_key=alert_key, version=int((entity or {}).get("version", 0) or 0),
+                               rule=f"verdict.{verdict}")
+        if entity is None:
+            result.missing_alert = True
+            return result
+        alert = self._as_stored(entity)
+        add_context(alert_id=alert.id, customer=alert.customer_tenant_id, subscription=alert.subscription_id)
+        if alert.is_test:
+            return result
+        empty = Decision(alert_key=alert.key, rule=f"verdict.{verdict}", rule_description="", fallback=False,
+                         actions=(), dropped=(), explanation=(), policy_path="", policy_sha256="")
+        run = _Job(alert=alert, partition=partition, row=row, version=result.version, dequeue_count=1,
+                   decision=empty, result=result, investigation=self._investigation(alert))
+        self._run_verdict(run, alert, verdict, actor=f"operator:{operator}",
+                          why=f"resolved as {verdict} by operator {operator}")
         return result
 
     def _close_superseded(self, run: _Job) -> None:
@@ -738,10 +839,16 @@ class Responder:
             **self.ledger.released()})
         self._decided(done, "undo", operator, outcome=f"{UNDONE}: {one_line(outcome.summary, 300)}")
         log.info("action %s (%s on %s) undone by %s", done.action_id, done.action, done.target.id, operator)
+        reason = str(entry.params.get("reason") or "")
+        if catalogue.spec(entry.action).resolves and entry.params.get("status") == "resolved" and reason:
+            # The verdict that resolution planned no longer holds: what still waits for approval expires.
+            self.expire_pending(entry.alert_key, operator, f"the {reason} resolution {entry.action_id} was undone by "
+                                f"{operator}", rule=f"verdict.{reason}")
         return done
 
-    def expire_pending(self, alert_key: str, operator: str, why: str) -> list[LedgerEntry]:
-        """Expire the alert's containment rows that wait for approval (the alert was resolved as not fraud).
+    def expire_pending(self, alert_key: str, operator: str, why: str, *, rule: str = "") -> list[LedgerEntry]:
+        """Expire the alert's containment rows that wait for approval (the alert was resolved as not fraud),
+        or, with ``rule``, every waiting row that rule planned (a fraud verdict whose resolution was undone).
 
         Each expiry is recorded on the row (who, why) and as a decision of its own. Returns the rows
         expired; a row that changed meanwhile is read again and expired if it still waits.
@@ -750,7 +857,8 @@ class Responder:
         for row in self.ledger.for_alert(alert_key):
             entry = row
             for _attempt in range(3):
-                if entry.state != AWAITING_APPROVAL or not _is_containment(entry.action):
+                if entry.state != AWAITING_APPROVAL or (entry.rule != rule if rule else not _is_containment(
+                        entry.action)):
                     break
                 try:
                     done = self.ledger.transition(entry, {"state": EXPIRED, "expired_by": operator,

@@ -143,14 +143,21 @@ def test_operator_finds_the_mining_alert_approves_resolves_and_reads_the_digest(
     assert [(d["decision"], d["operator"]) for d in made] == [("approve", ALICE)] * len(waiting) + [
         ("resolve", ALICE), ("resolve", ALICE)]
 
-    # 5. read the digest: nothing waits for approval any more, the mining alert is no longer open
+    # the fraud verdict planned the rest for the customer: the licences' suspension, the rogue role
+    # assignment's removal and the service request wait for approval (the Azure plan is suspended already)
+    verdict = {a["id"]: a for a in api.get("/api/manage/actions", pending="true")["actions"]}
+    assert set(verdict) <= set(resolved["verdict_actions"])
+    assert sorted(a["action"] for a in verdict.values()) == [
+        "open_service_request", "remove_role_assignments", "suspend_customer_subscriptions"]
+
+    # 5. read the digest: only the verdict waits for approval, the mining alert is no longer open
     digest = api.get("/api/manage/digest")
-    assert digest["counts"]["pending_actions"] == 0 and digest["pending"] == []
+    assert digest["counts"]["pending_actions"] == len(verdict) == len(digest["pending"])
     open_keys = {a["key"] for group in digest["unresolved"] for a in group["alerts"]}
     assert MINING_KEY not in open_keys and open_keys
     assert digest["counts"]["unresolved_alerts"] == len(open_keys)
     assert digest["tokens"]["state"] == "ok"
-    assert "ACTIONS WAITING FOR APPROVAL (0)" in digest["text"]
+    assert f"ACTIONS WAITING FOR APPROVAL ({len(verdict)})" in digest["text"]
 
     # token health and poison messages read through the same API
     tokens = api.get("/api/manage/tokens")

@@ -58,6 +58,12 @@ def test_resolve_as_fraud_writes_back_records_who_and_can_be_undone(synced: tupl
     rows = json.loads(cli(env, "actions", "list", "--alert", MINING_KEY, "--json").stdout)
     [row] = [r for r in rows if r["id"] == result["action_id"]]
     assert (row["action"], row["state"], row["actor"]) == ("update_status", "succeeded", "operator:local:alice")
+    # ... and the fraud verdict planned for the whole customer waits for approval in `actions list`
+    verdict = {r["id"]: r for r in rows if r["rule"] == "verdict.fraud" and r["state"] == "awaiting-approval"}
+    assert set(verdict) <= set(result["verdict_actions"])
+    assert sorted(r["action"] for r in verdict.values()) == [
+        "open_service_request", "remove_role_assignments", "suspend_customer_subscriptions",
+        "suspend_customer_subscriptions"]
 
     # the same resolve again changes nothing at the source
     again = cli(as_user(env, "alice"), "alerts", "resolve", ids.MINING_ALERT_EVENT_ID, "--reason", "fraud", "--json")
@@ -70,6 +76,9 @@ def test_resolve_as_fraud_writes_back_records_who_and_can_be_undone(synced: tupl
     assert undo.returncode == 0, undo.stderr
     assert _event(fresh_sandbox, ids.MINING_ALERT_EVENT_ID)["eventStatus"] == "Active"
     assert st.alert().status == "active"
+    # the verdict no longer holds: what waited for approval expired, nothing of it ran
+    after = {r["id"]: r for r in json.loads(cli(env, "actions", "list", "--alert", MINING_KEY, "--json").stdout)}
+    assert {after[i]["state"] for i in verdict} == {"expired"}
 
 
 def test_legitimate_is_sent_to_partner_center_as_ignore(synced: tuple[Stage, dict[str, str]],

@@ -26,7 +26,8 @@ from tests.test_cold_start import HEAVY
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILT_IN = ("notify", "investigate", "stop_resources", "revoke_sessions", "rotate_credentials",
             "report_admin_recovery_methods", "require_admin_password_change",
-            "suspend_subscription", "cancel_azure_subscription", "set_usage_budget", "update_status")
+            "suspend_subscription", "cancel_azure_subscription", "set_usage_budget", "update_status",
+            "suspend_customer_subscriptions", "remove_role_assignments", "open_service_request")
 
 
 @pytest.fixture

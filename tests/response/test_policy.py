@@ -405,7 +405,7 @@ def test_policy_health_reports_rules_or_the_first_error(tmp_path: Path) -> None:
                              local_settings=tmp_path / "none.json")
 
     ok = policy_health(settings_for(DEFAULT_POLICY))
-    assert ok.ok and ok.detail == f"{shipped_rule_count()} rules from policy/default.toml"
+    assert ok.ok and ok.detail == f"{shipped_rule_count()} rules, verdict fraud (5 actions) from policy/default.toml"
     bad = tmp_path / "bad.toml"
     bad.write_text(policy_of(rule("r", actions='{ action = "stop_vms", mode = "enforce" }'),
                              rule("s", actions='{ action = "notify", mode = "auto" }')), encoding="utf-8")

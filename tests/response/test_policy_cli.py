@@ -56,7 +56,7 @@ actions = [{ action = "stop_vms", mode = "enforce" }]
 def test_check_passes_the_shipped_policy_without_any_other_setting() -> None:
     out = cli(base_env(), "check")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == f"policy/default.toml: {shipped_rule_count()} rules, OK"
+    assert out.stdout.strip() == f"policy/default.toml: {shipped_rule_count()} rules, verdict fraud (5 actions), OK"
 
 
 def test_check_prints_each_error_on_a_line_and_exits_1(tmp_path: Path) -> None:

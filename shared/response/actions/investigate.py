@@ -14,9 +14,13 @@ object id; a service principal's ``caller`` is its object id (older events: its 
 GDAP, carry the partner tenant as identity provider and are left out: they are us, not the
 attacker. Names are looked up in the customer's directory (Graph) when it answers.
 
+The role assignments the implicated principals created in the window (``roleAssignments/write``
+events whose final status is not failed) are listed apart, under ``role_assignments``, for
+remove_role_assignments.
+
 The document is stored in the alerts table beside the alert (RowKey ``investigation~<alert row>``,
 kind ``investigation``, property ``document``) and is what later actions (revoke_sessions,
-rotate_credentials) and the notification read through ``ActionContext.investigation``; see
+rotate_credentials, remove_role_assignments) and the notification read through ``ActionContext.investigation``; see
 :func:`load_investigation`.
 
 Re-running is harmless but pointless while the alert's affected resources are unchanged: verify
@@ -275,6 +279,7 @@ def _data(document: dict[str, Any]) -> dict[str, Any]:
     return {
         "users": [u["id"] for u in document.get("users", [])],
         "service_principals": [s["id"] for s in document.get("service_principals", [])],
+        "role_assignments": [r["id"] for r in document.get("role_assignments", [])],
         "events_examined": document.get("events_examined", 0),
         "window": document.get("window", {}),
     }
@@ -327,9 +332,29 @@ def investigate_events(events: Iterable[ActivityLogEvent], affected: list[str], 
         "users": [p.document() for p in ordered if p.kind == "user"],
         "service_principals": [p.document() for p in ordered if p.kind == "service_principal"],
         "resources": resources,
+        "role_assignments": _role_assignment_writes(ordered),
         "events_examined": len(events),
         "partner_events_left_out": partner_events,
     }
+
+
+ROLE_ASSIGNMENT_WRITE = "microsoft.authorization/roleassignments/write"
+
+
+def _role_assignment_writes(principals: Iterable[_Principal]) -> list[dict[str, Any]]:
+    """Role assignments the implicated principals created in the window (final status not failed), oldest
+    first: what remove_role_assignments deletes. Kept apart from the operations so trimming never drops them."""
+    found: dict[str, dict[str, Any]] = {}
+    for principal in principals:
+        for op in principal.operations.values():
+            if str(op["operation"]).lower() != ROLE_ASSIGNMENT_WRITE:
+                continue
+            if str(op["status"]).lower() in ("failed", "started", "canceled"):
+                continue
+            rid = str(op["resource_id"])
+            found.setdefault(rid.lower(), {"id": rid, "time": op["time"], "principal": principal.id,
+                                           "principal_kind": principal.kind, "principal_display": principal.display})
+    return sorted(found.values(), key=lambda r: r["time"] or "")
 
 
 ACTION = Investigate()

@@ -23,6 +23,7 @@ from shared.response.policy.model import (
     DEFAULT_STATUSES_TEXT,
     MATCH_STATUSES,
     MODES,
+    VERDICTS,
     Check,
     Decision,
     DroppedAction,
@@ -32,10 +33,12 @@ from shared.response.policy.model import (
     Policy,
     Rule,
     RuleAction,
+    Verdict,
 )
 
 __all__ = [
     "CATEGORIES", "CONFIDENCES", "DEFAULT_STATUSES_TEXT", "MATCH_FIELDS", "MATCH_STATUSES", "MODES", "POLICY_VERSION",
-    "RULE_FIELDS", "TOP_LEVEL_FIELDS", "Check", "Decision", "DroppedAction", "Match", "Mode", "PlannedAction",
-    "Policy", "PolicyError", "Rule", "RuleAction", "display_path", "get_policy", "load_policy", "parse_policy",
+    "RULE_FIELDS", "TOP_LEVEL_FIELDS", "VERDICTS", "Check", "Decision", "DroppedAction", "Match", "Mode",
+    "PlannedAction", "Policy", "PolicyError", "Rule", "RuleAction", "Verdict", "display_path", "get_policy",
+    "load_policy", "parse_policy",
 ]

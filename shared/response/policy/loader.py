@@ -32,11 +32,13 @@ from shared.response.policy.model import (
     CONFIDENCES,
     MATCH_STATUSES,
     MODES,
+    VERDICTS,
     Match,
     Mode,
     Policy,
     Rule,
     RuleAction,
+    Verdict,
 )
 from shared.settings import APP_ROOT
 from shared.sources import SOURCE_NAMES
@@ -46,7 +48,8 @@ MATCH_FIELDS: Final = (
     "subscriptions", "customer_tags", "min_hit_count", "statuses",
 )
 RULE_FIELDS: Final = ("name", "description", "match", "actions")
-TOP_LEVEL_FIELDS: Final = ("version", "rules", "detection")
+TOP_LEVEL_FIELDS: Final = ("version", "rules", "verdict", "detection")
+VERDICT_FIELDS: Final = ("description", "actions")
 POLICY_VERSION: Final = 1
 
 _RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -95,10 +98,11 @@ def parse_policy(text: str, *, path: str = "<string>") -> Policy:
     errors: list[str] = []
     rules = _rules(document, errors)
     detection = _detection(document, errors)
+    verdicts = _verdicts(document.get("verdict"), errors)
     if errors:
         raise PolicyError(path, errors)
     return Policy(rules=tuple(rules), path=path, sha256=hashlib.sha256(text.encode()).hexdigest(),
-                  warnings=tuple(_warnings(rules)), detection=detection)
+                  warnings=tuple(_warnings(rules)), detection=detection, verdicts=verdicts)
 
 
 def _detection(document: Mapping[str, Any], errors: list[str]) -> DetectionConfig:
@@ -108,6 +112,49 @@ def _detection(document: Mapping[str, Any], errors: list[str]) -> DetectionConfi
     except DetectionConfigError as exc:
         errors.extend(exc.errors)
         return DEFAULT_DETECTION
+
+
+def _verdicts(raw: Any, errors: list[str]) -> dict[str, Verdict]:
+    """``[verdict.<name>]`` tables: a description and ``[[verdict.<name>.actions]]`` checked like a rule's
+    (names and parameters against the catalogue, so an action added to the catalogue is accepted here too)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        errors.append("top level: verdict must be a table of verdicts, for example [verdict.fraud]")
+        return {}
+    verdicts: dict[str, Verdict] = {}
+    for name, table in raw.items():
+        label = f"verdict {name}"
+        if name not in VERDICTS:
+            errors.append(_unknown("top level", "verdict", str(name), VERDICTS))
+            continue
+        if not isinstance(table, dict):
+            errors.append(f"{label}: must be a table ([verdict.{name}]) with description and actions")
+            continue
+        before = len(errors)
+        for key in table:
+            if key not in VERDICT_FIELDS:
+                errors.append(_unknown(label, "field", key, VERDICT_FIELDS))
+        description = table.get("description", "")
+        if not isinstance(description, str):
+            errors.append(f"{label}: description must be text")
+            description = ""
+        raw_actions = table.get("actions", [])
+        actions: list[RuleAction] = []
+        if not isinstance(raw_actions, list) or not all(isinstance(a, dict) for a in raw_actions):
+            errors.append(f"{label}: actions must be an array of tables ([[verdict.{name}.actions]]), each with "
+                          "action and mode")
+            continue
+        for position, raw_action in enumerate(raw_actions, start=1):
+            spec = _action(label, position, raw_action, errors)
+            if spec is None:
+                continue
+            if any(a.action == spec.action for a in actions):
+                errors.append(f'{label}: action "{spec.action}" is listed twice; list each action once')
+            actions.append(spec)
+        if len(errors) == before:
+            verdicts[name] = Verdict(name=name, description=description.strip(), actions=tuple(actions))
+    return verdicts
 
 
 _cache: dict[Path, tuple[tuple[int, int], Policy]] = {}

@@ -205,6 +205,34 @@ class Decision:
         }
 
 
+VERDICTS: Final = ("fraud",)
+"""Verdicts a policy may plan actions for (``[verdict.<name>]``): what resolving an alert with that reason
+means for the whole customer. Only fraud has one: Microsoft asks partners to suspend every other
+subscription of a customer found fraudulent, and to report the case."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``[verdict.<name>]``: the actions planned for the customer when an alert is resolved with that reason."""
+
+    name: str
+    description: str
+    actions: tuple[RuleAction, ...]
+
+    def planned(self, allow_automatic_cancellation: bool = False) -> tuple[PlannedAction, ...]:
+        """The actions in their effective modes: a destructive one in enforce still waits for approval."""
+        source = f"verdict {self.name}: the alert was resolved as {self.name}"
+        result = []
+        for a in self.actions:
+            mode: Mode = a.mode
+            reason = source
+            if catalogue.spec(a.action).destructive and mode == "enforce" and not allow_automatic_cancellation:
+                mode = "approve"
+                reason += f"; {a.action} is destructive, so it waits for approval (ALLOW_AUTOMATIC_CANCELLATION)"
+            result.append(PlannedAction(a.action, mode, a.params, reason, a.mode))
+        return tuple(result)
+
+
 @dataclass(frozen=True)
 class Policy:
     """A validated policy; ``evaluate`` is pure and cheap (no I/O)."""
@@ -216,6 +244,11 @@ class Policy:
     warnings: tuple[str, ...] = field(default=())
     detection: DetectionConfig = DEFAULT_DETECTION
     """The ``[detection]`` table: the detectors' thresholds (defaults when the file has none)."""
+    verdicts: Mapping[str, Verdict] = field(default_factory=dict)
+    """``[verdict.fraud]``: what a fraud verdict plans for the whole customer (empty: nothing more)."""
+
+    def verdict(self, name: str) -> Verdict | None:
+        return self.verdicts.get(name)
 
     def evaluate(
         self, alert: Alert, *, tags: frozenset[str] = frozenset(), allow_automatic_cancellation: bool = False,
@@ -262,7 +295,11 @@ class Policy:
         )
 
     def summary(self) -> str:
-        return f"{len(self.rules)} rule{'s' if len(self.rules) != 1 else ''}"
+        text = f"{len(self.rules)} rule{'s' if len(self.rules) != 1 else ''}"
+        for verdict in self.verdicts.values():
+            n = len(verdict.actions)
+            text += f", verdict {verdict.name} ({n} action{'s' if n != 1 else ''})"
+        return text
 
 
 def _apply_effective_rules(
