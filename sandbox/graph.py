@@ -41,6 +41,7 @@ Scenario section ``"graph"``::
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 import re
@@ -421,6 +422,36 @@ def _action_parameters(body: Any, names: Iterable[str]) -> dict[str, Any]:
             raise HttpError(400, "Request_BadRequest", f"The parameter '{name}' is given more than once.")
         found[name] = value
     return found
+
+
+MAX_ATTACHMENT_BYTES = 3 * 1024 * 1024
+"""Graph's limit for attachments sent inside one sendMail request (larger ones need an upload session)."""
+
+
+def _file_attachments(raw: Any) -> list[dict[str, Any]]:
+    """sendMail ``message.attachments``: fileAttachments with name and base64 contentBytes, decoded."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise HttpError(400, "ErrorInvalidRequest", "message.attachments must be an array.")
+    kept, total = [], 0
+    for item in raw:
+        if not isinstance(item, dict) or item.get("@odata.type") != "#microsoft.graph.fileAttachment":
+            raise HttpError(400, "ErrorInvalidRequest", "Each attachment must be a #microsoft.graph.fileAttachment.")
+        name, content = item.get("name"), item.get("contentBytes")
+        if not isinstance(name, str) or not name or not isinstance(content, str):
+            raise HttpError(400, "ErrorInvalidRequest", "A fileAttachment needs a name and base64 contentBytes.")
+        try:
+            data = base64.b64decode(content, validate=True)
+        except ValueError:
+            raise HttpError(400, "ErrorInvalidRequest", f"The contentBytes of {name!r} are not base64.") from None
+        total += len(data)
+        if total > MAX_ATTACHMENT_BYTES:
+            raise HttpError(413, "ErrorRequestEntityTooLarge", "The attachments exceed 3 MB; use an upload session.")
+        kept.append({"name": name, "contentType": item.get("contentType", ""), "contentId": item.get("contentId", ""),
+                     "isInline": bool(item.get("isInline", False)), "contentBytes": content,
+                     "size": len(data)})
+    return kept
 
 
 def _new_secret() -> str:
@@ -928,6 +959,7 @@ class GraphService(BillingExportRoutes, Service):
         save = payload.get("saveToSentItems", True)
         if not isinstance(save, bool):
             raise HttpError(400, "ErrorInvalidRequest", "saveToSentItems must be true or false.")
+        attachments = _file_attachments(message.get("attachments"))
         with self.lock:
             sender = self._user(request, request.params["user"])
             self._mail.append({
@@ -935,7 +967,7 @@ class GraphService(BillingExportRoutes, Service):
                 "from": sender["userPrincipalName"], "fromUserId": sender["id"],
                 "subject": message.get("subject", ""), "contentType": body.get("contentType", "Text"),
                 "content": body.get("content", ""), "to": recipients, "message": copy.deepcopy(message),
-                "saveToSentItems": bool(save), "sentDateTime": _iso(_now()),
+                "saveToSentItems": bool(save), "sentDateTime": _iso(_now()), "attachments": attachments,
             })
         return self._empty(202, request)
 

@@ -19,7 +19,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import quote, urlsplit
 
 from shared.formats import parse_time
@@ -174,6 +174,29 @@ class RecoveryMethod:
         return cls(kind=kind, id=str(data.get("id", "")), value=value if isinstance(value, str) else "",
                    phone_type=phone_type if isinstance(phone_type, str) and kind == "phone" else None,
                    created=parse_time(data.get("createdDateTime")))
+
+
+MAX_SENDMAIL_ATTACHMENT_BYTES: Final = 3 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MailAttachment:
+    """A ``fileAttachment`` of a sendMail message; inline when it has a ``content_id``."""
+
+    name: str
+    content_type: str
+    content: bytes
+    content_id: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        import base64
+
+        item: dict[str, Any] = {"@odata.type": "#microsoft.graph.fileAttachment", "name": self.name,
+                                "contentType": self.content_type,
+                                "contentBytes": base64.b64encode(self.content).decode("ascii")}
+        if self.content_id:
+            item.update({"contentId": self.content_id, "isInline": True})
+        return item
 
 
 class GraphClient(ServiceClient):
@@ -434,17 +457,29 @@ class GraphClient(ServiceClient):
         content_type: Literal["Text", "HTML"] = "Text",
         cc: Sequence[str] = (),
         save_to_sent_items: bool = False,
+        attachments: Sequence[MailAttachment] = (),
     ) -> None:
-        """Send a message from ``sender``'s mailbox; 202 means accepted, not delivered."""
+        """Send a message from ``sender``'s mailbox; 202 means accepted, not delivered.
+
+        ``attachments`` with a ``content_id`` are inline: an HTML body shows them with ``cid:<id>``.
+        Graph takes at most 3 MB of attachments in one sendMail request.
+
+        :raises ValueError: no recipient, or attachments over 3 MB.
+        :raises shared.http.MicrosoftApiError: Graph refused (403: grant ``Mail.Send``).
+        """
         if not to:
             raise ValueError("at least one recipient is required")
-        message = {
+        if sum(len(a.content) for a in attachments) > MAX_SENDMAIL_ATTACHMENT_BYTES:
+            raise ValueError("sendMail takes at most 3 MB of attachments; send fewer or smaller ones")
+        message: dict[str, Any] = {
             "subject": subject,
             "body": {"contentType": content_type, "content": body},
             "toRecipients": [{"emailAddress": {"address": address}} for address in to],
         }
         if cc:
             message["ccRecipients"] = [{"emailAddress": {"address": address}} for address in cc]
+        if attachments:
+            message["attachments"] = [a.to_json() for a in attachments]
         self.http.request("POST", f"/v1.0/users/{_segment(sender)}/sendMail",
                           json={"message": message, "saveToSentItems": save_to_sent_items}, expected=(202,))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 WIDTH: Final = 560
@@ -81,3 +81,23 @@ class _Canvas:
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+CHART_CONTENT_ID: Final = "spend-chart"
+
+
+def chart_for(details: Mapping[str, object]) -> bytes | None:
+    """The chart of an alert's evidence (``series`` of ``{"day", "total"}``), the judged day marked;
+    None when the alert carries no series (only spend alerts do)."""
+    series = details.get("series")
+    if not isinstance(series, list) or not series:
+        return None
+    values = [float(p.get("total", 0.0)) if isinstance(p, Mapping) else 0.0 for p in series]
+    judged = str(details.get("day", ""))
+    marked = [n for n, p in enumerate(series) if isinstance(p, Mapping) and str(p.get("day")) == judged] or \
+        [len(values) - 1]
+    baseline = details.get("baseline")
+    median = baseline.get("median") if isinstance(baseline, Mapping) else None
+    threshold = details.get("threshold")
+    return spend_chart(values, marked=marked, baseline=float(median) if isinstance(median, int | float) else None,
+                       threshold=float(threshold) if isinstance(threshold, int | float) else None)

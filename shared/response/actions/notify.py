@@ -14,15 +14,19 @@ A throttled notification is counted and announced by the next one sent, never lo
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from html import escape
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from shared.alerts import row_key
+from shared.alerts import Alert, row_key
 from shared.http import TransientError
 from shared.names import ALERTS_TABLE
 from shared.response.actions._errors import permanent_errors
 from shared.response.actions.base import ActionContext, ActionFailed, NotReversible, Outcome, Target
 from shared.response.notify_message import Message, compose, when
 from shared.response.notify_throttle import NotifyThrottle, default_hours, throttle_row
+
+if TYPE_CHECKING:
+    from shared.clients.graph import MailAttachment
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +81,13 @@ class Notify:
                 "test": is_test(ctx)}
         try:
             if mail:
+                html, attachments = with_chart(ctx.alert, message.body)
                 with permanent_errors(f"sending the notification e-mail from {settings.notify_sender}"):
-                    ctx.clients.graph_app().send_mail(settings.notify_sender, to=recipients,
-                                                      subject=message.subject, body=message.body)
+                    ctx.clients.graph_app().send_mail(settings.notify_sender, to=recipients, subject=message.subject,
+                                                      body=html or message.body,
+                                                      content_type="HTML" if html else "Text",
+                                                      attachments=attachments)
+                data["chart"] = bool(attachments)
             data["mail"] = "sent" if mail else "not sent: " + ("NOTIFY_SENDER is not set" if recipients
                                                                 else "no e-mail recipients")
             data["webhook"] = (post_webhook(ctx, message, required=not mail) if webhook
@@ -103,6 +111,22 @@ ACTION = Notify()
 
 
 # --- parameters and recipients --------------------------------------------------------------------
+
+
+def with_chart(alert: Alert, text: str) -> tuple[str, list[MailAttachment]]:
+    """For an alert whose evidence holds a daily spend series: the text as HTML with the chart inline
+    (a PNG attachment shown by ``cid:``); ("", []) otherwise, and the e-mail stays plain text."""
+    from shared.spend.chart import CHART_CONTENT_ID, chart_for
+
+    png = chart_for(alert.additional_details)
+    if png is None:
+        return "", []
+    from shared.clients.graph import MailAttachment
+
+    html = (f'<pre style="font-family: Consolas, Menlo, monospace; font-size: 13px">{escape(text)}</pre>\n'
+            f'<p><img src="cid:{CHART_CONTENT_ID}" alt="Daily spend of the subscription, the judged day in red" '
+            'width="560" height="180"></p>')
+    return html, [MailAttachment("daily-spend.png", "image/png", png, content_id=CHART_CONTENT_ID)]
 
 
 def is_test(ctx: ActionContext) -> bool:

@@ -264,3 +264,30 @@ def test_messages_for_unknown_types_and_severities_still_read_well(fresh_sandbox
     assert "Affected resources: none named" in message.body
     assert "Nothing has been changed yet." in message.body
     assert "1 further alert for this subscription was suppressed since unknown: partner_center:a" in message.body
+
+
+def test_a_spend_alert_shows_its_daily_spend_as_an_inline_chart_with_the_anomaly_in_red(
+        azurite: Azurite, fresh_sandbox: Sandbox) -> None:
+    import base64
+
+    from shared.spend.chart import CHART_CONTENT_ID, MARKED
+    from tests.spend.test_spend_chart import decode, pixel
+
+    series = [{"day": f"2026-11-{d:02d}", "total": 100.0} for d in range(1, 30)] + [{"day": "2026-11-30",
+                                                                                    "total": 750.0}]
+    spike = replace(mining(fresh_sandbox), additional_details={
+        "rule": "spend_spike", "series": series, "day": "2026-11-30", "baseline": {"median": 100.0}, "threshold": 250})
+    notify(context(azurite, fresh_sandbox, spike, "notify", summary=SUMMARY))
+
+    [sent] = mail(fresh_sandbox)
+    assert sent["contentType"] == "HTML" and f'src="cid:{CHART_CONTENT_ID}"' in sent["content"]
+    assert "Crypto-mining" in sent["content"]  # the same text, escaped into the HTML
+    [chart] = sent["attachments"]
+    assert chart["isInline"] and chart["contentId"] == CHART_CONTENT_ID and chart["contentType"] == "image/png"
+    width, height, rows = decode(base64.b64decode(chart["contentBytes"]))
+    assert MARKED in {pixel(rows, x, height - 12) for x in range(width - 30, width)}  # the last day, red
+
+    fresh_sandbox.services["graph"].reset()  # type: ignore[attr-defined]
+    notify(context(azurite, fresh_sandbox, mining(fresh_sandbox), "notify", summary=SUMMARY))
+    [plain] = mail(fresh_sandbox)
+    assert plain["contentType"] == "Text" and plain["attachments"] == []  # no series, no chart: plain text
