@@ -240,11 +240,20 @@ DETECTOR_CATEGORIES: Final = {
     "privilege_change": Category("privilege_change", "Privilege change detected"),
     "quota_jump": Category("quota_jump", "Compute quota jump detected"),
     "micro_fraud": Category("micro_fraud", "Burst of new customers or subscriptions detected"),
+    "spend_spike": Category("spend_spike", "Spend spike detected", throttle_hours=24.0),
+    "spend_new_subscription": Category("spend_new_subscription", "New subscription over its spend cap",
+                                       throttle_hours=24.0),
+    "spend_new_meters": Category("spend_new_meters", "First-seen GPU, machine learning, Batch or container meters",
+                                 throttle_hours=24.0),
+    "spend_micro_fraud": Category("spend_micro_fraud", "Many small new subscriptions adding up", throttle_hours=24.0),
 }
 """Our own detectors (``shared.detection``): local only, not polled, one category each."""
 _DETECTOR_DISPLAY: Final = {"compute_burst": "Compute burst detector",
                             "privilege_change": "Privilege change detector",
-                            "quota_jump": "Quota jump detector", "micro_fraud": "Micro-fraud detector"}
+                            "quota_jump": "Quota jump detector", "micro_fraud": "Micro-fraud detector",
+                            "spend_spike": "Spend spike detector", "spend_new_subscription": "New subscription spend",
+                            "spend_new_meters": "New meters detector",
+                            "spend_micro_fraud": "Spend micro-fraud detector"}
 for _name, _category in DETECTOR_CATEGORIES.items():
     register(SourceEntry(_name, _DETECTOR_DISPLAY[_name], "shared.sources.detectors", writes_status=False,
                          categories=(_category,), polled=False))

@@ -47,10 +47,17 @@ CATEGORIES: Final[dict[str, str]] = {
     "PrivilegeChange": "privilege_change",
     "QuotaJump": "quota_jump",
     "MicroFraud": "micro_fraud",
+    "SpendSpike": "spend_spike",
+    "NewSubscriptionOverCap": "spend_new_subscription",
+    "NewMeters": "spend_new_meters",
+    "SpendMicroFraud": "spend_micro_fraud",
 }
 """Alert type -> category (each detector's types; the set is open: unknown types are 'other')."""
 
-DETECTOR_NAMES: Final = ("compute_burst", "privilege_change", "quota_jump", "micro_fraud")
+DETECTOR_NAMES: Final = ("compute_burst", "privilege_change", "quota_jump", "micro_fraud", "spend_spike",
+                         "spend_new_subscription", "spend_new_meters", "spend_micro_fraud")
+"""The activity-log, quota and audit detectors (``shared.detection.detectors``), then the spend rules
+(``shared.spend.rules``, judged on the daily series by ``shared.spend.detect``)."""
 RECORD_KIND: Final = "detector_finding"
 
 

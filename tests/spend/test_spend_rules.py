@@ -113,3 +113,20 @@ def test_micro_fraud_needs_enough_small_new_subscriptions_adding_up() -> None:
     assert micro_fraud(group, MicroFraudConfig(min_total=5000.0)) == []  # they do not add up
     old = {k: days([60.0] * 30, subscription=k, reseller="777") for k in group}
     assert micro_fraud(old) == []  # not new
+
+
+def test_findings_keep_their_episode_while_the_anomaly_goes_on() -> None:
+    from shared.spend.findings import spend_findings
+
+    findings = {f.detector: f for f in spend_findings(scenario_series())}
+    assert set(findings) == {"spend_spike", "spend_new_subscription", "spend_new_meters", "spend_micro_fraud"}
+    assert findings["spend_micro_fraud"].subject_key == f"reseller-{ids.RESELLER_PROSEWARE_MPN}"
+    assert findings["spend_new_subscription"].subscription_id == ids.SUB_ADATUM_NEW
+    first = findings["spend_spike"]
+
+    ordinary = weekly(400.0, 40.0, 4)
+    one_day = spend_findings({"s1": days([*ordinary, 3000.0])})
+    two_days = spend_findings({"s1": days([*ordinary, 3000.0, 3100.0])})
+    assert [f.alert_id for f in one_day] == [f.alert_id for f in two_days]  # the same alert ...
+    assert [f.count for f in two_days] == [2]  # ... that grew
+    assert first.episode.startswith("spend_spike-") and first.resources[0].resource_id.endswith(ids.SUB_LITWARE_PROD)
