@@ -23,7 +23,8 @@ from shared.intake.jobs import IntakeRuntime, run_sync
 from shared.intake.sync import PENDING, SyncScope
 from shared.jobs import respond_jobs_of
 from shared.names import ALERTS_TABLE, LEDGER_TABLE, RESPOND_QUEUE
-from shared.response.engine import Responder
+from shared.response.engine import Responder, RespondResult
+from shared.response.jobs import BatchResult, handle_respond_message
 from shared.response.ledger import LedgerEntry
 from shared.settings import Settings, load_settings
 from shared.storage.tables import TableStore
@@ -125,3 +126,10 @@ def policy(*actions: tuple[str, str, str], match: str = 'category = "crypto_mini
         text += f'[[rules.actions]]\naction = "{action}"\nmode = "{mode}"\n{extra}\n'
     text += '[[rules]]\nname = "rest"\n[[rules.actions]]\naction = "notify"\nmode = "enforce"\n'
     return text
+
+
+def respond_one(body: bytes, **kwargs: Any) -> RespondResult | None:
+    """``handle_respond_message`` for a single-alert message: its RespondResult (None when dropped)."""
+    result = handle_respond_message(body, **kwargs)
+    assert not isinstance(result, BatchResult), "a single-alert message was answered as a batch"
+    return result
