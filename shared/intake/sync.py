@@ -17,8 +17,8 @@ Guarantees (at-least-once in, exactly-once out):
   in one message (up to 100; a lone job as the single shape). Each row still stores its own job
   (``respond_job``), so everything below stays per alert: the respond side splits a batch whose
   alert fails into single-alert messages (retries and poison stay per alert; alerts the batch
-  already handled are not redone), and a lost batch is re-sent alert by alert. The respond side marks the row
-  *handled* (or *poisoned*) when it is done with that version. A crash, or a failed put, between
+  already handled are not redone), and a lost batch is re-sent alert by alert. The respond side
+  marks the row *handled* (or *poisoned*) when it is done with that version. A crash, or a failed put, between
   commit and enqueue leaves the row *pending*; a later sync re-sends pending jobs queued longer
   ago than ``REDELIVER_AFTER`` (one function timeout: the intake runner passes the host's, so a
   job whose every delivery died with its worker, and went to the poison queue without running,
@@ -49,9 +49,9 @@ transactions of up to 100 per partition (accumulated across source pages, so a c
 alerts arrive on several pages still fills transactions), and one queue put per committed
 transaction that has jobs (``SyncResult.messages``; ``enqueued`` counts the jobs in them), sent in
 parallel while the next transactions commit. Transactions of different partitions (customers)
-commit up to ``commit_workers`` at once; one partition's transactions stay in order. A pending job re-sent on its own (``_redeliver``)
-costs one update and one put. Memory holds the index plus at most 99 pending operations per partition: a large sync
-streams page by page.
+commit up to ``commit_workers`` at once; one partition's transactions stay in order. A pending
+job re-sent on its own (``_redeliver``) costs one update and one put. Memory holds the index plus
+at most 99 pending operations per partition: a large sync streams page by page.
 """
 
 from __future__ import annotations
