@@ -1,5 +1,6 @@
 """Sync: fetch alerts from a source, diff with the alerts table, store what changed, and enqueue
-one alerts-respond job per new or materially changed alert version.
+one alerts-respond job per new or materially changed alert version (the jobs of one committed
+transaction travel in one message: ``shared.jobs.RespondBatch``).
 
 Guarantees (at-least-once in, exactly-once out):
 
@@ -12,8 +13,12 @@ Guarantees (at-least-once in, exactly-once out):
   (412 if another run changed it first). The loser retries the other alerts of that transaction
   without the conflicting one, which the winner owns. (Azurite ignores If-Match inside batch
   transactions, Azurite issue 1233: locally only the ``create`` half of this is enforced.)
-* The respond job is enqueued after the transaction commits. The respond side marks the row
-  *handled* (or *poisoned*) when it is done with that version. A crash, or a failed put, between
+* The respond jobs are enqueued after their transaction commits, all of that transaction's jobs
+  in one message (up to 100; a lone job as the single shape). Each row still stores its own job
+  (``respond_job``), so everything below stays per alert: the respond side splits a batch whose
+  alert fails into single-alert messages (retries and poison stay per alert; alerts the batch
+  already handled are not redone), and a lost batch is re-sent alert by alert. The respond side
+  marks the row *handled* (or *poisoned*) when it is done with that version. A crash, or a failed put, between
   commit and enqueue leaves the row *pending*; a later sync re-sends pending jobs queued longer
   ago than ``REDELIVER_AFTER`` (one function timeout: the intake runner passes the host's, so a
   job whose every delivery died with its worker, and went to the poison queue without running,
@@ -41,9 +46,12 @@ records it and goes on with the next source.
 
 Round trips: one paged query of the index columns, one operation per new or changed alert in
 transactions of up to 100 per partition (accumulated across source pages, so a customer whose
-alerts arrive on several pages still fills transactions), and one queue put per job, sent in
-parallel. Memory holds the index plus at most 99 pending operations per partition: a large sync
-streams page by page.
+alerts arrive on several pages still fills transactions), and one queue put per committed
+transaction that has jobs (``SyncResult.messages``; ``enqueued`` counts the jobs in them), sent in
+parallel while the next transactions commit. Transactions of different partitions (customers)
+commit up to ``commit_workers`` at once; one partition's transactions stay in order. A pending
+job re-sent on its own (``_redeliver``) costs one update and one put. Memory holds the index plus
+at most 99 pending operations per partition: a large sync streams page by page.
 """
 
 from __future__ import annotations
@@ -71,7 +79,7 @@ from shared.alerts import (
     row_key,
     to_entity,
 )
-from shared.jobs import RespondJob
+from shared.jobs import RespondJob, pack_respond_jobs
 from shared.storage.tables import (
     DEFAULT_TRANSACTION_BUDGET,
     MAX_TRANSACTION_ENTITIES,
@@ -143,7 +151,10 @@ class SyncResult:
     updated: int = 0
     material: int = 0
     enqueued: int = 0
+    """Respond jobs sent (alert versions), in ``messages`` queue puts."""
     redelivered: int = 0
+    messages: int = 0
+    """Queue puts (a batch of one transaction's jobs, or one re-sent job)."""
     quarantined: int = 0
     conflicts: int = 0
     transactions: int = 0
@@ -153,7 +164,7 @@ class SyncResult:
 
     @property
     def round_trips(self) -> int:
-        return self.transactions + self.queries + self.enqueued
+        return self.transactions + self.queries + self.messages
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "round_trips": self.round_trips}
@@ -230,6 +241,7 @@ class AlertSync:
         respond_queue: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         enqueue_workers: int = 4,
+        commit_workers: int = 4,
         redeliver_after: timedelta = REDELIVER_AFTER,
     ) -> None:
         self._table = table
@@ -238,10 +250,12 @@ class AlertSync:
         self._respond_queue = respond_queue
         self._clock = clock
         self._enqueue_workers = enqueue_workers
+        self._commit_workers = commit_workers
         self._pool: ThreadPoolExecutor | None = None
         self._in_flight = threading.BoundedSemaphore(MAX_SENDS_IN_FLIGHT)
         self._sent = 0
         self._resent = 0
+        self._messages = 0
         self._send_errors: list[BaseException] = []
         self._send_lock = threading.Lock()
         self.last_result: SyncResult | None = None
@@ -287,7 +301,7 @@ class AlertSync:
         A failed send raises after the others finish; its row stays pending, so a later sync
         sends the job again (see the module docstring).
         """
-        self._sent, self._resent, self._send_errors, self.last_result = 0, 0, [], None
+        self._sent, self._resent, self._messages, self._send_errors, self.last_result = 0, 0, 0, [], None
         failure: Exception | None = None
         # Leaving the block waits for every send, whatever happened. Only counts and failures are
         # kept (not the futures), so a sync of 100k alerts does not hold 100k futures.
@@ -303,6 +317,7 @@ class AlertSync:
         if result is not None:
             result.enqueued += self._sent
             result.redelivered += self._resent
+            result.messages += self._messages
         if failure is not None:
             raise failure
         if self._send_errors:
@@ -328,12 +343,11 @@ class AlertSync:
                         result.fetched += 1
                         self._consider(source.name, record, known, scope=scope, seen=seen, buffers=buffers,
                                        result=result, now=now, overdue=overdue)
-                    for partition in [p for p, ops in buffers.items() if len(ops) >= MAX_TRANSACTION_ENTITIES]:
-                        self._flush(partition, buffers, result, full_only=True)
+                    self._flush_many([p for p, ops in buffers.items() if len(ops) >= MAX_TRANSACTION_ENTITIES],
+                                     buffers, result, full_only=True)
         except Exception as exc:  # the source failed: store what it sent before, then report it
             failure = exc
-        for partition in list(buffers):
-            self._flush(partition, buffers, result, full_only=False)
+        self._flush_many(list(buffers), buffers, result, full_only=False)
         self._redeliver(list(overdue.values()), result, now)
         result.duration_s = time.perf_counter() - started
         if failure is not None:
@@ -404,6 +418,41 @@ class AlertSync:
 
     # --- writes --------------------------------------------------------------------------------
 
+    def _flush_many(self, partitions: list[str], buffers: dict[str, list[_Op]], result: SyncResult, *,
+                    full_only: bool) -> None:
+        """Flush several partitions, up to ``commit_workers`` at once (each partition's transactions in order).
+
+        Partitions share no rows, so their transactions are independent; each worker counts into
+        its own SyncResult, merged here. The first error is raised once every partition is done.
+        """
+        if self._commit_workers <= 1 or len(partitions) <= 1:
+            for partition in partitions:
+                self._flush(partition, buffers, result, full_only=full_only)
+            return
+        taken = {partition: buffers.pop(partition) for partition in partitions}
+        partials = {partition: SyncResult(scope=result.scope) for partition in partitions}
+        left: dict[str, list[_Op]] = {}
+
+        def flush(partition: str) -> None:
+            own = {partition: taken[partition]}
+            try:
+                self._flush(partition, own, partials[partition], full_only=full_only)
+            finally:
+                if own.get(partition):  # not full yet, or not written: back into the buffers
+                    left[partition] = own[partition]
+
+        failure: BaseException | None = None
+        with ThreadPoolExecutor(max_workers=self._commit_workers, thread_name_prefix="sync-commit") as pool:
+            futures = [pool.submit(flush, partition) for partition in partitions]
+            for future in futures:
+                error = future.exception()
+                failure = failure or error
+        for partition in partitions:  # in order, so counts and errors read as a serial run's would
+            _merge(result, partials[partition])
+        buffers.update(left)
+        if failure is not None:
+            raise failure
+
     def _flush(self, partition: str, buffers: dict[str, list[_Op]], result: SyncResult, *, full_only: bool) -> None:
         ops = buffers[partition]
         while ops and (not full_only or len(ops) >= MAX_TRANSACTION_ENTITIES):
@@ -461,26 +510,30 @@ class AlertSync:
         self._committed([op], result)
 
     def _committed(self, ops: list[_Op], result: SyncResult) -> None:
-        for op in ops:
-            if op.job is not None:
-                self._enqueue(op.job, redelivery=op.redelivery)
+        """Send the jobs of a committed transaction: one message for all of them (``pack_respond_jobs``)."""
+        carried = [op for op in ops if op.job is not None]
+        if not carried:
+            return
+        for document, indexes in pack_respond_jobs([op.job for op in carried if op.job is not None]):
+            resent = sum(1 for i in indexes if carried[i].redelivery)
+            self._enqueue(document, new=len(indexes) - resent, resent=resent)
 
-    def _enqueue(self, job: dict[str, Any], *, redelivery: bool = False) -> None:
+    def _enqueue(self, document: dict[str, Any], *, new: int, resent: int) -> None:
         if self._pool is None:
             raise RuntimeError("AlertSync._enqueue outside run()")
         self._in_flight.acquire()  # bound the sends waiting in the pool (memory), not the workers
-        future = self._pool.submit(self._queue.send_json, self._respond_queue, job)
-        future.add_done_callback(lambda done: self._sent_one(done, redelivery))
+        future = self._pool.submit(self._queue.send_json, self._respond_queue, document)
+        future.add_done_callback(lambda done: self._sent_one(done, new, resent))
 
-    def _sent_one(self, future: Future[object], redelivery: bool = False) -> None:
+    def _sent_one(self, future: Future[object], new: int, resent: int) -> None:
         error = future.exception()
         with self._send_lock:
-            if error is not None:
+            if error is not None:  # its rows stay pending: a later sync re-sends each alert's own job
                 self._send_errors.append(error)
-            elif redelivery:
-                self._resent += 1
             else:
-                self._sent += 1
+                self._sent += new
+                self._resent += resent
+                self._messages += 1
         self._in_flight.release()
 
     # --- quarantine ----------------------------------------------------------------------------
@@ -548,6 +601,15 @@ class AlertSync:
                 result.transactions += 1
             self._queue.send_json(self._respond_queue, json.loads(row["respond_job"]))
             result.redelivered += 1
+            result.messages += 1
+
+
+def _merge(into: SyncResult, part: SyncResult) -> None:
+    """Add a worker's counts (``_flush_many``) to the run's."""
+    for name in ("rejected", "unchanged", "new", "updated", "material", "quarantined", "conflicts", "transactions",
+                 "queries"):
+        setattr(into, name, getattr(into, name) + getattr(part, name))
+    into.errors.extend(part.errors[:max(0, 20 - len(into.errors))])
 
 
 def _operation(op: _Op) -> tuple[Any, ...]:

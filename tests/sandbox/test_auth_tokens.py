@@ -118,7 +118,7 @@ def test_graph_app_tokens_are_app_only_and_cached(fresh_sandbox: Sandbox) -> Non
     assert provider.token() == token
     claims = unverified_claims(token)
     assert claims["roles"] == ["PartnerSecurity.Read.All", "PartnerSecurity.ReadWrite.All", "Mail.Send",
-                               "DelegatedAdminRelationship.Read.All"]
+                               "DelegatedAdminRelationship.Read.All", "PartnerBilling.Read.All"]
     assert claims["appid"] == ids.GRAPH_APP_CLIENT_ID
     assert token_requests(fresh_sandbox, ids.GRAPH_APP_CLIENT_ID) == 1
 

@@ -72,7 +72,7 @@ def test_client_credentials_gives_app_roles(fresh_sandbox: Sandbox) -> None:
     result = app.acquire_token_for_client(scopes=["https://graph.microsoft.com/.default"])
     claims = unverified_claims(result["access_token"])
     assert claims["roles"] == ["PartnerSecurity.Read.All", "PartnerSecurity.ReadWrite.All", "Mail.Send",
-                               "DelegatedAdminRelationship.Read.All"]
+                               "DelegatedAdminRelationship.Read.All", "PartnerBilling.Read.All"]
     assert "scp" not in claims
     wrong = confidential_client(sandbox_settings(fresh_sandbox), client_id=ids.GRAPH_APP_CLIENT_ID,
                                 client_secret="not-the-secret", tenant=ids.PARTNER_TENANT_ID)
