@@ -62,8 +62,8 @@ def test_resolve_as_fraud_writes_back_records_who_and_can_be_undone(synced: tupl
     verdict = {r["id"]: r for r in rows if r["rule"] == "verdict.fraud" and r["state"] == "awaiting-approval"}
     assert set(verdict) <= set(result["verdict_actions"])
     assert sorted(r["action"] for r in verdict.values()) == [
-        "open_service_request", "remove_role_assignments", "suspend_customer_subscriptions",
-        "suspend_customer_subscriptions"]
+        "open_service_request", "remove_role_assignments", "require_admin_password_change",
+        "require_admin_password_change", "suspend_customer_subscriptions", "suspend_customer_subscriptions"]
 
     # the same resolve again changes nothing at the source
     again = cli(as_user(env, "alice"), "alerts", "resolve", ids.MINING_ALERT_EVENT_ID, "--reason", "fraud", "--json")

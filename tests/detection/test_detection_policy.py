@@ -47,7 +47,7 @@ def test_detection_mistakes_are_reported_by_dotted_name_with_the_rules_mistakes(
 
 def test_the_commented_example_in_the_default_policy_is_the_defaults() -> None:
     text = DEFAULT_POLICY.read_text(encoding="utf-8")
-    block = text[text.index("# [detection]"):]
+    block = text[text.index("# [detection]"):].split("\n\n", 1)[0]  # the commented block, up to a blank line
     uncommented = "\n".join(line[2:] if line.startswith("# ") else "" for line in block.splitlines())
     assert DetectionConfig.from_mapping(tomllib.loads(uncommented)["detection"]) == DEFAULT
     assert load_policy(DEFAULT_POLICY).detection == DEFAULT

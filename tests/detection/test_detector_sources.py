@@ -70,14 +70,15 @@ def test_a_useless_record_is_a_parse_error(record: object) -> None:
         detector_source.parse(record)  # type: ignore[arg-type]
 
 
-def test_the_four_detectors_are_registered_local_only_and_not_polled() -> None:
-    for name in ("compute_burst", "privilege_change", "quota_jump", "micro_fraud"):
+def test_the_detectors_are_registered_local_only_and_not_polled() -> None:
+    for name in ("compute_burst", "privilege_change", "quota_jump", "micro_fraud", "spend_spike",
+                 "spend_new_subscription", "spend_new_meters", "spend_micro_fraud"):
         entry = sources.get(name)
         assert (entry.writes_status, entry.polled) == (False, False)
         assert sources.status_writer(name) is None
         assert [c.name for c in entry.categories] == [name] and sources.headline(name)
         assert list(sources.load(name).fetcher(None, None, {}).pages(None)) == []  # type: ignore[arg-type]
-    assert sources.polled_names() == ("partner_center", "graph")
+    assert sources.polled_names() == ("partner_center", "graph", "budget")  # budgets are polled, like Microsoft's
     assert {"compute_burst", "micro_fraud"} <= set(sources.names())
     assert sources.categorise("quota_jump", "QuotaJump") == "quota_jump"
     assert sources.categorise("quota_jump", "SomethingNew") == "other"
