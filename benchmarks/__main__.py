@@ -1,4 +1,4 @@
-"""python -m benchmarks [cold_start|webhook|sync|sync_large ...]: run and print the figures."""
+"""python -m benchmarks [cold_start|webhook|sync|sync_large|containment|backlog ...]: run and print the figures."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import cold_start, sync, webhook
+from benchmarks import backlog, cold_start, containment, sync, webhook
 from benchmarks.common import line
 
 
@@ -23,6 +23,8 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "webhook": webhook.run,
     "sync": sync.run,
     "sync_large": _sync_large,
+    "containment": containment.run,
+    "backlog": backlog.run,
 }
 
 

@@ -1,0 +1,6 @@
+"""placeholder"""
+from typing import Any
+
+
+def run() -> dict[str, Any]:
+    raise NotImplementedError
