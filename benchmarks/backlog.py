@@ -15,6 +15,7 @@ wrote (one transaction per alert: its rows share a partition).
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from typing import Any
@@ -108,8 +109,13 @@ def _bare(stack: AppStack) -> dict[str, Any]:
             "bare_alert_rows": len(alerts), "ledger_rows": len(ledger)}
 
 
-def run(alerts: int = ALERTS, customers: int = CUSTOMERS, limit: float = LIMIT_SECONDS) -> dict[str, Any]:
+def run(alerts: int | None = None, customers: int | None = None, limit: float | None = None) -> dict[str, Any]:
+    """The first run; sizes from the arguments, else BENCH_BACKLOG_ALERTS / _CUSTOMERS / _LIMIT_S, else 10,000 / 200."""
     from chaos.campaign import served_alert_keys
+
+    alerts = alerts or int(os.environ.get("BENCH_BACKLOG_ALERTS") or ALERTS)
+    customers = customers or int(os.environ.get("BENCH_BACKLOG_CUSTOMERS") or CUSTOMERS)
+    limit = limit or float(os.environ.get("BENCH_BACKLOG_LIMIT_S") or LIMIT_SECONDS)
 
     policy = (ROOT / "policy" / "default.toml").read_text(encoding="utf-8")
     with app_stack(scenario(alerts, customers), policy) as stack:
