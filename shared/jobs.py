@@ -8,6 +8,14 @@ a contract. Producers build these frozen dataclasses and send ``to_json()``; con
   ``shared.intake.jobs.handle_sync_message``; poison replay moves it as it is.
 * ``RespondJob`` on ``alerts-respond``: made by the sync for each new alert version (and stored
   on the alert row as its outbox entry), read by ``shared.response.jobs`` and poison replay.
+* ``RespondBatch`` on ``alerts-respond``: the jobs of one committed sync transaction (one
+  customer, up to 100 alert versions) in one message, so a large sync makes one queue put per
+  transaction instead of one per alert (``pack_respond_jobs``). Each job inside is the single
+  shape above, and each alert row still stores its own single job: the sync re-sends a lost one
+  alone, and the respond side splits a batch whose alert fails into single messages, so retries
+  and poison stay per alert. A batch of one alert is sent as the single shape. Code older than
+  the batch drops one as malformed (it lacks ``alert_key``); its rows stay pending and the sync
+  re-sends each alert's own job after ``REDELIVER_AFTER``, so nothing is lost.
 
 Versions: ``schema_version`` 1 is the shape queued before the field existed; a message without it
 is version 1, so jobs already on a queue during a deployment still parse. A message of a newer
@@ -35,6 +43,12 @@ SCHEMA_VERSION: Final = 1
 """The version this code writes and the newest it reads."""
 SYNC_KIND: Final = SYNC_QUEUE
 RESPOND_KIND: Final = RESPOND_QUEUE
+RESPOND_BATCH_KIND: Final = "respond-batch"
+"""``kind`` of a batch message on the alerts-respond queue (a single job has no ``kind``)."""
+MAX_BATCH_JOBS: Final = 100
+"""Most jobs one batch message carries (a sync transaction holds at most 100 entities)."""
+MAX_BATCH_JSON_BYTES: Final = 45_000
+"""Most UTF-8 JSON bytes of one batch message: its base64 (4/3 larger) stays under the queue's 64 KiB."""
 
 _BAD_KEY = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 """Characters Table Storage forbids in keys."""
@@ -174,3 +188,89 @@ class RespondJob:
                    reasons=tuple(str(r) for r in reasons) if isinstance(reasons, list) else (),
                    is_test=job.get("is_test") is True, schema_version=job.get("schema_version", 1),
                    extra={k: v for k, v in job.items() if k not in known})
+
+
+@dataclass(frozen=True)
+class RespondBatch:
+    """Respond to several stored alert versions: the jobs of one committed sync transaction.
+
+    ``invalid`` holds why items that are not respond jobs were left out (one bad item never
+    stops the others; they are logged and dropped like a malformed single job).
+    """
+
+    jobs: tuple[RespondJob, ...]
+    schema_version: int = SCHEMA_VERSION
+    invalid: tuple[str, ...] = field(default=(), compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": RESPOND_BATCH_KIND, "alerts": [job.to_json() for job in self.jobs],
+                "schema_version": self.schema_version}
+
+    @classmethod
+    def from_json(cls, body: bytes | str | Mapping[str, Any]) -> RespondBatch:
+        """:raises InvalidJob: not a batch, or not one valid job in it.
+        :raises UnsupportedJob: the batch or one of its jobs was written by newer code (kept whole)."""
+        document = parse_job(body, kind=RESPOND_KIND, required=("kind", "alerts"))
+        if document["kind"] != RESPOND_BATCH_KIND:
+            raise InvalidJob(f"{RESPOND_KIND} message has kind {document['kind']!r}; expected {RESPOND_BATCH_KIND!r}")
+        items = document["alerts"]
+        if not isinstance(items, list) or not items:
+            raise InvalidJob(f"{RESPOND_KIND} batch: alerts must be a non-empty list")
+        jobs: list[RespondJob] = []
+        invalid: list[str] = []
+        for position, item in enumerate(items):
+            if not isinstance(item, dict):
+                invalid.append(f"item {position}: not a JSON object")
+                continue
+            try:
+                jobs.append(RespondJob.from_json(item))
+            except InvalidJob as exc:
+                invalid.append(f"item {position}: {exc}")
+        if not jobs:
+            raise InvalidJob(f"{RESPOND_KIND} batch holds no valid job: {'; '.join(invalid)[:500]}")
+        return cls(jobs=tuple(jobs), schema_version=document.get("schema_version", 1), invalid=tuple(invalid))
+
+
+def is_respond_batch(document: Mapping[str, Any]) -> bool:
+    """A batch message (``RespondBatch``) rather than a single job."""
+    return document.get("kind") == RESPOND_BATCH_KIND or "alerts" in document
+
+
+def parse_respond(body: bytes | str | Mapping[str, Any]) -> RespondJob | RespondBatch:
+    """Either shape of an alerts-respond message, checked.
+
+    :raises InvalidJob: it can never succeed. :raises UnsupportedJob: written by newer code.
+    """
+    document = parse_job(body, kind=RESPOND_KIND)
+    return RespondBatch.from_json(document) if is_respond_batch(document) else RespondJob.from_json(document)
+
+
+def respond_jobs_of(body: bytes | str | Mapping[str, Any]) -> list[RespondJob]:
+    """The alert jobs of a message of either shape (poison replay re-arms each one's alert row)."""
+    parsed = parse_respond(body)
+    return list(parsed.jobs) if isinstance(parsed, RespondBatch) else [parsed]
+
+
+def pack_respond_jobs(jobs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[int]]]:
+    """The messages that carry ``jobs`` (single-job documents), in order, with each message's job indexes.
+
+    Up to ``MAX_BATCH_JOBS`` jobs and ``MAX_BATCH_JSON_BYTES`` per batch; a message of one job is
+    the single shape (what every version of the respond side reads).
+    """
+    groups: list[list[int]] = []
+    size = 0
+    for index, job in enumerate(jobs):
+        length = len(json.dumps(job, separators=(",", ":"), ensure_ascii=False).encode("utf-8")) + 1
+        if not groups or len(groups[-1]) >= MAX_BATCH_JOBS or size + length > MAX_BATCH_JSON_BYTES:
+            groups.append([])
+            size = 64  # the envelope
+        groups[-1].append(index)
+        size += length
+    messages: list[tuple[dict[str, Any], list[int]]] = []
+    for group in groups:
+        if len(group) == 1:
+            messages.append((dict(jobs[group[0]]), group))
+        else:
+            messages.append(({"kind": RESPOND_BATCH_KIND, "alerts": [jobs[i] for i in group],
+                              "schema_version": SCHEMA_VERSION}, group))
+    return messages

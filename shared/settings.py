@@ -278,6 +278,16 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("LOG_FORMAT", "log_format",
                 "Format of local log output: text, or json (one object per line with alert_id, customer, action).",
                 "text", "json", _log_format, deploy=False),
+    # --- Response speed (issue 16) -------------------------------------------------------------
+    SettingSpec("RESPOND_CONCURRENCY", "respond_concurrency",
+                "Alerts of one batch respond message answered at once (a sync transaction's alerts share a "
+                "message); 1 = one after another.",
+                "8", "8", _int_range(1, 32)),
+    SettingSpec("RESPOND_ACTION_CONCURRENCY", "respond_action_concurrency",
+                "Independent work of one alert run at once: the targets of one action (e.g. the VMs "
+                "stop_resources checks and stops) and the investigation beside the containment that does "
+                "not read it; 1 = one after another.",
+                "4", "4", _int_range(1, 16)),
 )
 
 
@@ -360,6 +370,8 @@ class Settings:
     log_level: str
     log_format: str
     storage: StorageConnection = field(default_factory=StorageConnection)
+    respond_concurrency: int = 8
+    respond_action_concurrency: int = 4
 
     def tls_verify(self) -> str | bool:
         """What to pass as ``verify`` to httpx / requests / MSAL: the extra CA bundle or True."""

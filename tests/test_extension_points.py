@@ -23,13 +23,12 @@ from shared.intake.jobs import IntakeRuntime, run_sync
 from shared.intake.sync import SyncScope
 from shared.names import ALERTS_TABLE
 from shared.response import catalogue
-from shared.response.jobs import handle_respond_message
 from shared.response.ledger import SUCCEEDED, UNDONE
 from shared.settings import load_settings
 from tests.conftest import REPO_ROOT, settings_env
 from tests.intake import test_source_registry as toy_source
 from tests.response import toy_action
-from tests.response.respond_support import Stage, take_job
+from tests.response.respond_support import Stage, respond_one, take_job
 
 POLICY = f"""version = 1
 [[rules]]
@@ -80,7 +79,7 @@ def test_a_toy_source_and_a_toy_action_run_through_sync_policy_and_response(
     st = Stage(settings, runtime, env)
     key = f"{toy_source.NAME}:t-9"
     job, body = take_job(st, key)
-    result = handle_respond_message(body, responder=st.responder())
+    result = respond_one(body, responder=st.responder())
 
     assert result is not None and result.rule == "toy-detector"
     rows = {r.action: r for r in st.responder().list_actions(alert=key)}

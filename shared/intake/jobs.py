@@ -78,7 +78,7 @@ class SyncRun:
         return not self.token_errors and not self.errors
 
     def totals(self) -> dict[str, int]:
-        keys = ("fetched", "rejected", "unchanged", "new", "updated", "material", "enqueued", "redelivered",
+        keys = ("fetched", "rejected", "unchanged", "new", "updated", "material", "enqueued", "redelivered", "messages",
                 "quarantined")
         return {k: sum(getattr(r, k) for r in self.results.values()) for k in keys}
 

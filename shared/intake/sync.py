@@ -1,5 +1,6 @@
 """Sync: fetch alerts from a source, diff with the alerts table, store what changed, and enqueue
-one alerts-respond job per new or materially changed alert version.
+one alerts-respond job per new or materially changed alert version (the jobs of one committed
+transaction travel in one message: ``shared.jobs.RespondBatch``).
 
 Guarantees (at-least-once in, exactly-once out):
 
@@ -12,7 +13,11 @@ Guarantees (at-least-once in, exactly-once out):
   (412 if another run changed it first). The loser retries the other alerts of that transaction
   without the conflicting one, which the winner owns. (Azurite ignores If-Match inside batch
   transactions, Azurite issue 1233: locally only the ``create`` half of this is enforced.)
-* The respond job is enqueued after the transaction commits. The respond side marks the row
+* The respond jobs are enqueued after their transaction commits, all of that transaction's jobs
+  in one message (up to 100; a lone job as the single shape). Each row still stores its own job
+  (``respond_job``), so everything below stays per alert: the respond side splits a batch whose
+  alert fails into single-alert messages (retries and poison stay per alert; alerts the batch
+  already handled are not redone), and a lost batch is re-sent alert by alert. The respond side marks the row
   *handled* (or *poisoned*) when it is done with that version. A crash, or a failed put, between
   commit and enqueue leaves the row *pending*; a later sync re-sends pending jobs queued longer
   ago than ``REDELIVER_AFTER`` (one function timeout: the intake runner passes the host's, so a
@@ -41,8 +46,10 @@ records it and goes on with the next source.
 
 Round trips: one paged query of the index columns, one operation per new or changed alert in
 transactions of up to 100 per partition (accumulated across source pages, so a customer whose
-alerts arrive on several pages still fills transactions), and one queue put per job, sent in
-parallel. Memory holds the index plus at most 99 pending operations per partition: a large sync
+alerts arrive on several pages still fills transactions), and one queue put per committed
+transaction that has jobs (``SyncResult.messages``; ``enqueued`` counts the jobs in them), sent in
+parallel while the next transactions commit. A pending job re-sent on its own (``_redeliver``)
+costs one update and one put. Memory holds the index plus at most 99 pending operations per partition: a large sync
 streams page by page.
 """
 
@@ -71,7 +78,7 @@ from shared.alerts import (
     row_key,
     to_entity,
 )
-from shared.jobs import RespondJob
+from shared.jobs import RespondJob, pack_respond_jobs
 from shared.storage.tables import (
     DEFAULT_TRANSACTION_BUDGET,
     MAX_TRANSACTION_ENTITIES,
@@ -143,7 +150,10 @@ class SyncResult:
     updated: int = 0
     material: int = 0
     enqueued: int = 0
+    """Respond jobs sent (alert versions), in ``messages`` queue puts."""
     redelivered: int = 0
+    messages: int = 0
+    """Queue puts (a batch of one transaction's jobs, or one re-sent job)."""
     quarantined: int = 0
     conflicts: int = 0
     transactions: int = 0
@@ -153,7 +163,7 @@ class SyncResult:
 
     @property
     def round_trips(self) -> int:
-        return self.transactions + self.queries + self.enqueued
+        return self.transactions + self.queries + self.messages
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "round_trips": self.round_trips}
@@ -242,6 +252,7 @@ class AlertSync:
         self._in_flight = threading.BoundedSemaphore(MAX_SENDS_IN_FLIGHT)
         self._sent = 0
         self._resent = 0
+        self._messages = 0
         self._send_errors: list[BaseException] = []
         self._send_lock = threading.Lock()
         self.last_result: SyncResult | None = None
@@ -287,7 +298,7 @@ class AlertSync:
         A failed send raises after the others finish; its row stays pending, so a later sync
         sends the job again (see the module docstring).
         """
-        self._sent, self._resent, self._send_errors, self.last_result = 0, 0, [], None
+        self._sent, self._resent, self._messages, self._send_errors, self.last_result = 0, 0, 0, [], None
         failure: Exception | None = None
         # Leaving the block waits for every send, whatever happened. Only counts and failures are
         # kept (not the futures), so a sync of 100k alerts does not hold 100k futures.
@@ -303,6 +314,7 @@ class AlertSync:
         if result is not None:
             result.enqueued += self._sent
             result.redelivered += self._resent
+            result.messages += self._messages
         if failure is not None:
             raise failure
         if self._send_errors:
@@ -465,26 +477,30 @@ class AlertSync:
         self._committed([op], result)
 
     def _committed(self, ops: list[_Op], result: SyncResult) -> None:
-        for op in ops:
-            if op.job is not None:
-                self._enqueue(op.job, redelivery=op.redelivery)
+        """Send the jobs of a committed transaction: one message for all of them (``pack_respond_jobs``)."""
+        carried = [op for op in ops if op.job is not None]
+        if not carried:
+            return
+        for document, indexes in pack_respond_jobs([op.job for op in carried if op.job is not None]):
+            resent = sum(1 for i in indexes if carried[i].redelivery)
+            self._enqueue(document, new=len(indexes) - resent, resent=resent)
 
-    def _enqueue(self, job: dict[str, Any], *, redelivery: bool = False) -> None:
+    def _enqueue(self, document: dict[str, Any], *, new: int, resent: int) -> None:
         if self._pool is None:
             raise RuntimeError("AlertSync._enqueue outside run()")
         self._in_flight.acquire()  # bound the sends waiting in the pool (memory), not the workers
-        future = self._pool.submit(self._queue.send_json, self._respond_queue, job)
-        future.add_done_callback(lambda done: self._sent_one(done, redelivery))
+        future = self._pool.submit(self._queue.send_json, self._respond_queue, document)
+        future.add_done_callback(lambda done: self._sent_one(done, new, resent))
 
-    def _sent_one(self, future: Future[object], redelivery: bool = False) -> None:
+    def _sent_one(self, future: Future[object], new: int, resent: int) -> None:
         error = future.exception()
         with self._send_lock:
-            if error is not None:
+            if error is not None:  # its rows stay pending: a later sync re-sends each alert's own job
                 self._send_errors.append(error)
-            elif redelivery:
-                self._resent += 1
             else:
-                self._sent += 1
+                self._sent += new
+                self._resent += resent
+                self._messages += 1
         self._in_flight.release()
 
     # --- quarantine ----------------------------------------------------------------------------
@@ -552,6 +568,7 @@ class AlertSync:
                 result.transactions += 1
             self._queue.send_json(self._respond_queue, json.loads(row["respond_job"]))
             result.redelivered += 1
+            result.messages += 1
 
 
 def _operation(op: _Op) -> tuple[Any, ...]:

@@ -23,6 +23,7 @@ from shared.operations import InvalidRequest, Unavailable
 from shared.settings import Settings
 
 if TYPE_CHECKING:
+    from shared.jobs import RespondJob
     from shared.storage.queues import QueueMessage, QueueSender
     from shared.storage.tables import TableStore
 
@@ -114,7 +115,7 @@ def replay(settings: Settings, queue: str, *, store: TableStore | None = None, s
         rearmed = 0
         if target == RESPOND_QUEUE and records:
             say(f"re-arming {len(records)} poisoned respond job(s) ...")
-            rearmed = sum(1 for r in records if _rearm(tables, r))
+            rearmed = sum(_rearm(tables, r) for r in records)
         say(f"moving about {waiting} message(s) from {source} to {target} ...")
         moved = sender.move_all(source, target)
         say(f"moved {moved} message(s) to {target}")
@@ -134,15 +135,24 @@ def _records_for(store: TableStore, queue: str) -> list[dict[str, Any]]:
     return [r for r in poison_records(store) if r.get("queue") == queue]
 
 
-def _rearm(store: TableStore, record: dict[str, Any]) -> bool:
-    """Set the alert row of a poisoned respond job back to pending (same version only); True if it was."""
-    from shared.intake import sync
-    from shared.jobs import InvalidJob, RespondJob, UnsupportedJob
+def _rearm(store: TableStore, record: dict[str, Any]) -> int:
+    """Set the alert rows of a poisoned respond message back to pending (same version only).
+
+    The message is one alert's job or a batch of them (``shared.jobs``): each alert is re-armed on
+    its own. Returns how many were.
+    """
+    from shared.jobs import InvalidJob, UnsupportedJob, respond_jobs_of
 
     try:
-        job = RespondJob.from_json(str(record.get("body", "")))
+        jobs = respond_jobs_of(str(record.get("body", "")))
     except (InvalidJob, UnsupportedJob):
-        return False
+        return 0
+    return sum(1 for job in jobs if _rearm_one(store, job))
+
+
+def _rearm_one(store: TableStore, job: RespondJob) -> bool:
+    from shared.intake import sync
+
     entity = store.get(ALERTS_TABLE, job.partition, job.row)
     if entity is None or int(entity.get("respond_version", 0)) != job.version:
         return False  # gone, or a newer version is already on its way

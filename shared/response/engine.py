@@ -26,15 +26,27 @@ Order: the action catalogue's (``shared.response.catalogue``: marking the alert 
 first, the investigation, containment, resolving, and the reporting action last, with
 ``ctx.summary`` filled from the ledger so the message says what was done and what waits).
 
+Concurrency (``RESPOND_ACTION_CONCURRENCY``, 1 = none): work that the ledger keeps independent
+runs at once. The targets of one action (each its own row: the VMs stop_resources checks and
+stops) run side by side; the investigation runs beside the containment after it that does not
+read it (``needs_investigation`` false: stopping VMs), and every other action waits for it. Each
+external target is verified and acted on under an in-process lock, so two alerts of one customer
+answered at once (a batch message, or the host's own parallel messages) never both act on one VM
+or subscription: the second finds it done and records ``found_state``.
+
 Operators act on rows with ``approve``, ``reject`` and ``undo`` (``fraud-responder actions``),
 each recorded with the operator's name.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
 import uuid
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -80,6 +92,21 @@ PLAN_TARGET: Final = "plan"
 """Target kind of the row that records a failure to plan an action at all (or that it is not built)."""
 
 _MODE_STATE: Final = {"enforce": RUNNING, "dry-run": DRY_RUN, "approve": AWAITING_APPROVAL}
+_TARGET_LOCKS: Final = tuple(threading.Lock() for _ in range(256))
+"""Striped in-process locks, one held while a target is verified and acted on (see _target_lock)."""
+
+
+def _target_lock(action: str, target: Target) -> threading.Lock:
+    """The lock of ``action`` on ``target``, whichever alert's row runs it (ids compared case-insensitively)."""
+    key = f"{action}\n{target.kind}\n{target.id.lower()}".encode("utf-8", "surrogatepass")
+    return _TARGET_LOCKS[zlib.crc32(key) % len(_TARGET_LOCKS)]
+
+
+def _beside_investigation(action: str) -> bool:
+    """May run while the investigation runs: containment that does not read it."""
+    spec = catalogue.get(action)
+    return (spec is not None and spec.containment and not spec.needs_investigation
+            and not spec.provides_investigation and not spec.reports)
 NOT_FRAUD: Final = ("legitimate", "ignore")
 
 
@@ -178,6 +205,8 @@ class _Job:
     held_until: datetime | None = None
     """The latest lease of another invocation that kept this run off a row."""
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """Guards the fields above when actions or targets of this job run at once."""
 
     @property
     def owner(self) -> str:
@@ -189,8 +218,19 @@ class _Job:
         return f"policy:{self.decision.rule}" if self.decision.rule else "policy:fallback"
 
     def defer(self, action: str, why: str) -> None:
-        self.deferred_actions.add(action)
-        self.result.deferred.append(f"{action}: {one_line(why, 300)}")
+        with self.lock:
+            self.deferred_actions.add(action)
+            self.result.deferred.append(f"{action}: {one_line(why, 300)}")
+
+    def held(self, until: datetime | None) -> None:
+        """Another invocation's lease kept this run off a row until ``until``: keep the latest."""
+        with self.lock:
+            if until is not None and (self.held_until is None or until > self.held_until):
+                self.held_until = until
+
+    def add_rows(self, rows: Sequence[LedgerEntry]) -> None:
+        with self.lock:
+            self.result.rows.extend(rows)
 
 
 class Responder:
@@ -257,9 +297,7 @@ class Responder:
         run = _Job(alert=alert, partition=partition, row=row, version=version, dequeue_count=dequeue_count,
                    decision=decision, result=result, investigation=self._investigation(alert))
         ordered = sorted(decision.actions, key=run_order)
-        for planned in ordered:
-            if not catalogue.is_reporting(planned.action):
-                self._run_action(run, planned)
+        self._run_in_order(run, [planned for planned in ordered if not catalogue.is_reporting(planned.action)])
         for planned in ordered:
             if catalogue.is_reporting(planned.action):
                 self._run_action(run, planned, summary=self.summary(alert, decision, run.result.deferred))
@@ -272,6 +310,33 @@ class Responder:
         self.mark_job(partition, row, version, sync.HANDLED)
         log.info("respond %s v%d done (rule %s): %s", alert.key, version, decision.rule, result.states())
         return result
+
+    def _run_in_order(self, run: _Job, actions: list[PlannedAction]) -> None:
+        """Run ``actions`` in order; the investigation beside the containment right after it that does not
+        read it (``_beside_investigation``). Rows are kept in plan order whatever finished first."""
+        background: Future[None] | None = None
+        pool: ThreadPoolExecutor | None = None
+        try:
+            for index, planned in enumerate(actions):
+                if background is not None and not _beside_investigation(planned.action):
+                    background.result()
+                    background = None
+                spec = catalogue.get(planned.action)
+                overlap = (self.settings.respond_action_concurrency > 1 and background is None
+                           and spec is not None and spec.provides_investigation
+                           and index + 1 < len(actions) and _beside_investigation(actions[index + 1].action))
+                if overlap:
+                    pool = pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="respond-investigation")
+                    background = pool.submit(contextvars.copy_context().run, self._run_action, run, planned)
+                    continue
+                self._run_action(run, planned)
+            if background is not None:
+                background.result()
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)  # never leave the investigation running behind the job
+        position = {planned.action: i for i, planned in enumerate(actions)}
+        run.result.rows.sort(key=lambda entry: position.get(entry.action, len(actions)))
 
     def _close_superseded(self, run: _Job) -> None:
         """Close rows an older version of the alert left running and this version's plan did not reach.
@@ -358,17 +423,35 @@ class Responder:
                 raise
             run.defer(planned.action, f"planning failed transiently: {exc}")
             return
-        for target in targets:
-            try:
-                entry = self._run_target(run, planned, action, ctx, target)
-            except _Deferred as deferred:
-                run.result.rows.append(deferred.entry)
-                run.defer(planned.action, f"{target.kind} {target.display or target.id}: {deferred.error}")
-                continue
-            if entry is not None:
-                run.result.rows.append(entry)
+        rows: list[LedgerEntry] = []
+        for target, outcome in zip(targets, self._each_target(run, planned, action, ctx, targets), strict=True):
+            if isinstance(outcome, _Deferred):
+                rows.append(outcome.entry)
+                run.defer(planned.action, f"{target.kind} {target.display or target.id}: {outcome.error}")
+            elif outcome is not None:
+                rows.append(outcome)
+        run.add_rows(rows)
         if spec is not None and spec.provides_investigation:
             run.investigation = self._investigation(run.alert)
+
+    def _each_target(self, run: _Job, planned: PlannedAction, action: Action, ctx: ActionContext,
+                     targets: list[Target]) -> list[LedgerEntry | _Deferred | None]:
+        """Run every target of one action (each its own ledger row), up to RESPOND_ACTION_CONCURRENCY at once.
+
+        Results are in target order. Any other error is raised once every target has finished.
+        """
+        def one(target: Target) -> LedgerEntry | _Deferred | None:
+            try:
+                return self._run_target(run, planned, action, ctx, target)
+            except _Deferred as deferred:
+                return deferred
+
+        workers = min(self.settings.respond_action_concurrency, len(targets))
+        if workers <= 1:
+            return [one(target) for target in targets]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="respond-targets") as pool:
+            futures = [pool.submit(contextvars.copy_context().run, one, target) for target in targets]
+            return [future.result() for future in futures]
 
     def _new_row(self, run: _Job, planned: PlannedAction, target: Target, state: str) -> NewRow:
         lease = self.ledger.lease(run.owner, self._lease_seconds) if state == RUNNING else {}
@@ -404,8 +487,7 @@ class Responder:
             # Only an expired lease is taken over: a redelivery cannot tell a dead holder from a live copy
             # of the same job, so the holder's lease (the function timeout) is what says it is gone.
             if not entry.lease_free(self._clock()):
-                if entry.lease_until is not None and (run.held_until is None or entry.lease_until > run.held_until):
-                    run.held_until = entry.lease_until
+                run.held(entry.lease_until)
                 raise _Deferred(entry, RetryLater(f"held by {entry.lease_owner or 'another worker'} until "
                                                   f"{entry.lease_until}"))
             try:
@@ -431,8 +513,14 @@ class Responder:
     def _execute(self, action: Action, ctx: ActionContext, entry: LedgerEntry) -> LedgerEntry:
         """Verify, then execute if needed, and record the outcome on the running row ``entry``.
 
-        Raises _Deferred (row still running, lease released) for retryable errors.
+        Held under the target's in-process lock: another alert's row for the same action and target
+        waits, then its verify finds the effect. Raises _Deferred (row still running, lease
+        released) for retryable errors.
         """
+        with _target_lock(entry.action, entry.target):
+            return self._execute_locked(action, ctx, entry)
+
+    def _execute_locked(self, action: Action, ctx: ActionContext, entry: LedgerEntry) -> LedgerEntry:
         from shared.http import MicrosoftApiError
 
         found = ""

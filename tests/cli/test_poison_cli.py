@@ -23,12 +23,12 @@ from sandbox.core import Sandbox
 from shared.intake.sync import HANDLED, PENDING, POISONED
 from shared.names import RESPOND_QUEUE, SYNC_QUEUE, poison_queue
 from shared.response.engine import RetryLater
-from shared.response.jobs import handle_respond_message, max_dequeue_count
+from shared.response.jobs import max_dequeue_count
 from shared.settings import load_settings
 from shared.storage.queues import QueueSender
 from tests.cli.test_alerts_cli import cli
 from tests.conftest import REPO_ROOT, settings_env
-from tests.response.respond_support import MINING_KEY, Stage, stage, take_job
+from tests.response.respond_support import MINING_KEY, Stage, respond_one, stage, take_job
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_poisoned_respond_job_is_listed_then_replayed_and_runs(own_azurite: Azur
     job, body = take_job(st)
     entra(fresh_sandbox).set_state(refresh_token_state="expired")
     with pytest.raises(RetryLater):  # the last delivery: recorded and marked poisoned, then the host moves it
-        handle_respond_message(body, dequeue_count=max_dequeue_count(), responder=st.responder())
+        respond_one(body, dequeue_count=max_dequeue_count(), responder=st.responder())
     st.runtime.queue.send_json(poison_queue(RESPOND_QUEUE), json.loads(body))
     assert st.job_state(job) == POISONED
     env = cli_env(st)
@@ -80,7 +80,7 @@ def test_poisoned_respond_job_is_listed_then_replayed_and_runs(own_azurite: Azur
                                        "1 poisoned respond job(s) re-armed")
     again, replayed_body = take_job(st)  # back on alerts-respond (with the sync's jobs for the other alerts)
     assert again == job and st.job_state(job) == PENDING
-    result = handle_respond_message(replayed_body, responder=st.responder())
+    result = respond_one(replayed_body, responder=st.responder())
     assert result is not None and not result.handled_before and not result.deferred
     assert st.job_state(job) == HANDLED
 

@@ -14,6 +14,7 @@ from sandbox.faults import Fault
 from shared.health import check_sources
 from shared.intake.checkpoints import last_syncs, source_syncs, token_health
 from shared.intake.jobs import IntakeRuntime, handle_sync_message, run_poll
+from shared.jobs import respond_jobs_of
 from shared.names import RESPOND_QUEUE
 from shared.operations.digest import build_digest
 from shared.settings import load_settings
@@ -43,11 +44,14 @@ def test_poll_stores_every_sandbox_alert_once_and_enqueues_a_job_each(azurite: A
     stored = list(query_alerts(rt.store))
     assert len(stored) == totals["new"]
     assert {a["source"] for a in stored} == {"partner_center", "graph"}
-    assert rt.queue.count(RESPOND_QUEUE) == totals["enqueued"] > 0
+    # One message per committed transaction (one customer's alerts of one source), holding every job.
+    assert rt.queue.count(RESPOND_QUEUE) == totals["messages"] > 0
+    jobs = [job for m in rt.queue.peek(RESPOND_QUEUE, 32) for job in respond_jobs_of(m.json())]
+    assert len(jobs) == totals["enqueued"] > totals["messages"]
 
     again = run_poll(runtime=rt)
     assert again.totals()["new"] == 0 and again.totals()["enqueued"] == 0
-    assert rt.queue.count(RESPOND_QUEUE) == totals["enqueued"]
+    assert rt.queue.count(RESPOND_QUEUE) == totals["messages"]
     assert {s["trigger"] for s in last_syncs(rt.store)} == {"timer"}
     assert all(t["ok"] for t in token_health(rt.store))
 

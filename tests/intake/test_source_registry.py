@@ -22,13 +22,12 @@ from shared.alerts import STATUSES, Alert, AlertParseError, parse_alert, row_key
 from shared.intake.jobs import IntakeRuntime, run_sync
 from shared.intake.sync import SyncScope
 from shared.names import ALERTS_TABLE
-from shared.response.jobs import handle_respond_message
 from shared.response.ledger import SUCCEEDED
 from shared.response.policy import parse_policy
 from shared.settings import Settings, load_settings
 from shared.storage.tables import TableStore
 from tests.conftest import REPO_ROOT, settings_env
-from tests.response.respond_support import Stage, take_job, writes
+from tests.response.respond_support import Stage, respond_one, take_job, writes
 
 NAME = "toy"
 STORAGE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true"}
@@ -151,7 +150,7 @@ def test_toy_alerts_run_through_sync_policy_and_response(toy: sources.SourceEntr
 
     job, body = take_job(st, "toy:t-1")
     mark = len(fresh_sandbox.requests())
-    result = handle_respond_message(body, responder=st.responder())
+    result = respond_one(body, responder=st.responder())
 
     assert result is not None and result.rule == "toy-rule"
     rows = st.responder().list_actions(alert="toy:t-1")

@@ -17,6 +17,7 @@ from azure.storage.queue import QueueClient
 from devhost.azurite import Azurite
 from shared.alerts import Source
 from shared.intake.sync import REDELIVER_AFTER, AlertSync, SyncScope, job_is_current, mark_respond_state
+from shared.jobs import RESPOND_BATCH_KIND, respond_jobs_of
 from shared.settings import load_settings
 from shared.storage.clients import queue_service, table_service
 from tests.conftest import settings_env
@@ -64,7 +65,8 @@ class Queue:
             raise ConnectionError("injected: the process died before the enqueue")
         self.client.send_message(json.dumps(document).encode())
 
-    def jobs(self) -> list[dict[str, Any]]:
+    def messages(self) -> list[dict[str, Any]]:
+        """Every message taken off the queue, as sent (a batch, or one job)."""
         out = []
         while True:
             batch = list(self.client.receive_messages(messages_per_page=32, visibility_timeout=60))
@@ -74,6 +76,10 @@ class Queue:
                 out.append(json.loads(m.content))
                 self.client.delete_message(m)
         return out
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """The alert jobs of every message taken off the queue (batches opened), in order."""
+        return [job.to_json() for document in self.messages() for job in respond_jobs_of(document)]
 
 
 @pytest.fixture
@@ -107,8 +113,13 @@ def test_first_sync_stores_each_alert_once_and_enqueues_one_job_each(env: tuple[
     # 40 alerts per customer: one transaction per customer.
     assert result.transactions == 3
     assert len(alert_rows(table)) == 120
-    jobs = queue.jobs()
+    # ... and one message per transaction, carrying its 40 jobs.
+    messages = queue.messages()
+    assert result.messages == len(messages) == 3
+    assert {m["kind"] for m in messages} == {RESPOND_BATCH_KIND} and [len(m["alerts"]) for m in messages] == [40] * 3
+    jobs = [job for m in messages for job in m["alerts"]]
     assert len(jobs) == 120 and {j["version"] for j in jobs} == {1}
+    assert result.round_trips == result.queries + result.transactions + 3
     assert len({j["alert_key"] for j in jobs}) == 120
 
 
@@ -157,19 +168,23 @@ def test_crash_between_commit_and_enqueue_loses_nothing_and_sends_no_second_job(
     env: tuple[TableClient, Queue],
 ) -> None:
     table, queue = env
-    records = [record(i, CUSTOMERS[0]) for i in range(5)]
+    # Two customers: two transactions, so two batch messages; the put of one fails.
+    records = [record(i, CUSTOMERS[0]) for i in range(3)] + [record(i, CUSTOMERS[1]) for i in range(2)]
     queue.fail_next = 1
     with pytest.raises(ConnectionError):
         sync(table, queue).run([ListSource(records)])
     first_jobs = queue.jobs()
-    assert len(first_jobs) == 4  # committed; one put failed (the "crash"), the others went
+    assert len(first_jobs) in (2, 3)  # committed; one batch's put failed (the "crash"), the other went
+    lost = 5 - len(first_jobs)
     handle(table, first_jobs)  # the respond side handles what it received
     soon = sync(table, queue).run([ListSource(records)])
     assert (soon.unchanged, soon.enqueued, soon.redelivered) == (5, 0, 0)  # not yet: maybe in flight
     later = datetime.now(UTC) + REDELIVER_AFTER + timedelta(seconds=1)
     recovered = sync(table, queue, now=later).run([ListSource(records)])
-    assert recovered.redelivered == 1  # only the job that never reached the queue
-    all_jobs = first_jobs + queue.jobs()
+    assert recovered.redelivered == lost  # only the jobs that never reached the queue
+    resent = queue.messages()  # each alone, in the single shape its row stores
+    assert len(resent) == lost and all("alerts" not in m for m in resent)
+    all_jobs = first_jobs + resent
     assert sorted(j["alert_key"] for j in all_jobs) == sorted(f"partner_center:{r['eventId']}" for r in records)
     again = sync(table, queue, now=later + timedelta(seconds=1)).run([ListSource(records)])
     assert again.redelivered == 0  # re-sent jobs wait another REDELIVER_AFTER

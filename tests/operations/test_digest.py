@@ -20,11 +20,11 @@ from sandbox.core import Sandbox
 from sandbox.faults import Fault
 from shared.names import RESPOND_QUEUE
 from shared.operations.digest import build_digest
-from shared.response.jobs import handle_respond_message, record_poison
+from shared.response.jobs import record_poison
 from shared.response.ledger import FAILED
 from shared.views import alert_json, query_alerts
 from tests.conftest import REPO_ROOT
-from tests.response.respond_support import MINING_KEY, Stage, stage, take_job
+from tests.response.respond_support import MINING_KEY, Stage, respond_one, stage, take_job
 
 NEVER = "0 0 0 1 1 *"
 """A schedule that does not fire during a test (the timer is fired by hand)."""
@@ -34,7 +34,7 @@ def responded(azurite: Azurite, sandbox: Sandbox) -> Stage:
     """The sandbox synced and the mining alert answered with the default policy (approvals wait)."""
     st = stage(azurite, sandbox)
     _job, body = take_job(st)
-    result = handle_respond_message(body, responder=st.responder())
+    result = respond_one(body, responder=st.responder())
     assert result is not None and not result.deferred
     return st
 

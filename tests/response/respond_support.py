@@ -2,10 +2,10 @@
 
 ``stage`` runs the real poller (IntakeRuntime + run_sync) against the sandbox, so the alert row,
 its job state and the alerts-respond message are exactly what production would produce.
-``take_job`` reads that message from the alerts-respond queue (the queue is shared by every test
-on the session's Azurite, but a job names only partition, row and version, so any copy of the
-mining alert's job is the same job): the first one equal to the job this test's alert row records
-(a copy of another version is left on the queue).
+``take_job`` reads that message (or the batch holding it) from the alerts-respond queue (the
+queue is shared by every test on the session's Azurite, but a job names only partition, row and
+version, so any copy of the mining alert's job is the same job): the first one equal to the job
+this test's alert row records (a copy of another version is left on the queue).
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from sandbox.core import RecordedRequest, Sandbox
 from shared.alerts import Alert, from_entity, row_key
 from shared.intake.jobs import IntakeRuntime, run_sync
 from shared.intake.sync import PENDING, SyncScope
+from shared.jobs import respond_jobs_of
 from shared.names import ALERTS_TABLE, LEDGER_TABLE, RESPOND_QUEUE
-from shared.response.engine import Responder
+from shared.response.engine import Responder, RespondResult
+from shared.response.jobs import BatchResult, handle_respond_message
 from shared.response.ledger import LedgerEntry
 from shared.settings import Settings, load_settings
 from shared.storage.tables import TableStore
@@ -91,14 +93,17 @@ def take_job(stage: Stage, key: str = MINING_KEY) -> tuple[dict[str, Any], bytes
         if not messages:
             break
         for message in messages:
-            job = message.json()
-            if job.get("alert_key") == key:
+            for job in (j.to_json() for j in respond_jobs_of(message.json())):
+                if job.get("alert_key") != key:
+                    continue
                 entity = stage.store.get(ALERTS_TABLE, job["partition"], job["row"])
                 if entity is None or json.loads(entity.get("respond_job") or "null") != job:
                     continue  # another test's job (another version): left on the queue
+                # The whole message goes (a batch holds one sync transaction of this test's alerts);
+                # the job is returned as the single message the respond side would split it into.
                 queue.delete(RESPOND_QUEUE, message)
                 assert stage.job_state(job) == PENDING
-                return job, message.body()
+                return job, json.dumps(job).encode()
     raise AssertionError(f"no respond job for {key} on {RESPOND_QUEUE}")
 
 
@@ -121,3 +126,10 @@ def policy(*actions: tuple[str, str, str], match: str = 'category = "crypto_mini
         text += f'[[rules.actions]]\naction = "{action}"\nmode = "{mode}"\n{extra}\n'
     text += '[[rules]]\nname = "rest"\n[[rules.actions]]\naction = "notify"\nmode = "enforce"\n'
     return text
+
+
+def respond_one(body: bytes, **kwargs: Any) -> RespondResult | None:
+    """``handle_respond_message`` for a single-alert message: its RespondResult (None when dropped)."""
+    result = handle_respond_message(body, **kwargs)
+    assert not isinstance(result, BatchResult), "a single-alert message was answered as a batch"
+    return result

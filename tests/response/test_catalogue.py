@@ -16,11 +16,10 @@ from sandbox.core import Sandbox
 from shared.alerts import row_key
 from shared.names import ALERTS_TABLE
 from shared.response import catalogue, registry
-from shared.response.jobs import handle_respond_message
 from shared.response.ledger import AWAITING_APPROVAL, SUCCEEDED, UNDONE
 from shared.response.policy import PolicyError, parse_policy
 from tests.response import toy_action
-from tests.response.respond_support import MINING_KEY, by_action, policy, stage, take_job
+from tests.response.respond_support import MINING_KEY, by_action, policy, respond_one, stage, take_job
 from tests.test_cold_start import HEAVY
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +40,7 @@ def test_a_registered_toy_action_runs_through_policy_and_response(azurite: Azuri
         ("notify", "enforce", ""), (toy, "enforce", 'label = "amber"'), ("stop_resources", "approve", "")))
     _job, body = take_job(st)
 
-    result = handle_respond_message(body, responder=st.responder())
+    result = respond_one(body, responder=st.responder())
 
     assert result is not None and not result.deferred
     assert [r.action for r in result.rows][-1] == "notify"  # the report still runs last

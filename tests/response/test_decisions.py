@@ -22,17 +22,16 @@ from shared.operations.digest import build_digest
 from shared.operations.resolve import resolve
 from shared.response import catalogue, decisions
 from shared.response.engine import OperatorError
-from shared.response.jobs import handle_respond_message
 from shared.response.ledger import AWAITING_APPROVAL, EXPIRED, SUCCEEDED
 from tests.conftest import REPO_ROOT
-from tests.response.respond_support import MINING_KEY, Stage, stage, take_job, writes
+from tests.response.respond_support import MINING_KEY, Stage, respond_one, stage, take_job, writes
 
 
 def _responded(azurite: Azurite, sandbox: Sandbox) -> Stage:
     """The mining alert answered with the default policy: containment waits for approval."""
     st = stage(azurite, sandbox)
     _job, body = take_job(st)
-    result = handle_respond_message(body, responder=st.responder())
+    result = respond_one(body, responder=st.responder())
     assert result is not None and not result.deferred
     return st
 
@@ -118,7 +117,7 @@ def test_resolving_as_legitimate_expires_pending_containment_until_the_alert_com
     assert run_sync(st.runtime, SyncScope(), trigger="test", sources=("partner_center",)).ok
     job, body = take_job(st)
     assert job["version"] == 2
-    handle_respond_message(body, responder=st.responder())
+    respond_one(body, responder=st.responder())
     again = {r.action_id: r for r in responder.list_actions(pending_only=True)}
     assert set(again) >= {r.action_id for r in containment}
     assert all(again[r.action_id].version == 2 and again[r.action_id].state == AWAITING_APPROVAL
@@ -136,7 +135,7 @@ def test_an_alert_resolved_as_ignore_at_the_source_expires_its_pending_containme
     assert run_sync(st.runtime, SyncScope(), trigger="test", sources=("partner_center",)).ok
     _job, body = take_job(st)
 
-    handle_respond_message(body, responder=st.responder())
+    respond_one(body, responder=st.responder())
 
     rows = {r.action_id: r for r in st.responder().list_actions(alert=MINING_KEY)}
     assert containment and all(rows[i].state == EXPIRED and "ignore" in rows[i].expired_reason for i in containment)

@@ -17,10 +17,10 @@ from sandbox.faults import Fault
 from shared.response import contacts, registry
 from shared.response.actions.base import ActionContext, Outcome, Target
 from shared.response.engine import DEFAULT_LEASE_SECONDS, RetryLater
-from shared.response.jobs import handle_respond_message, poison_records
+from shared.response.jobs import poison_records
 from shared.response.ledger import DRY_RUN, FAILED, RUNNING, SUCCEEDED, now_utc
 from shared.response.policy import PolicyError
-from tests.response.respond_support import MINING_KEY, by_action, policy, stage, take_job, writes
+from tests.response.respond_support import MINING_KEY, by_action, policy, respond_one, stage, take_job, writes
 
 
 class Crash(BaseException):
@@ -72,7 +72,7 @@ def test_dry_run_for_a_tagged_customer_records_the_plan_and_calls_nothing(azurit
     job, body = take_job(st)
     mark = len(fresh_sandbox.requests())
 
-    result = handle_respond_message(body, responder=st.responder())
+    result = respond_one(body, responder=st.responder())
 
     assert result is not None and result.rule == "test-rule" and not result.deferred
     assert writes(fresh_sandbox, mark) == []
@@ -94,7 +94,7 @@ def test_a_crash_after_the_external_call_is_resolved_by_verify_without_a_second_
     crashing = CrashAfterFirstExecute()
 
     with pytest.raises(Crash):
-        handle_respond_message(body, responder=st.responder(actions={"stop_resources": crashing}))
+        respond_one(body, responder=st.responder(actions={"stop_resources": crashing}))
 
     first_vm = crashing.executed[0]
     assert _deallocations(fresh_sandbox, first_vm) == 1
@@ -105,14 +105,14 @@ def test_a_crash_after_the_external_call_is_resolved_by_verify_without_a_second_
     # another copy of the job while the crashed worker's lease holds: it leaves that VM alone (the
     # other VM, never claimed, is independent work and goes ahead), then asks for a retry
     with pytest.raises(RetryLater, match="held by"):
-        handle_respond_message(body, responder=st.responder())
+        respond_one(body, responder=st.responder())
     assert _deallocations(fresh_sandbox, first_vm) == 1
     mark = len(fresh_sandbox.requests())
 
     # the queue redelivers the crashed job once the dead worker's lease has expired: verify sees the VM
     # deallocated; nothing is called twice
     later = now_utc() + timedelta(seconds=DEFAULT_LEASE_SECONDS + 60)
-    result = handle_respond_message(body, dequeue_count=2, responder=st.responder(clock=lambda: later))
+    result = respond_one(body, dequeue_count=2, responder=st.responder(clock=lambda: later))
 
     assert result is not None and not result.deferred
     assert _deallocations(fresh_sandbox, first_vm) == 1
@@ -133,7 +133,7 @@ def test_a_transient_error_leaves_the_row_running_and_a_redelivery_completes_it(
                                   status=503, retry_after=0))
 
     with pytest.raises(RetryLater, match="stop_resources"):
-        handle_respond_message(body, responder=st.responder())
+        respond_one(body, responder=st.responder())
 
     rows = {r.target.id: r for r in st.responder().list_actions() if r.action == "stop_resources"}
     assert rows[ids.MINING_VM_1].state == RUNNING and "retrying" in rows[ids.MINING_VM_1].error
@@ -142,7 +142,7 @@ def test_a_transient_error_leaves_the_row_running_and_a_redelivery_completes_it(
     assert st.job_state(job) == "pending"  # not handled yet
 
     fresh_sandbox.clear_faults()
-    result = handle_respond_message(body, dequeue_count=2, responder=st.responder())
+    result = respond_one(body, dequeue_count=2, responder=st.responder())
 
     assert result is not None and not result.deferred
     assert fresh_sandbox.services["arm"].power_state(ids.MINING_VM_1) == "deallocated"  # type: ignore[attr-defined]
@@ -160,7 +160,7 @@ def test_an_action_that_is_not_built_fails_loudly(azurite: Azurite, fresh_sandbo
     monkeypatch.setattr(registry, "PACKAGE", "tests.response")  # a package with no action modules
     mark = len(fresh_sandbox.requests())
 
-    result = handle_respond_message(body, responder=st.responder())
+    result = respond_one(body, responder=st.responder())
 
     assert result is not None
     assert {r.state for r in result.rows} == {FAILED}
@@ -177,10 +177,10 @@ def test_the_last_delivery_of_a_failing_job_is_recorded_as_poison(azurite: Azuri
     responder = st.responder()
 
     with pytest.raises(PolicyError):
-        handle_respond_message(body, dequeue_count=1, responder=responder)
+        respond_one(body, dequeue_count=1, responder=responder)
     assert poison_records(st.store) == [] and st.job_state(job) == "pending"
     with pytest.raises(PolicyError):
-        handle_respond_message(body, dequeue_count=5, responder=responder)
+        respond_one(body, dequeue_count=5, responder=responder)
     assert st.job_state(job) == "poisoned"  # the sync will not re-send it as if it were lost
 
     [record] = poison_records(st.store)
@@ -197,7 +197,7 @@ def test_the_last_delivery_of_a_failing_job_is_recorded_as_poison(azurite: Azuri
 ])
 def test_a_malformed_job_is_dropped_not_retried(azurite: Azurite, fresh_sandbox: Sandbox, body: bytes) -> None:
     st = stage(azurite, fresh_sandbox)
-    assert handle_respond_message(body, dequeue_count=5, responder=st.responder()) is None
+    assert respond_one(body, dequeue_count=5, responder=st.responder()) is None
     assert poison_records(st.store) == []
 
 

@@ -11,9 +11,8 @@ from sandbox import ids
 from sandbox.core import Sandbox
 from shared.response.engine import OperatorError
 from shared.response.investigation import load_investigation
-from shared.response.jobs import handle_respond_message
 from shared.response.ledger import AWAITING_APPROVAL, SUCCEEDED, UNDONE
-from tests.response.respond_support import MINING_KEY, by_action, stage, take_job, writes
+from tests.response.respond_support import MINING_KEY, by_action, respond_one, stage, take_job, writes
 
 
 def _event(sandbox: Sandbox) -> dict[str, object]:
@@ -33,7 +32,7 @@ def test_mining_alert_with_the_default_policy_investigates_notifies_and_waits(az
     responder = st.responder()
     assert str(_event(fresh_sandbox)["eventStatus"]).lower() == "active"
 
-    result = handle_respond_message(body, responder=responder)
+    result = respond_one(body, responder=responder)
 
     assert result is not None and result.rule == "crypto-mining-high" and not result.deferred
     # Investigating at the source
@@ -68,19 +67,19 @@ def test_replaying_the_job_changes_nothing(azurite: Azurite, fresh_sandbox: Sand
     st = stage(azurite, fresh_sandbox)
     job, body = take_job(st)
     responder = st.responder()
-    handle_respond_message(body, responder=responder)
+    respond_one(body, responder=responder)
     ledger_before = st.ledger_rows()
     mark = len(fresh_sandbox.requests())
 
     # the queue delivers it again after it was handled: nothing at all happens
-    again = handle_respond_message(body, dequeue_count=2, responder=responder)
+    again = respond_one(body, dequeue_count=2, responder=responder)
     assert again is not None and again.handled_before
     assert fresh_sandbox.requests()[mark:] == []
 
     # the job is delivered while the alert row still says pending (e.g. the sync re-sent it): the
     # ledger stops every action; only reads reach the stand-ins
     st.make_pending(job)
-    replay = handle_respond_message(body, responder=responder)
+    replay = respond_one(body, responder=responder)
     assert replay is not None and not replay.handled_before and not replay.deferred
     assert writes(fresh_sandbox, mark) == []
     assert len(fresh_sandbox.services["graph"].sent_mail()) == 1  # type: ignore[attr-defined]
@@ -92,7 +91,7 @@ def test_approving_changes_the_sandbox_and_undo_puts_it_back(azurite: Azurite, f
     st = stage(azurite, fresh_sandbox)
     _job, body = take_job(st)
     responder = st.responder()
-    handle_respond_message(body, responder=responder)
+    respond_one(body, responder=responder)
     arm, graph, vault = (fresh_sandbox.services[n] for n in ("arm", "graph", "key_vault"))
     old_keys = {c["keyId"] for kind, object_id in (("servicePrincipals", ids.ROGUE_SP_ID),
                                                    ("applications", ids.ROGUE_APP_ID))
