@@ -323,8 +323,8 @@ class AlertSync:
             raise RuntimeError("AlertSync.run produced no result")
         if result.enqueued or result.redelivered:
             # The moment the respond side can start (the run's bookkeeping writes come after it).
-            log.info("sync %s: %d respond job(s) sent (%d re-sent) after %.0f ms", result.scope, result.enqueued,
-                     result.redelivered, result.duration_s * 1000)
+            log.info("sync %s: %d respond job(s) sent in %d message(s) (%d re-sent) after %.0f ms", result.scope,
+                     result.enqueued, result.messages, result.redelivered, result.duration_s * 1000)
         return result
 
     def _run(self, sources: Iterable[AlertSource], scope: SyncScope) -> SyncResult:
