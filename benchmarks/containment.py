@@ -290,9 +290,10 @@ def run(subscriptions: int = SUBSCRIPTIONS, limit: float = LIMIT_SECONDS) -> dic
         # Warm-up: one containment end to end (imports, the Partner Center token, tables, queues, certificate).
         _contain(stack, [warm], limit)
         load = os.getloadavg()[0]
-        cpu = _cpu_seconds(stack.host.process.pid)
+        cpu, trips = _cpu_seconds(stack.host.process.pid), sum(stack.storage_requests().values())
         deliveries, wall = _contain(stack, measured, limit)
         cpu = _cpu_seconds(stack.host.process.pid) - cpu
+        trips = sum(stack.storage_requests().values()) - trips  # idle queue polls included
         stages = _stages(stack, measured, deliveries)
         shares = _baseline(stack, measured)
     figures: dict[str, Any] = {"subscriptions": len(measured), "wall_s": wall,
@@ -317,6 +318,7 @@ def run(subscriptions: int = SUBSCRIPTIONS, limit: float = LIMIT_SECONDS) -> dic
     figures["baseline_chain_ms"] = statistics.median(shares["total"]) * 1000
     figures["p50_ratio_vs_chain"] = figures["p50_s"] * 1000 / figures["baseline_chain_ms"]
     figures["host_cpu_s"] = cpu
+    figures["storage_round_trips"] = trips
     figures["load_avg_1m"] = load
     figures["goal_met"] = figures["p99_s"] < GOAL_P99_S and not over
     figures["stages_over_3x"] = ",".join(over) or "none"
