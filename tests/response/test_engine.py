@@ -209,7 +209,7 @@ def test_the_log_says_when_an_answer_started_and_how_long_its_version_waited(
     st = stage(azurite, fresh_sandbox, policy=policy(("notify", "dry-run", "")), tmp_path=tmp_path)
     _job, body = take_job(st)
     with caplog.at_level(logging.INFO, logger="shared.response"):
-        result = handle_respond_message(body, dequeue_count=2, responder=st.responder())
+        result = respond_one(body, dequeue_count=2, responder=st.responder())
     assert result is not None and not result.deferred
     started = [r for r in caplog.records if r.getMessage().startswith(f"respond {MINING_KEY} v1 started")]
     assert len(started) == 1
