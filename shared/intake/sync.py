@@ -17,8 +17,8 @@ Guarantees (at-least-once in, exactly-once out):
   in one message (up to 100; a lone job as the single shape). Each row still stores its own job
   (``respond_job``), so everything below stays per alert: the respond side splits a batch whose
   alert fails into single-alert messages (retries and poison stay per alert; alerts the batch
-  already handled are not redone), and a lost batch is re-sent alert by alert. The respond side marks the row
-  *handled* (or *poisoned*) when it is done with that version. A crash, or a failed put, between
+  already handled are not redone), and a lost batch is re-sent alert by alert. The respond side
+  marks the row *handled* (or *poisoned*) when it is done with that version. A crash, or a failed put, between
   commit and enqueue leaves the row *pending*; a later sync re-sends pending jobs queued longer
   ago than ``REDELIVER_AFTER`` (one function timeout: the intake runner passes the host's, so a
   job whose every delivery died with its worker, and went to the poison queue without running,
@@ -48,9 +48,10 @@ Round trips: one paged query of the index columns, one operation per new or chan
 transactions of up to 100 per partition (accumulated across source pages, so a customer whose
 alerts arrive on several pages still fills transactions), and one queue put per committed
 transaction that has jobs (``SyncResult.messages``; ``enqueued`` counts the jobs in them), sent in
-parallel while the next transactions commit. A pending job re-sent on its own (``_redeliver``)
-costs one update and one put. Memory holds the index plus at most 99 pending operations per partition: a large sync
-streams page by page.
+parallel while the next transactions commit. Transactions of different partitions (customers)
+commit up to ``commit_workers`` at once; one partition's transactions stay in order. A pending
+job re-sent on its own (``_redeliver``) costs one update and one put. Memory holds the index plus
+at most 99 pending operations per partition: a large sync streams page by page.
 """
 
 from __future__ import annotations
@@ -240,6 +241,7 @@ class AlertSync:
         respond_queue: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         enqueue_workers: int = 4,
+        commit_workers: int = 4,
         redeliver_after: timedelta = REDELIVER_AFTER,
     ) -> None:
         self._table = table
@@ -248,6 +250,7 @@ class AlertSync:
         self._respond_queue = respond_queue
         self._clock = clock
         self._enqueue_workers = enqueue_workers
+        self._commit_workers = commit_workers
         self._pool: ThreadPoolExecutor | None = None
         self._in_flight = threading.BoundedSemaphore(MAX_SENDS_IN_FLIGHT)
         self._sent = 0
@@ -344,12 +347,11 @@ class AlertSync:
                         result.fetched += 1
                         self._consider(source.name, record, known, scope=scope, seen=seen, buffers=buffers,
                                        result=result, now=now, overdue=overdue)
-                    for partition in [p for p, ops in buffers.items() if len(ops) >= MAX_TRANSACTION_ENTITIES]:
-                        self._flush(partition, buffers, result, full_only=True)
+                    self._flush_many([p for p, ops in buffers.items() if len(ops) >= MAX_TRANSACTION_ENTITIES],
+                                     buffers, result, full_only=True)
         except Exception as exc:  # the source failed: store what it sent before, then report it
             failure = exc
-        for partition in list(buffers):
-            self._flush(partition, buffers, result, full_only=False)
+        self._flush_many(list(buffers), buffers, result, full_only=False)
         self._redeliver(list(overdue.values()), result, now)
         result.duration_s = time.perf_counter() - started
         if failure is not None:
@@ -419,6 +421,41 @@ class AlertSync:
         buffers[key[0]].append(op)
 
     # --- writes --------------------------------------------------------------------------------
+
+    def _flush_many(self, partitions: list[str], buffers: dict[str, list[_Op]], result: SyncResult, *,
+                    full_only: bool) -> None:
+        """Flush several partitions, up to ``commit_workers`` at once (each partition's transactions in order).
+
+        Partitions share no rows, so their transactions are independent; each worker counts into
+        its own SyncResult, merged here. The first error is raised once every partition is done.
+        """
+        if self._commit_workers <= 1 or len(partitions) <= 1:
+            for partition in partitions:
+                self._flush(partition, buffers, result, full_only=full_only)
+            return
+        taken = {partition: buffers.pop(partition) for partition in partitions}
+        partials = {partition: SyncResult(scope=result.scope) for partition in partitions}
+        left: dict[str, list[_Op]] = {}
+
+        def flush(partition: str) -> None:
+            own = {partition: taken[partition]}
+            try:
+                self._flush(partition, own, partials[partition], full_only=full_only)
+            finally:
+                if own.get(partition):  # not full yet, or not written: back into the buffers
+                    left[partition] = own[partition]
+
+        failure: BaseException | None = None
+        with ThreadPoolExecutor(max_workers=self._commit_workers, thread_name_prefix="sync-commit") as pool:
+            futures = [pool.submit(flush, partition) for partition in partitions]
+            for future in futures:
+                error = future.exception()
+                failure = failure or error
+        for partition in partitions:  # in order, so counts and errors read as a serial run's would
+            _merge(result, partials[partition])
+        buffers.update(left)
+        if failure is not None:
+            raise failure
 
     def _flush(self, partition: str, buffers: dict[str, list[_Op]], result: SyncResult, *, full_only: bool) -> None:
         ops = buffers[partition]
@@ -569,6 +606,14 @@ class AlertSync:
             self._queue.send_json(self._respond_queue, json.loads(row["respond_job"]))
             result.redelivered += 1
             result.messages += 1
+
+
+def _merge(into: SyncResult, part: SyncResult) -> None:
+    """Add a worker's counts (``_flush_many``) to the run's."""
+    for name in ("rejected", "unchanged", "new", "updated", "material", "quarantined", "conflicts", "transactions",
+                 "queries"):
+        setattr(into, name, getattr(into, name) + getattr(part, name))
+    into.errors.extend(part.errors[:max(0, 20 - len(into.errors))])
 
 
 def _operation(op: _Op) -> tuple[Any, ...]:

@@ -27,7 +27,7 @@ from shared.response import registry
 from shared.response.actions.base import ActionContext, Outcome, Target
 from shared.response.jobs import BatchResult, handle_respond_message, max_dequeue_count, poison_records, record_poison
 from shared.response.ledger import SUCCEEDED
-from tests.response.respond_support import MINING_KEY, Stage, by_action, policy, stage
+from tests.response.respond_support import MINING_KEY, Stage, by_action, policy, respond_one, stage
 
 STOP = policy(("stop_resources", "enforce", ""))
 
@@ -107,13 +107,14 @@ class Failing:
 
 
 class Gauge:
-    """How many counted calls are in flight now, and the most ever."""
+    """How many counted calls are in flight now, and the most ever; ``events`` in time order."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.now = 0
         self.most = 0
         self.calls = 0
+        self.events: list[tuple[str, str]] = []
 
 
 class Counting:
@@ -137,6 +138,8 @@ class Counting:
         return self.gauge.calls
 
     def plan(self, ctx: ActionContext) -> list[Target]:
+        with self.gauge.lock:
+            self.gauge.events.append(("plan", self.name))
         return self.inner.plan(ctx)
 
     def _enter(self) -> None:
@@ -145,9 +148,11 @@ class Counting:
             gauge.now += 1
             gauge.calls += 1
             gauge.most = max(gauge.most, gauge.now)
+            gauge.events.append(("start", self.name))
         time.sleep(self.pause)
         with gauge.lock:
             gauge.now -= 1
+            gauge.events.append(("end", self.name))
 
     def verify(self, ctx: ActionContext, target: Target) -> bool:
         self._enter()
@@ -338,3 +343,27 @@ def _twin_alert(st: Stage, job: dict[str, Any]) -> dict[str, Any]:
     twin.update(RowKey=twin_job["row"], alert_id=twin_id, raw_chunks=0, respond_job=json.dumps(twin_job))
     st.store.upsert(ALERTS_TABLE, twin, mode="replace")
     return twin_job
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_the_investigation_runs_beside_stopping_the_vms_and_before_what_reads_it(
+        azurite: Azurite, fresh_sandbox: Sandbox, tmp_path: Path, limit: int) -> None:
+    text = policy(("investigate", "enforce", ""), ("stop_resources", "enforce", ""), ("revoke_sessions", "enforce", ""))
+    st = stage(azurite, fresh_sandbox, policy=text, tmp_path=tmp_path, RESPOND_ACTION_CONCURRENCY=str(limit))
+    jobs, _body = take_batch(st)
+    [mining] = [j for j in jobs if j["alert_key"] == MINING_KEY]
+    gauge = Gauge()
+    counted = {name: Counting(name, pause=0.6 if name == "investigate" else 0.3, gauge=gauge)
+               for name in ("investigate", "stop_resources", "revoke_sessions")}
+
+    result = respond_one(json.dumps(mining).encode(), responder=st.responder(actions=counted))
+
+    assert result is not None and not result.deferred
+    # limit 2: the investigation and both VMs' checks at once; limit 1: one thing at a time
+    assert gauge.most == (3 if limit == 2 else 1)
+    # revoke_sessions reads the investigation: planned only once it has ended
+    ended = max(i for i, event in enumerate(gauge.events) if event == ("end", "investigate"))
+    assert gauge.events.index(("plan", "revoke_sessions")) > ended
+    assert [r.action for r in result.rows][:1] == ["investigate"]  # rows in plan order, whatever ended first
+    for vm in (ids.MINING_VM_1, ids.MINING_VM_2):
+        assert _deallocations(fresh_sandbox, vm) == 1, vm
