@@ -1,4 +1,5 @@
-"""python -m benchmarks [cold_start|webhook|sync|sync_large|spend ...]: run and print the figures."""
+"""python -m benchmarks [cold_start|webhook|sync|sync_large|spend|containment|backlog ...]: run and print
+the figures."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import cold_start, spend, sync, webhook
+from benchmarks import backlog, cold_start, containment, spend, sync, webhook
 from benchmarks.common import line
 
 
@@ -24,6 +25,8 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "sync": sync.run,
     "sync_large": _sync_large,
     "spend": spend.run,
+    "containment": containment.run,
+    "backlog": backlog.run,
 }
 
 

@@ -38,7 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from devhost.keys import FunctionKeys
     from shared.logs import configure_logging
 
-    configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper(), stream=sys.stderr)
+    log_format = os.environ.get("LOG_FORMAT", "text").lower()  # as `python -m devhost run` reads it
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper(),
+                      fmt=log_format if log_format in ("text", "json") else "text", stream=sys.stderr)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

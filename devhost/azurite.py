@@ -89,8 +89,13 @@ def start_azurite(
     in_memory: bool = True,
     location: Path | None = None,
     timeout: float = 60.0,
+    access_log: Path | None = None,
 ) -> Azurite:
-    """Start Azurite (blob, queue, table) on loopback; free ports are chosen when none are given."""
+    """Start Azurite (blob, queue, table) on loopback; free ports are chosen when none are given.
+
+    ``access_log``: a file that receives Azurite's access log (one line per storage request), so a
+    benchmark can count storage round trips; by default Azurite runs silent.
+    """
     if not AZURITE_BIN.exists():
         raise AzuriteNotInstalled(f"Azurite is not installed at {AZURITE_BIN.relative_to(REPO_ROOT)}: run `npm ci`")
     if shutil.which("node") is None:
@@ -100,13 +105,14 @@ def start_azurite(
         str(AZURITE_BIN),
         "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
         "--blobPort", str(ports[0]), "--queuePort", str(ports[1]), "--tablePort", str(ports[2]),
-        "--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry",
+        *(() if access_log is not None else ("--silent",)), "--skipApiVersionCheck", "--loose", "--disableTelemetry",
     ]
     if in_memory:
         args.append("--inMemoryPersistence")
     else:
         args += ["--location", str(location or REPO_ROOT / ".run" / "azurite")]
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - a file, not a pipe: a full pipe would stall Azurite
+    # A file, not a pipe: a full pipe would stall Azurite.
+    log = access_log.open("ab") if access_log is not None else tempfile.TemporaryFile()  # noqa: SIM115
     process = subprocess.Popen(
         args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True, cwd=REPO_ROOT,

@@ -163,6 +163,9 @@ def handle_sync_message(body: bytes, *, dequeue_count: int = 1, runtime: IntakeR
         log.error("alerts-sync job dropped: %s", exc)
         return None
     add_context(subscription=job.subscription_id)
+    # When the job started, against when it was requested: the sync queue's wait, per job, in the log.
+    log.info("alerts-sync job started (trigger %s, delivery %s, requested %s, delivery count %d)", job.trigger,
+             (job.delivery_id or "-")[:16], job.requested_at or "-", dequeue_count)
     scope = SyncScope(subscription_id=job.subscription_id)
     sources = (job.source,) if job.source else None
     rt = runtime or default_runtime()

@@ -324,6 +324,10 @@ class AlertSync:
             raise self._send_errors[0]  # the others are sent; these stay pending and are re-sent later
         if result is None:  # _run sets it first thing
             raise RuntimeError("AlertSync.run produced no result")
+        if result.enqueued or result.redelivered:
+            # The moment the respond side can start (the run's bookkeeping writes come after it).
+            log.info("sync %s: %d respond job(s) sent in %d message(s) (%d re-sent) after %.0f ms", result.scope,
+                     result.enqueued, result.messages, result.redelivered, result.duration_s * 1000)
         return result
 
     def _run(self, sources: Iterable[AlertSource], scope: SyncScope) -> SyncResult:

@@ -286,6 +286,10 @@ class Responder:
             return result
         alert = from_entity(entity)
         add_context(alert_id=alert.id, customer=alert.customer_tenant_id, subscription=alert.subscription_id)
+        queued = entity.get("respond_queued_at")
+        # How long the version waited for its answer to start (the respond queue's wait, per alert).
+        log.info("respond %s v%d started (delivery count %d, version stored %s ago)", alert.key, version,
+                 dequeue_count, self._clock() - queued if isinstance(queued, datetime) else "?")
         decision = get_policy(self.settings.policy_path).evaluate(
             alert, tags=customer_tags(self.store, alert.customer_tenant_id),
             allow_automatic_cancellation=self.settings.allow_automatic_cancellation)

@@ -142,3 +142,39 @@ def test_client_that_hangs_up_early_leaves_no_traceback(host: DevHost, caplog: p
     assert "Traceback" not in caplog.text + out + err, caplog.text + out + err
     assert len(host.invocations.wait_for(lambda i: i.function == "slow", count=3, timeout=10)) == 3
     assert host.invocations.matching(lambda i: i.function == "echo") == []  # a cut-short body is not run
+
+
+def test_a_burst_of_connections_is_accepted_at_once(host: DevHost) -> None:
+    """50 deliveries arriving together (Partner Center's webhooks after an incident) all connect at once.
+
+    socketserver's default listen backlog is 5: the other connections' SYNs were dropped and each
+    waited a TCP retransmission (1 s, then 3 s) before its request even started.
+    """
+    import threading
+
+    count = 50
+    barrier = threading.Barrier(count)
+    connect_times: list[float] = []
+    sockets: list[socket.socket] = []
+    lock = threading.Lock()
+
+    def connect() -> None:
+        barrier.wait()
+        started = time.perf_counter()
+        sock = socket.create_connection(("127.0.0.1", port_of(host)), timeout=10)
+        with lock:
+            connect_times.append(time.perf_counter() - started)
+            sockets.append(sock)
+
+    threads = [threading.Thread(target=connect) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    try:
+        assert len(connect_times) == count
+        slow = sorted(t for t in connect_times if t >= 0.9)
+        assert not slow, f"{len(slow)} of {count} connections waited a SYN retransmission: {slow[:5]}"
+    finally:
+        for sock in sockets:
+            sock.close()

@@ -72,6 +72,26 @@ def test_sync_job_for_one_subscription_syncs_only_it(azurite: Azurite, fresh_san
     assert subs == {ids.SUB_FABRIKAM_PROD}
 
 
+def test_a_sync_job_logs_when_it_started_and_when_its_respond_jobs_were_sent(
+        azurite: Azurite, fresh_sandbox: Sandbox, caplog: pytest.LogCaptureFixture) -> None:
+    """The queue's wait and the sync's own time are visible per job in the log (and to the containment bench)."""
+    import logging
+
+    rt = runtime(azurite, fresh_sandbox)
+    job = {"scope": "subscription", "subscription_id": ids.SUB_FABRIKAM_PROD, "source": "partner_center",
+           "trigger": "webhook", "delivery_id": "e" * 64, "requested_at": "2026-01-01T00:00:00Z"}
+    with caplog.at_level(logging.INFO, logger="shared.intake"):
+        run = handle_sync_message(json.dumps(job).encode(), dequeue_count=2, runtime=rt)
+    assert run is not None and run.ok
+    messages = [r.getMessage() for r in caplog.records]
+    started = [m for m in messages if m.startswith("alerts-sync job started")]
+    assert started and "trigger webhook" in started[0] and "eeeeeeee" in started[0]
+    assert "requested 2026-01-01T00:00:00Z" in started[0] and "delivery count 2" in started[0]
+    sent = [m for m in messages if "respond job(s) sent" in m]
+    assert sent and f"subscription {ids.SUB_FABRIKAM_PROD}" in sent[0]
+    assert messages.index(started[0]) < messages.index(sent[0])
+
+
 def test_malformed_sync_job_is_dropped_not_retried(azurite: Azurite, fresh_sandbox: Sandbox) -> None:
     rt = runtime(azurite, fresh_sandbox)
     assert handle_sync_message(b"not json", runtime=rt) is None

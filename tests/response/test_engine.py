@@ -199,3 +199,19 @@ def test_a_malformed_job_is_dropped_not_retried(azurite: Azurite, fresh_sandbox:
     st = stage(azurite, fresh_sandbox)
     assert respond_one(body, dequeue_count=5, responder=st.responder()) is None
     assert poison_records(st.store) == []
+
+
+def test_the_log_says_when_an_answer_started_and_how_long_its_version_waited(
+        azurite: Azurite, fresh_sandbox: Sandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The respond queue's wait is visible per alert in the log (and to the containment benchmark)."""
+    import logging
+
+    st = stage(azurite, fresh_sandbox, policy=policy(("notify", "dry-run", "")), tmp_path=tmp_path)
+    _job, body = take_job(st)
+    with caplog.at_level(logging.INFO, logger="shared.response"):
+        result = respond_one(body, dequeue_count=2, responder=st.responder())
+    assert result is not None and not result.deferred
+    started = [r for r in caplog.records if r.getMessage().startswith(f"respond {MINING_KEY} v1 started")]
+    assert len(started) == 1
+    assert "delivery count 2" in started[0].getMessage() and " ago)" in started[0].getMessage()
+    assert getattr(started[0], "alert_id", "") == ids.MINING_ALERT_EVENT_ID
