@@ -107,7 +107,8 @@ def test_an_earlier_incident_of_the_customer_makes_it_not_eligible(responded: St
     alert = responded.store.get(ALERTS_TABLE, ids.CUSTOMER_FABRIKAM, row_key(MINING_KEY))
     assert alert is not None
     earlier = {**{k: v for k, v in alert.items() if not k.startswith("odata")},
-               "RowKey": row_key("partner_center:old-1"), "alert_id": "old-1", "first_observed_at": alert["first_observed_at"].replace(year=2024),
+               "RowKey": row_key("partner_center:old-1"), "alert_id": "old-1",
+               "first_observed_at": alert["first_observed_at"].replace(year=2024),
                "detected_at": alert["detected_at"].replace(year=2024), "is_test": False, "resolved_reason": "fraud"}
     responded.store.upsert(ALERTS_TABLE, earlier)
     exception = _record(responded)["exception_eligibility"]
