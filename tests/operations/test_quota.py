@@ -1,0 +1,59 @@
+"""Quota hygiene: the core quotas far above anything used, per subscription (a pure rule)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from shared.detection.base import QuotaReading
+from shared.operations.quota import recommend, suggested_limit
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+SUB_A = "11111111-0000-4000-8000-000000000001"
+SUB_B = "11111111-0000-4000-8000-000000000002"
+
+
+def reading(name: str, current: int, limit: int, *, location: str = "eastus", hours: int = 0) -> QuotaReading:
+    return QuotaReading(location=location, name=name, current=current, limit=limit, read_at=T0 + timedelta(hours=hours),
+                        display_name=f"{name} vCPUs")
+
+
+def test_an_unused_gpu_family_quota_is_recommended_first_with_a_limit_that_fits_its_use() -> None:
+    found = recommend({SUB_A: [
+        reading("cores", 8, 100),
+        reading("standardDSv5Family", 8, 100),
+        reading("standardNCADSA100v4Family", 0, 96),
+        reading("availabilitySets", 0, 2500),  # not a core quota
+        reading("virtualMachines", 2, 25000),
+    ]})
+    assert [(r.name, r.gpu) for r in found] == [("standardNCADSA100v4Family", True), ("cores", False),
+                                               ("standardDSv5Family", False)]
+    gpu = found[0]
+    assert gpu.limit == 96 and gpu.peak_used == 0 and gpu.suggested_limit == 0 and gpu.unused == 96
+    assert "GPU family" in gpu.text() and "lower it to 0" in gpu.text() and SUB_A in gpu.text()
+    assert found[1].suggested_limit == 16
+
+
+def test_quota_in_use_or_with_little_headroom_is_left_alone() -> None:
+    assert recommend({SUB_A: [
+        reading("standardNCADSA100v4Family", 48, 96),  # half used
+        reading("standardDSv5Family", 0, 10),  # only 10 unused
+        reading("lowPriorityCores", 30, 100),  # 30% used
+        reading("standardBSFamily", 0, 0),  # no quota
+    ]}) == []
+
+
+def test_the_peak_over_several_readings_counts_and_subscriptions_and_regions_stay_apart() -> None:
+    found = recommend({
+        SUB_A: [reading("standardNCSv3Family", 0, 48, hours=0), reading("standardNCSv3Family", 20, 48, hours=6),
+                reading("standardNCSv3Family", 0, 48, hours=12)],
+        SUB_B: [reading("standardNCSv3Family", 0, 48, location="westeurope"),
+                reading("standardNCSv3Family", 2, 64, location="eastus")],
+    })
+    assert [(r.subscription_id, r.location, r.limit, r.peak_used) for r in found] == [
+        (SUB_B, "eastus", 64, 2), (SUB_B, "westeurope", 48, 0)]  # SUB_A peaked at 20 of 48: in use
+    assert found[0].readings == 1 and found[0].suggested_limit == 4
+    assert recommend({}) == []
+
+
+def test_suggested_limits_leave_twice_the_peak_in_steps_of_four() -> None:
+    assert [suggested_limit(n) for n in (0, 1, 2, 3, 8, 9)] == [0, 4, 4, 8, 16, 20]
