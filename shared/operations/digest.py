@@ -16,7 +16,7 @@ checkpoints table, so a timer that fires twice (host restart, past-due run) does
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -28,6 +28,7 @@ from shared.operations import OperationError
 from shared.settings import Settings
 
 if TYPE_CHECKING:
+    from shared.detection.base import QuotaReading
     from shared.response.actions.base import Clients
     from shared.response.ledger import LedgerEntry
     from shared.storage.tables import TableStore
@@ -43,6 +44,7 @@ MAX_ROWS_SHOWN: Final = 50
 DIGEST_PARTITION: Final = "digest"
 """Checkpoints partition of the per-day claim (RowKey = the UTC date) that keeps the timer to one e-mail."""
 CLI: Final = "fraud-responder"
+QUOTA_NOT_READ: Final = "compute quota was not read (the compute usages reader supplies it)"
 
 
 class DigestNotConfigured(OperationError):
@@ -96,6 +98,8 @@ class Digest:
     """``shared.operations.token_status.token_status`` (state, refresh token age, warnings, next steps)."""
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     """Source records the sync could not store, quarantined in the window (``{source, id, reason, at}``)."""
+    quota: dict[str, Any] = field(default_factory=dict)
+    """Quota hygiene (``shared.operations.quota``): ``{read, recommendations: [...], note}``; read only."""
 
     # --- what needs attention -------------------------------------------------------------------
 
@@ -148,6 +152,7 @@ class Digest:
             "unresolved": self.unresolved, "pending": self.pending, "failures": self.failures,
             "sync_errors": self.sync_errors, "poison": self.poison, "tokens": self.tokens,
             "quarantined": self.quarantined,
+            "quota_hygiene": self.quota or {"read": False, "recommendations": [], "note": QUOTA_NOT_READ},
         }
 
     def as_text(self) -> str:
@@ -156,6 +161,7 @@ class Digest:
                  f"{_when(self.since)})", "", self._summary(), ""]
         lines += [*self._unresolved_text(), "", *self._pending_text(), "", *self._failures_text()]
         lines += ["", *self._poison_text(), "", *self._quarantine_text(), "", *self._tokens_text()]
+        lines += ["", *self._quota_text()]
         lines += ["", f"Run `{CLI} digest` for this report now, `{CLI} alerts list` and `{CLI} actions list` for "
                       "details; docs/runbook.md says what to do in each situation."]
         return "\n".join(lines).rstrip() + "\n"
@@ -247,6 +253,17 @@ class Digest:
                          f"{record['dequeue_count']} deliveries{replayed}: {record['error']}")
         lines.append(f"  Inspect with `{CLI} poison list`; once the cause is fixed, replay with "
                      f"`{CLI} poison replay QUEUE` (docs/runbook.md, \"A poison message\")")
+        return lines
+
+    def _quota_text(self) -> list[str]:
+        found = list(self.quota.get("recommendations") or [])
+        lines = [f"QUOTA HYGIENE: CORE QUOTA FAR ABOVE USE ({len(found)}, read only)"]
+        if not self.quota.get("read"):
+            return [*lines, f"  {self.quota.get('note') or QUOTA_NOT_READ}"]
+        if not found:
+            return [*lines, "  none"]
+        lines += [f"  - {r['recommendation']}" for r in found[:MAX_ROWS_SHOWN]]
+        lines.append("  Unused quota is what a compromised subscription mines with; lowering it changes nothing else.")
         return lines
 
     def _tokens_text(self) -> list[str]:
@@ -368,8 +385,22 @@ def _tokens(settings: Settings, store: TableStore, now: datetime) -> dict[str, A
                 "refresh_token": {}, "principals": [], "warnings": [], "next_steps": []}
 
 
-def build_digest(settings: Settings, store: TableStore, *, now: datetime | None = None) -> Digest:
-    """Read everything the digest shows (nothing is changed; the refresh token is not redeemed)."""
+def _quota(readings: Mapping[str, Iterable[QuotaReading]] | None) -> dict[str, Any]:
+    from shared.operations.quota import recommend
+
+    if readings is None:
+        return {"read": False, "recommendations": [], "note": QUOTA_NOT_READ}
+    return {"read": True, "recommendations": [r.as_json() for r in recommend(readings)],
+            "note": f"{len(readings)} subscription(s) read; nothing is changed"}
+
+
+def build_digest(settings: Settings, store: TableStore, *, now: datetime | None = None,
+                 quota_readings: Mapping[str, Iterable[QuotaReading]] | None = None) -> Digest:
+    """Read everything the digest shows (nothing is changed; the refresh token is not redeemed).
+
+    ``quota_readings``: compute usages per subscription for the quota hygiene section (omitted: the
+    section says they were not read).
+    """
     from shared.response.ledger import AWAITING_APPROVAL, FAILED, UNDO_FAILED, Ledger
 
     now = now or datetime.now(UTC)
@@ -381,6 +412,7 @@ def build_digest(settings: Settings, store: TableStore, *, now: datetime | None 
         failures=_failures(ledger.query(states=(FAILED, UNDO_FAILED)), since),
         sync_errors=_sync_errors(store, since), poison=_poison(settings, store, since),
         tokens=_tokens(settings, store, now), quarantined=_quarantined(store, since),
+        quota=_quota(quota_readings),
     )
 
 

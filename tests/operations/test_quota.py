@@ -57,3 +57,17 @@ def test_the_peak_over_several_readings_counts_and_subscriptions_and_regions_sta
 
 def test_suggested_limits_leave_twice_the_peak_in_steps_of_four() -> None:
     assert [suggested_limit(n) for n in (0, 1, 2, 3, 8, 9)] == [0, 4, 4, 8, 16, 20]
+
+
+def test_the_digest_lists_the_recommendations_or_says_quota_was_not_read() -> None:
+    from shared.operations.digest import Digest, _quota
+
+    shown = Digest(generated_at=T0, since=T0 - timedelta(hours=24),
+                   quota=_quota({SUB_A: [reading("standardNCADSA100v4Family", 0, 96)]}))
+    text = shown.as_text()
+    assert "QUOTA HYGIENE: CORE QUOTA FAR ABOVE USE (1, read only)" in text
+    assert f"subscription {SUB_A}, eastus: GPU family standardNCADSA100v4Family vCPUs quota is 96 cores" in text
+    assert shown.as_dict()["quota_hygiene"]["recommendations"][0]["suggested_limit"] == 0
+    unread = Digest(generated_at=T0, since=T0)
+    assert "compute quota was not read" in unread.as_text()
+    assert unread.as_dict()["quota_hygiene"]["read"] is False
