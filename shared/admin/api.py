@@ -256,6 +256,7 @@ INCIDENT_MEDIA_TYPES: Final = {"json": "application/json", "md": "text/markdown"
 def export_incident(services: Services, request: AdminRequest) -> ApiResponse:
     """The incident record (``shared.operations.incident``) as JSON (default), Markdown or HTML."""
     from shared.operations.incident import build_incident, live_vm_lookup, render
+    from shared.operations.quota import live_reader
 
     query = _query(request, ("format",))
     fmt = query.get("format", "json").lower()
@@ -264,7 +265,7 @@ def export_incident(services: Services, request: AdminRequest) -> ApiResponse:
     entity = _stored_alert(services, _route_param(request, "alert_id"))
     key = f"{entity.get('source', '')}:{entity.get('alert_id', '')}"
     lookup = live_vm_lookup(services.settings, services.store, str(entity.get("customer_tenant_id", "")))
-    record = build_incident(services.store, key, vm_lookup=lookup)
+    record = build_incident(services.store, key, vm_lookup=lookup, quota_reader=live_reader(services.settings))
     if fmt == "json":
         return ApiResponse(200, record.as_json())
     filename = f"incident-{re.sub(r'[^A-Za-z0-9_.-]', '_', str(entity.get('alert_id', '')))[:80]}.{fmt}"
@@ -373,7 +374,7 @@ def get_digest(services: Services, request: AdminRequest) -> ApiResponse:
     from shared.operations.digest import build_digest
 
     _query(request, ())
-    digest = build_digest(services.settings, services.store)
+    digest = build_digest(services.settings, services.store, read_quota=True)
     return ApiResponse(200, {**digest.as_dict(), "text": digest.as_text()})
 
 

@@ -25,7 +25,8 @@ def register(subparsers: Any) -> None:
     export.add_argument("--format", choices=("md", "html", "json"), default="md", help="output format (default md)")
     export.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
     export.add_argument("--offline", action="store_true",
-                        help="do not read VM sizes through ARM (the cost estimate then names no price)")
+                        help="do not read VM sizes and compute quota through ARM (the cost estimate then names no "
+                             "price, and quota hygiene is left out)")
     export.set_defaults(handler=export_incident)
 
 
@@ -39,9 +40,12 @@ def export_incident(args: argparse.Namespace) -> int:
     entity = find_alert(tables, args.alert_id.strip())
     if entity is None:
         raise CommandFailed(f"no alert {args.alert_id.strip()[:100]!r}; list them with `fraud-responder alerts list`")
+    from shared.operations.quota import live_reader
+
     lookup = None if args.offline else live_vm_lookup(settings(), tables, str(entity.get("customer_tenant_id", "")))
     try:
-        record = build_incident(tables, args.alert_id, vm_lookup=lookup)
+        record = build_incident(tables, args.alert_id, vm_lookup=lookup,
+                                quota_reader=None if args.offline else live_reader(settings()))
     except NotFound as exc:
         raise CommandFailed(str(exc)) from None
     text = render(record, args.format)

@@ -394,25 +394,77 @@ def _quota(readings: Mapping[str, Iterable[QuotaReading]] | None) -> dict[str, A
             "note": f"{len(readings)} subscription(s) read; nothing is changed"}
 
 
+MAX_QUOTA_VMS: Final = 20
+"""Affected VMs looked up (for their regions) when the digest reads compute quota."""
+
+
+def _live_quota(settings: Settings, store: TableStore, unresolved: list[dict[str, Any]]) -> dict[str, Any]:
+    """Quota hygiene for the subscriptions of unresolved alerts, in the regions of their affected VMs."""
+    from shared.operations.quota import read_quota
+    from shared.response.actions.base import Clients as ActionClients
+    from shared.views import alert_json, find_alert
+
+    clients = ActionClients(settings, store)
+    regions: dict[str, set[str]] = {}
+    errors: list[str] = []
+    looked = 0
+    for group in unresolved:
+        for summary in group["alerts"]:
+            entity = find_alert(store, summary["key"])
+            alert = alert_json(entity) if entity else None
+            if alert is None or not alert["subscription_id"]:
+                continue
+            for resource in alert["affected_resources"]:
+                rid = str(resource["id"])
+                if "/providers/microsoft.compute/virtualmachines/" not in rid.lower() or looked >= MAX_QUOTA_VMS:
+                    continue
+                looked += 1
+                try:
+                    vm = clients.arm(alert["customer_tenant_id"]).get_vm(rid)
+                except Exception as exc:  # a deleted VM, a refused tenant: the others still count
+                    errors.append(f"{rid}: {type(exc).__name__}")
+                    continue
+                if vm.location:
+                    regions.setdefault(alert["subscription_id"], set()).add(vm.location)
+    if not regions:
+        return {"read": False, "recommendations": [], "errors": errors,
+                "note": "no region to read: no unresolved alert names a VM that could be read"}
+    readings, failed = read_quota(settings, regions)
+    doc = _quota(readings)
+    doc["errors"] = errors + failed
+    return doc
+
+
 def build_digest(settings: Settings, store: TableStore, *, now: datetime | None = None,
-                 quota_readings: Mapping[str, Iterable[QuotaReading]] | None = None) -> Digest:
+                 quota_readings: Mapping[str, Iterable[QuotaReading]] | None = None,
+                 read_quota: bool = False) -> Digest:
     """Read everything the digest shows (nothing is changed; the refresh token is not redeemed).
 
-    ``quota_readings``: compute usages per subscription for the quota hygiene section (omitted: the
-    section says they were not read).
+    Quota hygiene: ``quota_readings`` (compute usages per subscription), or with ``read_quota`` the
+    usages of the unresolved alerts' subscriptions in their VMs' regions, read now (best effort);
+    with neither the section says quota was not read.
     """
     from shared.response.ledger import AWAITING_APPROVAL, FAILED, UNDO_FAILED, Ledger
 
     now = now or datetime.now(UTC)
     since = now - timedelta(hours=WINDOW_HOURS)
     ledger = Ledger(store)
+    unresolved = _unresolved(store)
+    quota = _quota(quota_readings)
+    if quota_readings is None and read_quota:
+        try:
+            quota = _live_quota(settings, store, unresolved)
+        except Exception as exc:  # the digest still goes out, saying what it could not read
+            log.warning("digest: compute quota could not be read: %s", type(exc).__name__)
+            quota = {"read": False, "recommendations": [], "errors": [],
+                     "note": f"compute quota could not be read: {type(exc).__name__}: {one_line(exc, 200)}"}
     return Digest(
-        generated_at=now, since=since, unresolved=_unresolved(store),
+        generated_at=now, since=since, unresolved=unresolved,
         pending=_pending(ledger.query(states=(AWAITING_APPROVAL,))),
         failures=_failures(ledger.query(states=(FAILED, UNDO_FAILED)), since),
         sync_errors=_sync_errors(store, since), poison=_poison(settings, store, since),
         tokens=_tokens(settings, store, now), quarantined=_quarantined(store, since),
-        quota=_quota(quota_readings),
+        quota=quota,
     )
 
 
@@ -487,7 +539,7 @@ def run_daily_digest(*, past_due: bool = False, settings: Settings | None = None
         log.info("the digest for %s was already sent (or is being sent); nothing to do", day)
         return {"sent": False, "day": day, "reason": "already sent today"}
     try:
-        result = send_digest(settings, store, clients, digest=build_digest(settings, store, now=now))
+        result = send_digest(settings, store, clients, digest=build_digest(settings, store, now=now, read_quota=True))
     except BaseException:
         store.delete(CHECKPOINTS_TABLE, DIGEST_PARTITION, day)
         raise

@@ -32,6 +32,7 @@ from shared.operations import NotFound
 
 if TYPE_CHECKING:
     from shared.detection.base import QuotaReading
+    from shared.operations.quota import QuotaReader
     from shared.storage.tables import TableStore
 
 INCIDENT_RECORD_VERSION: Final = 1
@@ -466,22 +467,43 @@ def _exception(alert: Mapping[str, Any], actions: Sequence[Mapping[str, Any]], i
             "policy": dict(EXCEPTION_POLICY)}
 
 
-def _quota(quota: Mapping[str, Iterable[QuotaReading]] | None, subscription_id: str) -> dict[str, Any]:
+def _quota(quota: Mapping[str, Iterable[QuotaReading]] | None, subscription_id: str, *,
+           errors: Sequence[str] = (), why_not: str = "") -> dict[str, Any]:
     from shared.operations.quota import recommend
 
     if quota is None:
-        return {"read": False, "recommendations": [],
-                "note": "compute quota was not read for this export (the compute usages reader supplies it)"}
+        return {"read": False, "recommendations": [], "errors": list(errors),
+                "note": why_not or "compute quota was not read for this export (the compute usages reader "
+                                   "supplies it)"}
     wanted = {k: v for k, v in quota.items() if not subscription_id or k.lower() == subscription_id.lower()}
     found = [r.as_json() for r in recommend(wanted)]
-    return {"read": True, "recommendations": found,
-            "note": "read only: nothing is changed" if found else "no core quota is far above its use"}
+    note = "read only: nothing is changed" if found else "no core quota is far above its use"
+    if errors:
+        note += f"; {len(errors)} region(s) could not be read"
+    return {"read": True, "recommendations": found, "note": note, "errors": list(errors)}
+
+
+def _read_quota(reader: QuotaReader, subscription_id: str, cost: Mapping[str, Any]) -> dict[str, Any]:
+    """The subscription's quota in the regions of the affected VMs (where a miner would grow)."""
+    regions = sorted({str(line["location"]).lower() for line in cost.get("lines", []) if line.get("location")})
+    if not subscription_id or not regions:
+        return _quota(None, subscription_id, why_not="no region known: no affected VM of a subscription was read")
+    try:
+        readings, errors = reader({subscription_id: regions})
+    except Exception as exc:  # the record goes out without this section rather than not at all
+        return _quota(None, subscription_id, why_not=f"compute quota could not be read: {type(exc).__name__}")
+    return _quota(readings, subscription_id, errors=errors)
 
 
 def build_incident(store: TableStore, alert_id: str, *, now: datetime | None = None,
                    vm_lookup: VmLookup | None = None, quota: Mapping[str, Iterable[QuotaReading]] | None = None,
-                   spend: Sequence[Mapping[str, Any]] | None = None) -> IncidentRecord:
-    """The incident record of one alert (its id or ``source:id``); IncidentNotFound when none is stored."""
+                   spend: Sequence[Mapping[str, Any]] | None = None,
+                   quota_reader: QuotaReader | None = None) -> IncidentRecord:
+    """The incident record of one alert (its id or ``source:id``); IncidentNotFound when none is stored.
+
+    ``quota`` (readings per subscription) or ``quota_reader`` (reads the affected VMs' regions) feed
+    the quota hygiene section; with neither it says quota was not read.
+    """
     from shared import sources
     from shared.alerts import from_entity
     from shared.response.investigation import load_investigation
@@ -514,7 +536,8 @@ def build_incident(store: TableStore, alert_id: str, *, now: datetime | None = N
         timeline=_timeline({**alert, "source_name": detection["source_name"]}, actions, made),
         affected=_affected(alert, actions, doc), investigation=investigation, cost=cost,
         exception=_exception(alert, actions, investigation, cost, _other_incidents(store, alert), now=now),
-        quota=_quota(quota, alert["subscription_id"]), notes=notes)
+        quota=(_read_quota(quota_reader, alert["subscription_id"], cost) if quota is None and quota_reader
+               else _quota(quota, alert["subscription_id"])), notes=notes)
 
 
 def live_vm_lookup(settings: Any, store: TableStore, tenant: str) -> VmLookup:

@@ -15,11 +15,18 @@ own. Several readings of one quota (different times) count their peak use.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from shared.detection.base import QuotaReading
+from shared.formats import one_line
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
+QuotaReader = Callable[[Mapping[str, Iterable[str]]], tuple[dict[str, list[QuotaReading]], list[str]]]
+"""{subscription: regions} -> (readings per subscription, one line per region that could not be read)."""
 
 MIN_UNUSED_CORES: Final = 20
 """A quota is only worth a recommendation when at least this many cores of it sit unused."""
@@ -105,3 +112,30 @@ def recommend(readings: Mapping[str, Iterable[QuotaReading]], *, min_unused: int
                                              readings=count))
     found.sort(key=lambda r: (not r.gpu, -r.unused, r.subscription_id, r.location, r.name))
     return found
+
+
+def read_quota(settings: Settings, regions: Mapping[str, Iterable[str]]) -> tuple[dict[str, list[QuotaReading]],
+                                                                                list[str]]:
+    """Compute usages of the given regions per subscription, through the detection reader (issue 13).
+
+    One region that cannot be read (no such customer subscription, ARM refused, throttled) is named
+    in the errors and the others are still read.
+    """
+    from shared.factory import detection_reader
+
+    readings: dict[str, list[QuotaReading]] = {}
+    errors: list[str] = []
+    with detection_reader(settings) as reader:
+        for subscription_id, wanted in regions.items():
+            for location in sorted({str(r).lower() for r in wanted if r}):
+                try:
+                    readings.setdefault(subscription_id, []).extend(reader.quota_readings(subscription_id, location))
+                except Exception as exc:  # one region must not hide the others
+                    errors.append(f"subscription {subscription_id}, {location}: {type(exc).__name__}: "
+                                  f"{one_line(exc, 200)}")
+    return readings, errors
+
+
+def live_reader(settings: Settings) -> QuotaReader:
+    """``read_quota`` bound to ``settings``, for callers that take a QuotaReader."""
+    return lambda regions: read_quota(settings, regions)
