@@ -182,3 +182,20 @@ def test_the_html_reads_right_in_chromium_keeps_hostile_text_as_text_and_prints(
     pages = pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages")
     assert pages >= 2  # the whole record, across pages
     (tmp_path / "incident.pdf").write_bytes(pdf)
+
+
+def test_quota_far_above_use_in_the_affected_regions_is_recommended_in_the_record(responded: Stage) -> None:
+    from shared.operations.quota import live_reader
+
+    record = build_incident(responded.store, MINING_KEY, quota_reader=live_reader(responded.settings),
+                            vm_lookup=live_vm_lookup(responded.settings, responded.store, ids.CUSTOMER_FABRIKAM))
+    quota = record.as_json()["quota_hygiene"]
+    assert quota["read"] and quota["errors"] == []
+    found = quota["recommendations"]
+    assert found and all(r["subscription_id"] == ids.SUB_FABRIKAM_PROD and r["location"] == "eastus" for r in found)
+    assert found[0]["gpu"] and found[0]["peak_used"] <= found[0]["limit"] // 4  # GPU families first
+    assert all(r["unused"] >= 20 for r in found)
+    page = render(record, "html")
+    assert found[0]["recommendation"] in page
+    offline = build_incident(responded.store, MINING_KEY, quota_reader=live_reader(responded.settings))
+    assert offline.as_json()["quota_hygiene"]["read"] is False  # no VM read: no region known
