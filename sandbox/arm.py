@@ -45,14 +45,16 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
-from sandbox import ids
+from sandbox import history, ids
 from sandbox.core import HttpError, Request, Response, Service, json_response, route
 from sandbox.paging import offset_token, read_offset_token
 
@@ -73,6 +75,13 @@ _OPERATION_NAMES = {
     "Microsoft.Compute/virtualMachines/delete": "Delete Virtual Machine",
     "Microsoft.Compute/virtualMachines/start/action": "Start Virtual Machine",
     "Microsoft.Compute/virtualMachines/deallocate/action": "Deallocate Virtual Machine",
+    "Microsoft.Compute/virtualMachines/restart/action": "Restart Virtual Machine",
+    "Microsoft.Compute/virtualMachines/powerOff/action": "Power Off Virtual Machine",
+    "Microsoft.Compute/virtualMachineScaleSets/deallocate/action": "Deallocate Virtual Machine Scale Set",
+    "Microsoft.Compute/virtualMachineScaleSets/powerOff/action": "Power Off Virtual Machine Scale Set",
+    "Microsoft.Compute/virtualMachineScaleSets/start/action": "Start Virtual Machine Scale Set",
+    "Microsoft.Subscription/cancel/action": "Cancel Subscription",
+    "Microsoft.Subscription/enable/action": "Enable Subscription",
     "Microsoft.Compute/virtualMachineScaleSets/write": "Create or Update Virtual Machine Scale Set",
     "Microsoft.Authorization/roleAssignments/write": "Create role assignment",
     "Microsoft.Network/networkSecurityGroups/write": "Create or Update Network Security Group",
@@ -249,11 +258,36 @@ class ArmService(Service):
             if match and match["rg"]:
                 self._resource_groups.add((match["sub"].lower(), match["rg"].lower()))
         self._events = [self._expand_event(raw) for raw in section.get("activityLog", [])]
-        self._events.sort(key=lambda e: parse_timestamp(e["eventTimestamp"]), reverse=True)
         self._operations = {}
         self._fail_next = []
         self._assignments = [self._assignment_from(raw) for raw in section.get("roleAssignments",
                                                                                 self._default_assignments())]
+        self._started_at = _now()
+        self.history_days = int((section.get("history") or {}).get("days", 0))
+        self.history_seed = int((section.get("history") or {}).get("seed", 13))
+        self._profiles: dict[str, history.Profile] = {}
+        self._synthetic = 0
+        self.quota_limits = {str(loc).lower(): {str(k): int(v) for k, v in limits.items()}
+                             for loc, limits in (section.get("quotaLimits") or {}).items()}
+        # Azure Resource Manager's token bucket for subscription reads (bucket 250, refill 25 per second).
+        self.read_bucket = float(section.get("readBucket", 250))
+        self.read_refill = float(section.get("readRefillPerSecond", 25))
+        self._reads: dict[str, tuple[float, float]] = {}
+        self.partner_domain = str(self.sandbox.scenario.get("tenants", {}).get("partner", {}).get("domain", ""))
+        if self.history_days:
+            domains = {str(c["id"]).lower(): (str(c.get("domain", "")), c.get("regions"))
+                       for c in self.sandbox.scenario.get("tenants", {}).get("customers", [])}
+            for sub in self._subscriptions.values():
+                domain, regions = domains.get(sub["tenantId"], ("", None))
+                ordinary = history.profile(sub["subscriptionId"], sub["tenantId"], domain, seed=self.history_seed,
+                                           regions=tuple(regions) if regions else None)
+                self._profiles[sub["subscriptionId"].lower()] = ordinary
+                self._events += [self._expand_event(raw) for raw in
+                                 history.ordinary_events(ordinary, now=self._started_at, days=self.history_days,
+                                                         seed=self.history_seed)]
+        for raw_burst in section.get("bursts", []):
+            self._burst(raw_burst)
+        self._events.sort(key=lambda e: parse_timestamp(e["eventTimestamp"]), reverse=True)
 
     def _default_assignments(self) -> list[dict[str, Any]]:
         """Without ``arm.roleAssignments``: admin-on-behalf-of, the partner's admin agent is Owner of
@@ -310,6 +344,9 @@ class ArmService(Service):
                 "appid": raw.get("callerAppId", ids.PARTNER_APP_CLIENT_ID if "@" in caller else ""),
                 "ipaddr": raw.get("ipAddress", "203.0.113.7"),
             }
+            if raw.get("callerHomeTenantId"):  # a guest or foreign principal (the partner's admin agent, GDAP)
+                claims["http://schemas.microsoft.com/identity/claims/identityprovider"] = (
+                    f"https://sts.windows.net/{raw['callerHomeTenantId']}/")
             if "@" in caller:
                 claims["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"] = caller
                 claims["name"] = raw.get("callerName", caller.split("@", maxsplit=1)[0])
@@ -349,9 +386,17 @@ class ArmService(Service):
             "properties": raw.get("properties", {
                 "eventCategory": "Administrative", "entity": resource_id, "message": operation["value"],
                 "hierarchy": f"{tenant}/{subscription}", **({} if began else {"statusCode": sub_status}),
+                # Azure writes the bodies as JSON strings: the request on the Started entry, the response on
+                # the Succeeded one.
+                **({"requestbody": json.dumps(raw["requestBody"])} if "requestBody" in raw else {}),
+                **({"responseBody": json.dumps(raw["responseBody"])} if "responseBody" in raw else {}),
             }),
             "relatedEvents": [],
         }
+        if began:
+            event["httpRequest"] = {"clientRequestId": str(uuid.uuid5(uuid.NAMESPACE_DNS, event_id)),
+                                    "clientIpAddress": str(claims.get("ipaddr", "203.0.113.7")),
+                                    "method": "POST" if "/action" in operation["value"].lower() else "PUT"}
         return event
 
     # -- Python API for tests and the dev stack -----------------------------------------------------
@@ -393,6 +438,108 @@ class ArmService(Service):
             self._events.append(event)
             self._events.sort(key=lambda e: parse_timestamp(e["eventTimestamp"]), reverse=True)
             return copy.deepcopy(event)
+
+    def add_raw_event(self, event: dict[str, Any]) -> None:
+        """Serve ``event`` exactly as given (tests: malformed entries). It needs ``eventTimestamp`` and
+        ``subscriptionId`` to be found by the window filter."""
+        with self.lock:
+            self._events.append(copy.deepcopy(event))
+            self._events.sort(key=lambda e: parse_timestamp(e["eventTimestamp"]), reverse=True)
+
+    def add_burst(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Write a burst now (or at ``raw["at"]``): VMs created (running) and their activity-log entries.
+
+        ``raw``: ``subscriptionId``, ``principalId``, optional ``principalName`` (a UPN; else a service
+        principal), ``count``, ``regions``, ``vmSizes`` (or ``vmSize``), ``ownerGrant``, ``resourceGroup``,
+        ``namePrefix``. Returns ``{"virtualMachines": [ids], "events": n}``.
+        """
+        with self.lock:
+            created, written = self._burst(raw)
+            self._events.sort(key=lambda e: parse_timestamp(e["eventTimestamp"]), reverse=True)
+        return {"virtualMachines": created, "events": written}
+
+    def _burst(self, raw: dict[str, Any]) -> tuple[list[str], int]:
+        sub_id = str(raw["subscriptionId"])
+        if sub_id.lower() not in self._subscriptions:
+            raise ValueError(f"burst: subscription {sub_id} is not in the sandbox")
+        principal_id = str(raw["principalId"]).lower()
+        upn = str(raw.get("principalName") or "")
+        principal = history.Principal(principal_id, upn, app_id=str(raw.get("appId") or ""))
+        sizes = raw.get("vmSizes") or [raw.get("vmSize", "Standard_NC24ads_A100_v4")]
+        count = int(raw.get("count", 1))
+        # Without "at", the burst ends now (entries are 15 s apart): none of it lies in the future.
+        at = parse_timestamp(str(raw["at"])) if raw.get("at") else _now() - dt.timedelta(seconds=15 * count + 70)
+        vms, events = history.burst(
+            subscription_id=self._subscriptions[sub_id.lower()]["subscriptionId"], principal=principal,
+            regions=[str(r).lower() for r in raw.get("regions", ["eastus2"])], sizes=[str(s) for s in sizes],
+            count=count, at=at, owner_grant=bool(raw.get("ownerGrant", False)),
+            resource_group=str(raw.get("resourceGroup", "rg-compute")),
+            name_prefix=str(raw.get("namePrefix", "vm-burst")), key=str(raw.get("key", f"burst/{at.isoformat()}")))
+        for vm in vms:
+            resource = self._resource_from("virtualMachines", vm)
+            self._resources[resource.id.lower()] = resource
+            self._resource_groups.add((resource.subscription.lower(), resource.resource_group.lower()))
+        self._events += [self._expand_event(e) for e in events]
+        if raw.get("ownerGrant"):
+            self._assignments.append(self._assignment_from({"scope": f"/subscriptions/{sub_id}",
+                                                            "principalId": principal_id,
+                                                            "roleDefinitionName": "Owner"}))
+        return [vm["id"] for vm in vms], len(events)
+
+    def add_synthetic(self, count: int) -> list[dict[str, str]]:
+        """Add ``count`` synthetic customer subscriptions (benchmarks); their history is made on read.
+
+        Returns the new ``{"customerId", "subscriptionId", "planId"}`` triples. Partner Center and
+        Entra learn about them through :meth:`sandbox.core.Sandbox` services (``add_synthetic``).
+        """
+        added: list[dict[str, str]] = []
+        with self.lock:
+            for index in range(self._synthetic, self._synthetic + count):
+                tenant, sub_id, plan = history.synthetic_ids(index)
+                self._subscriptions[sub_id] = {"subscriptionId": sub_id, "tenantId": tenant,
+                                               "displayName": f"Synthetic {index:05d}", "state": "Enabled"}
+                self._assignments.append({"scope": f"/subscriptions/{sub_id}",
+                                          "principalId": ids.ADMIN_AGENT_USER_ID.lower(),
+                                          "roleDefinitionName": "Owner"})
+                added.append({"customerId": tenant, "subscriptionId": sub_id, "planId": plan})
+            self._synthetic += count
+        return added
+
+    def ordinary_history(self, subscription_id: str) -> list[dict[str, Any]]:
+        """The generated day-to-day entries of a subscription (compact form), as the log serves them."""
+        with self.lock:
+            ordinary = self._profile(subscription_id)
+            if ordinary is None or not self.history_days:
+                return []
+            return history.ordinary_events(ordinary, now=self._started_at, days=self.history_days,
+                                           seed=self.history_seed)
+
+    def _profile(self, sub_id: str) -> history.Profile | None:
+        found = self._profiles.get(sub_id.lower())
+        if found is None and history.synthetic_index(sub_id) is not None and sub_id.lower() in self._subscriptions:
+            sub = self._subscriptions[sub_id.lower()]
+            found = history.profile(sub["subscriptionId"], sub["tenantId"], seed=self.history_seed)
+        return found
+
+    def _log_own_operation(self, request: Request, resource_id: str, operation: str) -> None:
+        """What the stand-in itself does for a caller (power actions, cancel) shows in the activity log,
+        with the caller the token names, as Azure logs it."""
+        claims = request.claims or {}
+        upn = str(claims.get("upn") or claims.get("unique_name") or "")
+        entry: dict[str, Any] = {
+            "eventTimestamp": _iso(_now()), "operationName": operation, "resourceId": resource_id,
+            "caller": upn or str(claims.get("oid", "")), "callerAppId": str(claims.get("appid") or ""),
+            "ipAddress": request.client or "127.0.0.1",
+        }
+        if upn:
+            entry["callerObjectId"] = str(claims.get("oid", ""))
+        home = ""
+        if upn and self.partner_domain and upn.lower().endswith("@" + self.partner_domain.lower()):
+            home = str(self.sandbox.scenario.get("tenants", {}).get("partner", {}).get("id", ids.PARTNER_TENANT_ID))
+        if home:
+            entry["callerHomeTenantId"] = home
+        self._events.append(self._expand_event({**entry, "status": "Accepted"}))
+        self._events.sort(key=lambda e: parse_timestamp(e["eventTimestamp"]), reverse=True)
 
     # -- shapes and auth ----------------------------------------------------------------------------
 
@@ -444,6 +591,8 @@ class ArmService(Service):
                 "WWW-Authenticate": f'Bearer authorization_uri="https://login.windows.net/{owner}", '
                                     'error="invalid_token", error_description="The access token is from the wrong '
                                     'issuer."'})
+        if request.method in ("GET", "HEAD"):
+            self._take_read(subscription["subscriptionId"], request)
         action, scope = _required_action(request)
         if not self._allowed(claims, action, scope):
             principal = str(claims.get("oid", ""))
@@ -476,8 +625,38 @@ class ArmService(Service):
                 and self._allowed(claims, "Microsoft.Resources/subscriptions/read",
                                   f"/subscriptions/{sub['subscriptionId']}")]
 
+    def _take_read(self, sub_id: str, request: Request) -> None:
+        """Spend one token of the subscription's read bucket; 429 with Retry-After when it is empty."""
+        now = time.monotonic()
+        with self.lock:
+            tokens, last = self._reads.get(sub_id.lower(), (self.read_bucket, now))
+            tokens = min(self.read_bucket, tokens + (now - last) * self.read_refill)
+            if tokens < 1:
+                self._reads[sub_id.lower()] = (tokens, now)
+                wait = max(1, int((1 - tokens) / self.read_refill + 0.999)) if self.read_refill > 0 else 60
+                raise HttpError(429, "SubscriptionRequestsThrottled", (
+                    f"Number of 'read' requests for subscription '{sub_id}' actor "
+                    f"'{(request.claims or {}).get('oid')}' exceeded. Please try again after '{wait}' seconds "
+                    "after the request was throttled."), {
+                    "Retry-After": str(wait), "x-ms-ratelimit-remaining-subscription-reads": "0"})
+            self._reads[sub_id.lower()] = (tokens - 1, now)
+            request.params["_reads_left"] = str(int(tokens - 1))
+
+    def set_read_bucket(self, *, bucket: float | None = None, refill_per_second: float | None = None,
+                        remaining: dict[str, float] | None = None) -> None:
+        """Change the read throttling (tests): bucket size, refill rate, or a subscription's tokens now."""
+        with self.lock:
+            if bucket is not None:
+                self.read_bucket = float(bucket)
+            if refill_per_second is not None:
+                self.read_refill = float(refill_per_second)
+            for sub_id, tokens in (remaining or {}).items():
+                self._reads[sub_id.lower()] = (float(tokens), time.monotonic())
+
     def _ok(self, status: int, obj: Any, request: Request, headers: dict[str, str] | None = None) -> Response:
         base = self._ids(request)
+        if "_reads_left" in request.params:
+            base["x-ms-ratelimit-remaining-subscription-reads"] = request.params["_reads_left"]
         base.update(headers or {})
         return json_response(status, obj, base)
 
@@ -525,6 +704,8 @@ class ArmService(Service):
             sub = self._subscriptions[request.params["sub"].lower()]
             sub["state"] = "Disabled" if request.params["action"].lower() == "cancel" else "Enabled"
             body = {"subscriptionId": sub["subscriptionId"]}
+            self._log_own_operation(request, f"/subscriptions/{sub['subscriptionId']}",
+                                    f"Microsoft.Subscription/{request.params['action'].lower()}/action")
         return self._ok(200, body, request)
 
     # -- activity log -------------------------------------------------------------------------------
@@ -549,7 +730,15 @@ class ArmService(Service):
         select = [s.strip() for s in (request.arg("$select") or "").split(",") if s.strip()]
         sub_id = request.params["sub"].lower()
         with self.lock:
-            matching = [e for e in self._events
+            events = self._events
+            synthetic = (history.synthetic_index(sub_id) is not None and self.history_days
+                         and start < self._started_at - history.HISTORY_GAP)  # the window reaches the history
+            ordinary = self._profile(sub_id) if synthetic else None
+            if ordinary is not None:  # made on read: nothing stored per synthetic subscription
+                events = sorted(self._events + [self._expand_event(raw) for raw in history.ordinary_events(
+                    ordinary, now=self._started_at, days=self.history_days, seed=self.history_seed)],
+                    key=lambda e: e["eventTimestamp"], reverse=True)
+            matching = [e for e in events
                         if e["subscriptionId"].lower() == sub_id and self._matches(e, clauses, start, end)]
         page = matching[offset:offset + self.page_size]
         if select:
@@ -605,6 +794,100 @@ class ArmService(Service):
                 return False
         return True
 
+
+    # -- compute usages -----------------------------------------------------------------------------
+
+    @route("GET", r"/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.Compute/locations/(?P<loc>[^/]+)/usages")
+    def compute_usages(self, request: Request) -> Response:
+        """``Usage - List``: every usage row of the region, ``currentValue`` from the VMs this stand-in holds
+        (allocated ones: deallocated VMs hold no cores) plus the subscription's standing fleet."""
+        location = request.params["loc"].lower()
+        sub_id = request.params["sub"].lower()
+        offset = read_offset_token(request.arg("$skipToken"),
+                                   message="Invalid $skipToken: follow nextLink as returned.")
+        with self.lock:
+            rows = self._usages(sub_id, location)
+        page = rows[offset:offset + self.page_size * 4]
+        body: dict[str, Any] = {"value": page}
+        if offset + len(page) < len(rows):
+            params = [(k, v) for k, values in request.query.items() if k.lower() != "$skiptoken" for v in values]
+            params.append(("$skipToken", offset_token(offset + len(page))))
+            body["nextLink"] = f"{self.base_url}{request.path}?{urlencode(params)}"
+        return self._ok(200, body, request)
+
+    def _usages(self, sub_id: str, location: str) -> list[dict[str, Any]]:
+        held: list[tuple[str, int]] = []  # (size, instances)
+        for resource in self._resources.values():
+            if resource.subscription.lower() == sub_id and resource.location.lower() == location \
+                    and resource.power_state not in ("deallocated", "deallocating"):
+                held.append((resource.size, resource.capacity if resource.kind == "virtualMachineScaleSets" else 1))
+        ordinary = self._profile(sub_id)
+        if ordinary is not None:
+            held += [(size, 1) for _, size, region in ordinary.fleet if region == location]
+        scale_sets = sum(1 for r in self._resources.values() if r.kind == "virtualMachineScaleSets"
+                         and r.subscription.lower() == sub_id and r.location.lower() == location)
+        cores: dict[str, int] = {}
+        for size, instances in held:
+            family, _, vcpus = history.VM_SIZES.get(size, ("standardDSv5Family", "", 2))
+            cores[family] = cores.get(family, 0) + vcpus * instances
+        limits = {**history.DEFAULT_LIMITS, **self.quota_limits.get(location, {})}
+        current = {"availabilitySets": 0, "cores": sum(cores.values()),
+                   "virtualMachines": sum(n for _, n in held), "virtualMachineScaleSets": scale_sets}
+        rows = [{"limit": limits.get(name, 0), "unit": "Count", "currentValue": current[name],
+                 "name": {"value": name, "localizedValue": localized}} for name, localized in history.FIXED_USAGES]
+        families: dict[str, str] = {}
+        for family, localized, _ in history.VM_SIZES.values():
+            families.setdefault(family, localized)
+        rows += [{"limit": limits.get(family, 0), "unit": "Count", "currentValue": cores.get(family, 0),
+                  "name": {"value": family, "localizedValue": localized}} for family, localized in families.items()]
+        return rows
+
+    # -- control (tests and benchmarks; loopback only) ------------------------------------------------
+
+    @route("POST", r"/_sandbox/arm/bursts", auth=False)
+    def post_burst(self, request: Request) -> Response:
+        body = request.json()
+        if not isinstance(body, dict) or not body.get("subscriptionId") or not body.get("principalId"):
+            raise HttpError(400, "BadRequest", "A burst needs subscriptionId and principalId (and count, regions, "
+                            "vmSize or vmSizes, optional principalName and ownerGrant).")
+        try:
+            return json_response(201, self.add_burst(body))
+        except (ValueError, TypeError) as exc:
+            raise HttpError(400, "BadRequest", str(exc)) from None
+
+    @route("POST", r"/_sandbox/synthetic", auth=False)
+    def post_synthetic(self, request: Request) -> Response:
+        body = request.json()
+        count = body.get("count") if isinstance(body, dict) else None
+        if not isinstance(count, int) or not 1 <= count <= 20000:
+            raise HttpError(400, "BadRequest", "Send {\"count\": N} with 1 <= N <= 20000.")
+        added = self.sandbox_add_synthetic(count)
+        return json_response(201, {"added": len(added), "first": added[0], "last": added[-1]})
+
+    def sandbox_add_synthetic(self, count: int) -> list[dict[str, str]]:
+        """Synthetic customers in every stand-in that needs them: ARM, Partner Center and Entra."""
+        added = self.add_synthetic(count)
+        for service in self.sandbox.services.values():
+            hook = getattr(service, "add_synthetic_customers", None)
+            if hook is not None:
+                hook(added)
+        return added
+
+    @route("GET", r"/_sandbox/arm/throttling", auth=False)
+    def get_throttling(self, request: Request) -> Response:
+        return json_response(200, {"readBucket": self.read_bucket, "readRefillPerSecond": self.read_refill})
+
+    @route("POST", r"/_sandbox/arm/throttling", auth=False)
+    def post_throttling(self, request: Request) -> Response:
+        body = request.json()
+        if not isinstance(body, dict):
+            raise HttpError(400, "BadRequest", "Send {readBucket, readRefillPerSecond, remaining: {sub: n}}.")
+        try:
+            self.set_read_bucket(bucket=body.get("readBucket"), refill_per_second=body.get("readRefillPerSecond"),
+                                 remaining=body.get("remaining"))
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise HttpError(400, "BadRequest", f"Invalid throttling settings: {exc}") from None
+        return self.get_throttling(request)
 
     # -- VMs and scale sets -------------------------------------------------------------------------
 
@@ -725,6 +1008,8 @@ class ArmService(Service):
             self._operations[operation.id] = operation
             resource.provisioning_state = "Updating"
             resource.power_state = _TRANSITIONAL_STATE[action]
+            verb = {"poweroff": "powerOff"}.get(action, action)
+            self._log_own_operation(request, resource.id, f"Microsoft.Compute/{resource.kind}/{verb}/action")
         return Response(202, b"", {**self._ids(request), **self._lro_headers(operation)})
 
     def _lro_headers(self, operation: _Operation) -> dict[str, str]:

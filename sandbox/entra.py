@@ -208,6 +208,17 @@ class EntraService(Service):
             "access_token_lifetime_seconds": self.access_token_lifetime, "tenant_states": self.tenant_states,
         }
 
+    def add_synthetic_customers(self, added: list[dict[str, str]]) -> None:
+        """Benchmarks' synthetic customers (``POST /_sandbox/synthetic``): their tenants exist and the SAM
+        app (every app consented in the customers' tenants) may get tokens there."""
+        with self.lock:
+            for item in added:
+                tenant = item["customerId"].lower()
+                self.tenant_ids[tenant] = tenant
+                for app in self.apps.values():
+                    if app.delegated and tenant not in app.tenants:
+                        app.tenants.append(tenant)
+
     # -- errors ---------------------------------------------------------------------------------
 
     def aad_error(self, status: int, error: str, code: int, description: str, request: Request | None = None,

@@ -65,3 +65,17 @@ FABRIKAM_GLOBAL_ADMIN_UPN: Final = "admin@fabrikam.example"
 # Mailbox in the partner tenant that sends notifications, and the partner's security contact.
 NOTIFY_SENDER: Final = "fraud-responder@contoso-csp.example"
 SECURITY_CONTACT: Final = "soc@contoso-csp.example"
+
+# Independent detection (issue 13): a customer Microsoft has NOT alerted on, where a principal never
+# seen before in its subscription creates twelve GPU VMs across three regions the subscription never
+# used and grants itself Owner, minutes before the sandbox starts. Woodgrove buys through an indirect
+# reseller (Adatum), shown as the customer's associatedPartnerId.
+CUSTOMER_WOODGROVE: Final = "aaaaaaaa-0004-4000-8000-000000000004"
+SUB_WOODGROVE_PROD: Final = "bbbbbbbb-0004-4000-8000-000000000004"
+PLAN_WOODGROVE: Final = "cccccccc-0004-4000-8000-000000000004"
+RESELLER_ADATUM: Final = "4871234"
+WOODGROVE_INTRUDER_ID: Final = "dddddddd-0004-4000-8000-000000000004"
+WOODGROVE_INTRUDER_UPN: Final = "render-ops@woodgrove.example"
+WOODGROVE_BURST_REGIONS: Final = ("eastus2", "southeastasia", "japaneast")
+WOODGROVE_BURST_SIZES: Final = ("Standard_NC24ads_A100_v4", "Standard_NV36ads_A10_v5", "Standard_NC24ads_A100_v4")
+WOODGROVE_BURST_VMS: Final = 12

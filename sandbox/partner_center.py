@@ -32,6 +32,7 @@ Microsoft); it lives in sandbox/webhooks.py.
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 import json
@@ -41,7 +42,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox import ids
+from sandbox import history, ids
 from sandbox.core import HttpError, Request, Response, Service, json_response, route
 from sandbox.webhooks import WebhookRoutes
 
@@ -254,6 +255,78 @@ class PartnerCenterService(WebhookRoutes, Service):
                                    compliant=int(raw.get("mfaCompliantRequestCount", 0)),
                                    total=int(raw.get("totalRequestCount", 0)))
         self.reset_webhooks()
+        self.reset_customers()
+
+    def reset_customers(self) -> None:
+        """Customers (from the shared ``tenants`` section) and their audit history (90 days)."""
+        now = dt.datetime.now(dt.UTC)
+        self.customers: list[dict[str, Any]] = []
+        audit = self.section.get("auditHistory") or {}
+        seed = int(audit.get("seed", 13))
+        added_days = {str(k).lower(): int(v) for k, v in (audit.get("addedDaysAgo") or {}).items()}
+        self.audit_records: list[dict[str, Any]] = []
+        plans = {k[0]: k[1] for k in self.subscriptions}
+        for raw in self.sandbox.scenario.get("tenants", {}).get("customers", []):
+            customer = self._customer_resource(str(raw["id"]).lower(), str(raw.get("name", raw["id"])),
+                                               str(raw.get("domain", "")), str(raw.get("associatedPartnerId", "")))
+            self.customers.append(customer)
+            if audit:
+                cid = customer["id"]
+                self.audit_records += history.customer_audit_history(
+                    customer_id=cid, customer_name=customer["companyProfile"]["companyName"],
+                    domain=customer["companyProfile"]["domain"], plan_id=plans.get(cid, ""),
+                    reseller_id=customer.get("associatedPartnerId", ""),
+                    added_days_ago=added_days.get(cid, 100 + len(self.customers) * 7), now=now, seed=seed)
+        self.audit_records += [_strip_zone(copy.deepcopy(r)) for r in self.section.get("auditRecords", [])]
+        self.audit_records.sort(key=lambda r: str(r.get("operationDate", "")))
+        self.customer_page_size = int(self.section.get("customerPageSize", 100))
+        self.audit_page_size = int(self.section.get("auditPageSize", 100))
+        self.synthetic_customers = 0
+
+    @staticmethod
+    def _customer_resource(tenant: str, name: str, domain: str, reseller: str) -> dict[str, Any]:
+        """The Customer resource as ``GET /v1/customers`` lists it (indirect: ``associatedPartnerId``)."""
+        customer: dict[str, Any] = {
+            "id": tenant, "commerceId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"commerce/{tenant}")),
+            "companyProfile": {"tenantId": tenant, "domain": domain, "companyName": name,
+                               "links": {"self": {"uri": f"/customers/{tenant}/profiles/company", "method": "GET",
+                                                  "headers": []}},
+                               "attributes": {"objectType": "CustomerCompanyProfile"}},
+            "relationshipToPartner": "reseller", "allowDelegatedAccessManagement": True,
+            "links": {"self": {"uri": f"/customers/{tenant}", "method": "GET", "headers": []}},
+            "attributes": {"objectType": "Customer"},
+        }
+        if reseller:
+            customer["associatedPartnerId"] = reseller
+        return customer
+
+    def add_synthetic_customers(self, added: list[dict[str, str]]) -> None:
+        """Benchmarks' synthetic customers: an Azure plan with one active entitlement each (history: none
+        within 90 days, so the audit log stays the scenario's)."""
+        with self.lock:
+            for item in added:
+                tenant, sub_id, plan = item["customerId"], item["subscriptionId"], item["planId"]
+                index = history.synthetic_index(tenant)
+                self.synthetic_customers = max(self.synthetic_customers, (index or 0) + 1)
+                self.subscriptions[(tenant, plan)] = {
+                    "id": plan, "offerId": "DZH318Z0BCZC", "offerName": "Azure plan", "friendlyName": "Azure plan",
+                    "quantity": 1, "unitType": "Licenses", "status": "active", "billingType": "usage",
+                    "contractType": "subscription", "orderId": plan, "autoRenewEnabled": False,
+                    "links": {"self": {"uri": f"/customers/{tenant}/subscriptions/{plan}", "method": "GET",
+                                       "headers": []}}, "attributes": {"objectType": "Subscription"}}
+                self.entitlements[(tenant, plan, sub_id)] = {
+                    "id": sub_id, "friendlyName": f"Synthetic {index:05d}", "status": "active",
+                    "subscriptionId": plan,
+                    "links": {"self": {"uri": f"/customers/{tenant}/subscriptions/{plan}/azureEntitlements/{sub_id}",
+                                       "method": "GET", "headers": []}},
+                    "attributes": {"objectType": "AzureEntitlement"}}
+
+    def _all_customers(self) -> Iterator[dict[str, Any]]:
+        yield from self.customers
+        for index in range(self.synthetic_customers):  # made on read
+            tenant = history.synthetic_ids(index)[0]
+            yield self._customer_resource(tenant, f"Synthetic customer {index:05d}", f"synthetic{index:05d}.example",
+                                          f"48{index % 7:05d}" if index % 5 == 0 else "")
 
     @staticmethod
     def today() -> str:
@@ -465,6 +538,150 @@ class PartnerCenterService(WebhookRoutes, Service):
             return item
         self.generated.overrides.setdefault(value, {}).update(changes)
         return self.generated.item(value)
+
+    # -- customers and audit records ---------------------------------------------------------------
+
+    @staticmethod
+    def _continuation(request: Request) -> dict[str, Any] | None:
+        """The state in an MS-ContinuationToken header (seekOperation=Next), None on a first page."""
+        token = request.headers.get("MS-ContinuationToken")
+        if (request.arg("seekOperation") or "").lower() != "next":
+            return None
+        if not token:
+            raise HttpError(400, "400", "seekOperation=Next needs the MS-ContinuationToken header from the previous "
+                            "page's links.next.")
+        try:
+            state = json.loads(base64.urlsafe_b64decode(token.encode()).decode())
+            if not isinstance(state, dict) or not isinstance(state.get("o"), int):
+                raise ValueError
+            return state
+        except ValueError:
+            raise HttpError(400, "400", "The continuation token is invalid; send it as links.next gave it.") from None
+
+    @staticmethod
+    def _collection(items: list[Any], self_uri: str, next_uri: str, state: dict[str, Any] | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"totalCount": len(items), "items": items,
+                                "links": {"self": {"uri": self_uri, "method": "GET", "headers": []}},
+                                "attributes": {"objectType": "Collection"}}
+        if state is not None:
+            token = base64.urlsafe_b64encode(json.dumps(state).encode()).decode()
+            body["continuationToken"] = token
+            body["links"]["next"] = {"uri": next_uri, "method": "GET",
+                                     "headers": [{"key": "MS-ContinuationToken", "value": token}]}
+        return body
+
+    @route("GET", r"/v1/customers")
+    def list_customers(self, request: Request) -> Response:
+        """``Get a list of customers``: pages of ``size`` (default ``customerPageSize``), then links.next with
+        ``seekOperation=Next`` and the ``MS-ContinuationToken`` header."""
+        state = self._continuation(request)
+        try:
+            size = int(request.arg("size") or (state or {}).get("n") or self.customer_page_size)
+        except ValueError:
+            raise HttpError(400, "400", "size must be a whole number.") from None
+        size = max(1, min(size, 500))
+        offset = int((state or {}).get("o", 0))
+        with self.lock:
+            page: list[dict[str, Any]] = []
+            more = False
+            for index, customer in enumerate(self._all_customers()):
+                if index < offset:
+                    continue
+                if len(page) == size:
+                    more = True
+                    break
+                page.append(copy.deepcopy(customer))
+        following = {"o": offset + size, "n": size} if more else None
+        return json_response(200, self._collection(page, f"/customers?size={size}",
+                                                   f"/customers?size={size}&seekOperation=Next", following))
+
+    def _audit_window(self, request: Request, state: dict[str, Any] | None) -> tuple[dt.datetime, dt.datetime]:
+        now = dt.datetime.now(dt.UTC)
+        if state is not None:
+            return (dt.datetime.fromisoformat(state["s"]), dt.datetime.fromisoformat(state["e"]))
+        bounds: list[dt.datetime] = []
+        for name, default in (("startDate", now - dt.timedelta(days=30)), ("endDate", now)):
+            text = request.arg(name)
+            if not text:
+                bounds.append(default)
+                continue
+            try:
+                moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+            except ValueError:
+                raise HttpError(400, "400", f"{name} {text!r} is not a date; use ISO 8601, e.g. "
+                                "2026-01-31 or 2026-01-31T08:00:00Z.") from None
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=dt.UTC)
+            if len(text.strip()) == 10 and name == "endDate":
+                moment += dt.timedelta(days=1)
+            bounds.append(moment.astimezone(dt.UTC))
+        start, end = bounds
+        if start < now - dt.timedelta(days=90):
+            raise HttpError(400, "400", "Audit records are kept for 90 days: startDate must be within the last "
+                            "90 days.")
+        if end <= start:
+            raise HttpError(400, "400", "endDate must be after startDate.")
+        if end - start > dt.timedelta(days=30, minutes=1):
+            raise HttpError(400, "400", "The maximum window is 30 days: narrow startDate and endDate.")
+        return start, end
+
+    @staticmethod
+    def _audit_filter(text: str | None) -> tuple[str, str, str] | None:
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+            field_name, value, operator = str(data["Field"]), str(data["Value"]), str(data["Operator"])
+        except (ValueError, KeyError, TypeError):
+            raise HttpError(400, "400", 'filter must be JSON like {"Field": "CustomerId", "Value": "<id>", '
+                            '"Operator": "equals"}.') from None
+        allowed = {"companyname": "substring", "customerid": "equals", "resourcetype": "equals"}
+        if allowed.get(field_name.lower()) != operator.lower():
+            raise HttpError(400, "400", "filter supports CompanyName with substring, CustomerId with equals and "
+                            "ResourceType with equals.")
+        return field_name.lower(), value.lower(), operator.lower()
+
+    @staticmethod
+    def _audit_matches(record: dict[str, Any], start: dt.datetime, end: dt.datetime,
+                       wanted: tuple[str, str, str] | None) -> bool:
+        text = str(_get(record, "operationDate", ""))
+        try:
+            moment = dt.datetime.fromisoformat(text.rstrip("Z")[:26]).replace(tzinfo=dt.UTC)
+        except ValueError:
+            return True  # a malformed record (a test's): served so readers prove they skip it
+        if not start <= moment < end:
+            return False
+        if wanted is None:
+            return True
+        name, value, _ = wanted
+        if name == "companyname":
+            return value in str(_get(record, "customerName", "")).lower()
+        if name == "customerid":
+            return str(_get(record, "customerId", "")).lower() == value
+        return str(_get(record, "resourceType", "")).lower() == value
+
+    @route("GET", r"/v1/auditrecords")
+    def list_audit_records(self, request: Request) -> Response:
+        """``Get a record of Partner Center activity``: ``startDate``/``endDate`` (90 days kept, 30-day
+        window), ``filter`` (JSON), oldest first, paged by continuation token."""
+        state = self._continuation(request)
+        start, end = self._audit_window(request, state)
+        wanted = self._audit_filter((state or {}).get("f") or request.arg("filter"))
+        offset = int((state or {}).get("o", 0))
+        with self.lock:
+            matching = [r for r in self.audit_records if self._audit_matches(r, start, end, wanted)]
+        page = [copy.deepcopy(r) for r in matching[offset:offset + self.audit_page_size]]
+        following = None
+        if offset + self.audit_page_size < len(matching):
+            following = {"o": offset + self.audit_page_size, "s": start.isoformat(), "e": end.isoformat(),
+                         "f": (state or {}).get("f") or request.arg("filter") or ""}
+        return json_response(200, self._collection(page, "/auditrecords", "/auditrecords?seekOperation=Next",
+                                                   following))
+
+    def add_audit_record(self, record: dict[str, Any]) -> None:
+        """Append an audit record (tests: bursts of new customers, malformed records)."""
+        with self.lock:
+            self.audit_records.append(record)
 
     # -- subscriptions ---------------------------------------------------------------------------
 

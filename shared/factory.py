@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from shared.clients.arm import ArmClient
     from shared.clients.graph import GraphClient
     from shared.clients.partner_center import PartnerCenterClient
+    from shared.detection.reader import ClientReader
     from shared.settings import Settings
     from shared.storage.queues import QueueSender
     from shared.storage.tables import TableStore
@@ -102,3 +103,36 @@ def arm(settings: Settings, tokens: PartnerTokenProvider, tenant: str) -> ArmCli
     from shared.clients.arm import ArmClient
 
     return ArmClient.from_settings(settings, token=lambda: tokens.token(ARM_RESOURCE, tenant))
+
+
+# --- detection ---------------------------------------------------------------------------------------
+
+
+def detection_reader(settings: Settings, tokens: PartnerTokenProvider | None = None) -> ClientReader:
+    """What the detectors read (Partner Center customers and audit records, each customer's ARM activity log
+    and compute usages) with the SAM token; one ARM client per customer tenant, made on first use and
+    closed with the reader (``with detection_reader(settings) as reader: ...``)."""
+    import threading
+
+    from shared.detection.reader import ClientReader
+
+    provider = tokens or partner_tokens(settings)
+    pc = partner_center(settings, provider)
+    clients: dict[str, ArmClient] = {}
+    lock = threading.Lock()  # the runner may read several subscriptions at once
+
+    def arm_for(tenant: str) -> ArmClient:
+        with lock:
+            client = clients.get(tenant)
+            if client is None:
+                client = clients[tenant] = arm(settings, provider, tenant)
+            return client
+
+    def close() -> None:
+        with lock:
+            for client in clients.values():
+                client.close()
+            clients.clear()
+        pc.close()
+
+    return ClientReader(arm=arm_for, partner_center=pc, on_close=close)

@@ -9,6 +9,12 @@ ends or the time bound runs out, and returns the resource's power state read aft
 :class:`OperationTimedOut` carries the status URL so a later job can pick the operation up.
 Polling URLs are followed only on the client's own host, so a token never leaves for elsewhere.
 
+Throttling: 429 and 503 honour ``Retry-After`` (shared.http). Reads also watch ARM's token bucket
+through ``x-ms-ratelimit-remaining-subscription-reads``: when fewer than ``low_reads`` (default 25)
+reads remain, the next read waits until the bucket has refilled to ``low_reads`` at ARM's
+documented refill rate (``read_refill_per_second``, 25 a second): ``(low_reads - remaining) /
+read_refill_per_second`` seconds, so a fan-out slows down before ARM answers 429 instead of after.
+
 An accepted operation shows in the instance view at once as a transitional power state
 (``deallocating``, ``stopping``, ``starting``). A caller that lost the operation (its worker died
 after the 202) follows it with :meth:`ArmClient.wait_while` instead of calling again.
@@ -17,6 +23,8 @@ after the 202) follows it with :meth:`ArmClient.wait_while` instead of calling a
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import re
 import ssl
 import time
@@ -48,6 +56,13 @@ SUBSCRIPTION_API_VERSION = "2021-10-01"
 """Microsoft.Subscription (cancel / enable)."""
 RESOURCES_API_VERSION = "2022-12-01"
 """GET /subscriptions/{id}."""
+
+COMPUTE_USAGE_API_VERSION = "2024-07-01"
+LOW_READS = 25
+"""Below this many remaining subscription reads, reads pause for the bucket to refill (see the module doc)."""
+READ_REFILL_PER_SECOND = 25.0
+"""ARM's token-bucket refill rate for subscription reads (Azure Resource Manager throttling)."""
+REMAINING_READS_HEADER = "x-ms-ratelimit-remaining-subscription-reads"
 
 DEFAULT_LRO_TIMEOUT = 600.0
 DEFAULT_POLL_INTERVAL = 10.0
@@ -142,6 +157,13 @@ class ActivityLogEvent:
     authorization_scope: str
     submitted: dt.datetime | None
     raw: dict[str, Any] = field(repr=False, compare=False)
+    caller_tenant_id: str = ""
+    """The caller's home tenant: the identity provider's tenant for a foreign principal (the partner's admin
+    agent through GDAP), else the ``tenantid`` claim."""
+    ip_address: str = ""
+    """The ``ipaddr`` claim (or ``httpRequest.clientIpAddress``)."""
+    properties: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """``properties`` with ``requestbody`` / ``responseBody`` parsed from their JSON strings where they are JSON."""
 
     @property
     def caller_is_user(self) -> bool:
@@ -176,7 +198,67 @@ class ActivityLogEvent:
             authorization_scope=str(authorization.get("scope") or ""),
             submitted=parse_time(data.get("submissionTimestamp")),
             raw=data,
+            caller_tenant_id=_caller_tenant(claims),
+            ip_address=str(claims.get("ipaddr") or _field_of(data.get("httpRequest"), "clientIpAddress")),
+            properties=parsed_properties(data.get("properties")),
         )
+
+
+_IDP_TENANT = re.compile(r"https://sts\.windows\.net/(?P<tenant>[0-9a-fA-F-]{36})/?")
+
+
+def _field_of(value: Any, name: str) -> str:
+    return str(value.get(name) or "") if isinstance(value, dict) else ""
+
+
+def _caller_tenant(claims: dict[str, Any]) -> str:
+    provider = str(claims.get("http://schemas.microsoft.com/identity/claims/identityprovider") or "")
+    match = _IDP_TENANT.fullmatch(provider)
+    if match:
+        return match["tenant"].lower()
+    return str(claims.get("http://schemas.microsoft.com/identity/claims/tenantid") or "").lower()
+
+
+def parsed_properties(value: Any) -> dict[str, Any]:
+    """An event's ``properties`` with the JSON-string bodies (``requestbody``, ``responseBody``, any case)
+    parsed; a body that is not JSON is kept as its string."""
+    if not isinstance(value, dict):
+        return {}
+    parsed: dict[str, Any] = {}
+    for key, item in value.items():
+        if key.lower() in ("requestbody", "responsebody") and isinstance(item, str) and item.strip():
+            try:
+                parsed[key] = json.loads(item)
+            except ValueError:
+                parsed[key] = item
+        else:
+            parsed[key] = item
+    return parsed
+
+
+@dataclass(frozen=True)
+class ComputeUsage:
+    """One row of ``Microsoft.Compute/locations/{location}/usages``: a quota and how much of it is used."""
+
+    location: str
+    name: str
+    """``name.value``: ``cores`` (total regional vCPUs) or a VM family, e.g. ``standardDSv5Family``."""
+    localized_name: str
+    current_value: int
+    limit: int
+    unit: str = "Count"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, location: str) -> ComputeUsage:
+        """:raises ValueError: when ``name``, ``currentValue`` or ``limit`` is missing or not a number."""
+        name = data.get("name")
+        value = _value(name)
+        if not value:
+            raise ValueError("a usage row has no name.value")
+        localized = str(name.get("localizedValue") or value) if isinstance(name, dict) else value
+        return cls(location=location.lower(), name=value, localized_name=localized,
+                   current_value=int(data["currentValue"]), limit=int(data["limit"]), unit=str(data.get("unit") or
+                                                                                              "Count"))
 
 
 @dataclass(frozen=True)
@@ -237,6 +319,8 @@ class ArmClient(ServiceClient):
         clock: Callable[[], float] = time.monotonic,
         http: MicrosoftClient | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
+        low_reads: int = LOW_READS,
+        read_refill_per_second: float = READ_REFILL_PER_SECOND,
     ) -> None:
         self.http = http or MicrosoftClient(base_url, token=token, verify=verify, retry=retry, sleep=sleep,
                                             clock=clock, service="Azure Resource Manager",
@@ -246,6 +330,13 @@ class ArmClient(ServiceClient):
         self._sleep = sleep
         self._clock = clock
         self.poll_interval = poll_interval
+        self.low_reads = low_reads
+        self.read_refill_per_second = read_refill_per_second
+        self._read_pause = 0.0
+        self.skipped_usages = 0
+        """Usage rows that could not be read (skipped, not fatal)."""
+        self.remaining_reads: int | None = None
+        """The last ``x-ms-ratelimit-remaining-subscription-reads`` seen (None before any read)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, *, token: Callable[[], str], retry: RetryPolicy | None = None,
@@ -263,14 +354,21 @@ class ArmClient(ServiceClient):
         resource_uri: str | None = None,
         resource_group: str | None = None,
         correlation_id: str | None = None,
+        select: Collection[str] | None = None,
     ) -> Iterator[list[ActivityLogEvent]]:
-        """Pages of activity-log events between ``start`` and ``end`` (newest first), following nextLink.
+        """Pages of activity-log events between ``start`` and ``end`` (both inclusive, to the second; newest
+        first), following nextLink. ``select`` limits the fields ARM returns (``$select``).
 
         Azure keeps 90 days; a window longer than that is refused by the service.
+
+        :raises ValueError: when the window is empty or its times are naive.
+        :raises shared.http.MicrosoftApiError: what ARM answered (BadRequest for a window beyond 90 days,
+            Throttled when throttling outlasts the retry budget).
         """
         if end <= start:
             raise ValueError("the activity-log window must end after it starts")
-        clauses = [f"eventTimestamp ge '{_utc_text(start)}'", f"eventTimestamp le '{_utc_text(end)}'"]
+        ceiling = end.replace(microsecond=0) + (dt.timedelta(seconds=1) if end.microsecond else dt.timedelta())
+        clauses = [f"eventTimestamp ge '{_utc_text(start)}'", f"eventTimestamp le '{_utc_text(ceiling)}'"]
         for name, value in (("resourceUri", resource_uri), ("resourceGroupName", resource_group),
                             ("correlationId", correlation_id)):
             if value:
@@ -280,6 +378,9 @@ class ArmClient(ServiceClient):
         next_path: str | None = path
         params: dict[str, str | int] | None = {"api-version": ACTIVITY_LOG_API_VERSION,
                                                "$filter": " and ".join(clauses)}
+        if select:
+            assert params is not None
+            params["$select"] = ",".join(select)
         while next_path is not None:
             data = self._object("GET", next_path, params=params)
             value = data.get("value")
@@ -290,6 +391,67 @@ class ArmClient(ServiceClient):
             link = data.get("nextLink")
             next_path = self._same_origin(str(link), path) if link else None
             params = None
+
+    def activity_log_raw_pages(self, subscription_id: str, *, start: dt.datetime,
+                               end: dt.datetime) -> Iterator[list[Any]]:
+        """Pages of activity-log entries as ARM sent them (``value`` items, any JSON), for readers that
+        parse each entry themselves and skip the ones they cannot read.
+
+        :raises ValueError: when the window is empty or its times are naive.
+        :raises shared.http.MicrosoftApiError: what ARM answered.
+        """
+        if end <= start:
+            raise ValueError("the activity-log window must end after it starts")
+        ceiling = end.replace(microsecond=0) + (dt.timedelta(seconds=1) if end.microsecond else dt.timedelta())
+        path = (f"/subscriptions/{_subscription(subscription_id)}/providers/Microsoft.Insights/eventtypes/"
+                "management/values")
+        next_path: str | None = path
+        params: dict[str, str | int] | None = {
+            "api-version": ACTIVITY_LOG_API_VERSION,
+            "$filter": f"eventTimestamp ge '{_utc_text(start)}' and eventTimestamp le '{_utc_text(ceiling)}'"}
+        while next_path is not None:
+            data = self._object("GET", next_path, params=params)
+            value = data.get("value")
+            if not isinstance(value, list):
+                raise MalformedResponse("expected a 'value' array of events", status=200, service=self.http.service,
+                                        method="GET", path=path)
+            yield value
+            link = data.get("nextLink")
+            next_path = self._same_origin(str(link), path) if link else None
+            params = None
+
+    # -- compute usages -----------------------------------------------------------------------------
+
+    def compute_usages(self, subscription_id: str, location: str) -> list[ComputeUsage]:
+        """Core quotas and their use in one region (``Usage - List``), every page.
+
+        A row that is not a usage (no name, a non-number) is skipped; ``skipped_usages`` counts them.
+
+        :raises ValueError: when the subscription id is not a GUID or the location is empty.
+        :raises shared.http.MicrosoftApiError: what ARM answered.
+        """
+        region = location.strip().lower()
+        if not region or "/" in region:
+            raise ValueError(f"{location!r} is not an Azure region name (e.g. westeurope)")
+        path = f"/subscriptions/{_subscription(subscription_id)}/providers/Microsoft.Compute/locations/{region}/usages"
+        rows: list[ComputeUsage] = []
+        next_path: str | None = path
+        params: dict[str, str | int] | None = {"api-version": COMPUTE_USAGE_API_VERSION}
+        while next_path is not None:
+            data = self._object("GET", next_path, params=params)
+            value = data.get("value")
+            if not isinstance(value, list):
+                raise MalformedResponse("expected a 'value' array of usages", status=200, service=self.http.service,
+                                        method="GET", path=path)
+            for item in value:
+                try:
+                    rows.append(ComputeUsage.from_json(item, location=region))
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    self.skipped_usages += 1
+            link = data.get("nextLink")
+            next_path = self._same_origin(str(link), path) if link else None
+            params = None
+        return rows
 
     def activity_log(self, subscription_id: str, **window: Any) -> Iterator[ActivityLogEvent]:
         """Every event in the window (arguments as for :meth:`activity_log_pages`)."""
@@ -468,11 +630,29 @@ class ArmClient(ServiceClient):
     # -- helpers ------------------------------------------------------------------------------------
 
     def _object(self, method: str, path: str, *, params: dict[str, str | int] | None = None) -> dict[str, Any]:
-        data = self.http.request_json(method, path, params=params)
+        if method == "GET" and self._read_pause > 0:
+            pause, self._read_pause = self._read_pause, 0.0
+            self._sleep(pause)
+        response = self.http.request(method, path, params=params)
+        self._note_remaining_reads(response)
+        data = self.http.parse_json(response, method=method, path=path)
         if not isinstance(data, dict):
             raise MalformedResponse("expected a JSON object", status=200, service=self.http.service, method=method,
                                     path=path)
         return data
+
+    def _note_remaining_reads(self, response: httpx.Response) -> None:
+        """Remember ARM's remaining subscription reads; below ``low_reads``, the next read waits for the refill."""
+        text = response.headers.get(REMAINING_READS_HEADER)
+        if text is None:
+            return
+        try:
+            remaining = int(text)
+        except ValueError:
+            return
+        self.remaining_reads = remaining
+        if remaining < self.low_reads and self.read_refill_per_second > 0:
+            self._read_pause = math.ceil(100 * (self.low_reads - remaining) / self.read_refill_per_second) / 100
 
     def _same_origin(self, link: str, path: str) -> str:
         """A service-given URL (nextLink, operation status), only if it is on this client's host."""

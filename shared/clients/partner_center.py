@@ -1,4 +1,5 @@
-"""Partner Center REST client: fraud events, their status, subscriptions, Azure entitlements, webhooks.
+"""Partner Center REST client: fraud events, their status, customers, subscriptions, Azure entitlements,
+audit records, webhooks.
 
 Fraud events come back as the raw JSON dicts Partner Center sends (normalising them into the alert
 model is the intake's job: field casing and types vary, see the contract). Small responses that
@@ -8,6 +9,7 @@ the app acts on are typed dataclasses. Every call goes through the shared retry 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import ssl
 import time
@@ -24,6 +26,11 @@ SCOPE = "https://api.partnercenter.microsoft.com/.default"
 NEW_EVENTS_MODEL_HEADER = "X-NewEventsModel"
 FRAUD_EVENT_WEBHOOK = "azure-fraud-event-detected"
 DEFAULT_PAGE_SIZE = 100
+CUSTOMER_PAGE_SIZE = 100
+AUDIT_WINDOW = dt.timedelta(days=30)
+"""The longest window one audit-records query may span; longer spans are read window by window."""
+AUDIT_RETENTION = dt.timedelta(days=90)
+CONTINUATION_HEADER = "MS-ContinuationToken"
 AZURE_PLAN_OFFER_ID = "DZH318Z0BCZC"
 """Product id of the Azure plan; its subscriptions' offerId starts with it."""
 
@@ -58,6 +65,31 @@ class AzureEntitlement:
     friendly_name: str
     status: str
     raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Customer:
+    """A customer of the partner (``GET /v1/customers``): its tenant, name and indirect reseller if any."""
+
+    id: str
+    """The customer's tenant id (lower case)."""
+    company_name: str
+    domain: str
+    reseller_id: str
+    """``associatedPartnerId``: the indirect reseller's partner id, "" for a direct customer."""
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Customer:
+        """:raises ValueError: when the item has no id."""
+        profile = _field(data, "companyProfile", {})
+        profile = profile if isinstance(profile, dict) else {}
+        identifier = str(_field(data, "id", "") or _field(profile, "tenantId", "")).strip().lower()
+        if not identifier:
+            raise ValueError("a customer item has no id")
+        return cls(id=identifier, company_name=str(_field(profile, "companyName", "") or ""),
+                   domain=str(_field(profile, "domain", "") or ""),
+                   reseller_id=str(_field(data, "associatedPartnerId", "") or ""), raw=data)
 
 
 @dataclass(frozen=True)
@@ -123,6 +155,10 @@ def _event_key(item: Any) -> str:
     return str(_field(item, "eventId")) if isinstance(item, dict) else json.dumps(item, default=str)
 
 
+def _pc_time(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _segment(value: str) -> str:
     return quote(value, safe="")
 
@@ -142,6 +178,8 @@ class PartnerCenterClient(ServiceClient):
     ) -> None:
         self.http = http or MicrosoftClient(base_url, token=token, verify=verify, retry=retry, sleep=sleep,
                                             service="Partner Center")
+        self.skipped_customers = 0
+        """Customer items without an id (skipped, not fatal)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, *, token: Callable[[], str], retry: RetryPolicy | None = None,
@@ -358,6 +396,92 @@ class PartnerCenterClient(ServiceClient):
         return AzureEntitlement(id=str(_field(data, "id")), plan_subscription_id=str(_field(data, "subscriptionId")),
                                 friendly_name=str(_field(data, "friendlyName")), status=str(_field(data, "status")),
                                 raw=data)
+
+    # -- customers and audit records -----------------------------------------------------------------
+
+    def customer_pages(self, *, size: int = CUSTOMER_PAGE_SIZE) -> Iterator[list[Customer]]:
+        """Every customer, a page at a time (``GET /v1/customers?size=``, then links.next with the
+        ``MS-ContinuationToken`` header). Items without an id are skipped (``skipped_customers``).
+
+        :raises ValueError: when ``size`` is not between 1 and 500.
+        :raises shared.http.MicrosoftApiError: what Partner Center answered.
+        """
+        if not 1 <= size <= 500:
+            raise ValueError("size must be between 1 and 500")
+        for items in self._collection_pages("/v1/customers", {"size": size}):
+            page: list[Customer] = []
+            for item in items:
+                try:
+                    page.append(Customer.from_json(item))
+                except (ValueError, TypeError, AttributeError):
+                    self.skipped_customers += 1
+            yield page
+
+    def customers(self, *, size: int = CUSTOMER_PAGE_SIZE) -> Iterator[Customer]:
+        """Every customer (see :meth:`customer_pages`)."""
+        for page in self.customer_pages(size=size):
+            yield from page
+
+    def audit_record_pages(self, *, start: dt.datetime, end: dt.datetime | None = None,
+                           filter_field: str | None = None, filter_value: str | None = None) -> Iterator[list[Any]]:
+        """Audit records of [start, end) as Partner Center sends them (raw items, any JSON), a page at a time.
+
+        Partner Center keeps 90 days and answers at most 30 days per query: a longer span is read
+        window by window, oldest first. ``filter_field`` is ``CustomerId`` or ``ResourceType``
+        (equals) or ``CompanyName`` (substring). Items are raw so a reader can skip one it cannot parse.
+
+        :raises ValueError: for naive times, an empty window, or a start beyond the 90 days kept.
+        :raises shared.http.MicrosoftApiError: what Partner Center answered.
+        """
+        if start.tzinfo is None or (end is not None and end.tzinfo is None):
+            raise ValueError("use timezone-aware datetimes (UTC) for the audit-record window")
+        stop = end or dt.datetime.now(dt.UTC)
+        if stop <= start:
+            raise ValueError("the audit-record window must end after it starts")
+        query: dict[str, str | int] = {}
+        if filter_field:
+            operator = "substring" if filter_field.lower() == "companyname" else "equals"
+            query["filter"] = json.dumps({"Field": filter_field, "Value": filter_value or "", "Operator": operator})
+        window_start = start
+        while window_start < stop:
+            window_end = min(stop, window_start + AUDIT_WINDOW)
+            params = {**query, "startDate": _pc_time(window_start), "endDate": _pc_time(window_end)}
+            yield from self._collection_pages("/v1/auditrecords", params)
+            window_start = window_end
+
+    def _collection_pages(self, path: str, params: dict[str, str | int]) -> Iterator[list[Any]]:
+        """Pages of a Partner Center collection, following links.next and its continuation header."""
+        next_path: str | None = path
+        query: dict[str, str | int] | None = params
+        headers: dict[str, str] | None = None
+        while next_path is not None:
+            data = self.http.request_json("GET", next_path, params=query, headers=headers)
+            if not isinstance(data, dict):
+                raise MalformedResponse("expected a JSON object", status=200, service="Partner Center", method="GET",
+                                        path=path)
+            items = _field(data, "items", [])
+            if not isinstance(items, list):
+                raise MalformedResponse("expected 'items' to be an array", status=200, service="Partner Center",
+                                        method="GET", path=path)
+            yield items
+            next_path, query, headers = self._next_link(data, path)
+
+    @staticmethod
+    def _next_link(data: dict[str, Any], path: str) -> tuple[str | None, None, dict[str, str] | None]:
+        links = _field(data, "links", {})
+        following = _field(links, "next", None) if isinstance(links, dict) else None
+        if not isinstance(following, dict):
+            return None, None, None
+        uri = str(_field(following, "uri", "") or "")
+        if not uri.startswith("/") or "://" in uri:
+            raise MalformedResponse("links.next.uri is not a relative Partner Center path", status=200,
+                                    service="Partner Center", method="GET", path=path)
+        headers = {str(_field(h, "key", "")): str(_field(h, "value", ""))
+                   for h in _field(following, "headers", []) or [] if isinstance(h, dict) and _field(h, "key", "")}
+        token = _field(data, "continuationToken", "")
+        if token and CONTINUATION_HEADER not in headers:
+            headers[CONTINUATION_HEADER] = str(token)
+        return (uri if uri.lower().startswith("/v1/") else "/v1" + uri), None, headers
 
     # -- webhooks --------------------------------------------------------------------------------
 
