@@ -6,6 +6,7 @@ sees (the timeline rows, the totals), that hostile alert text stays text, and th
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,6 +197,6 @@ def test_quota_far_above_use_in_the_affected_regions_is_recommended_in_the_recor
     assert found[0]["gpu"] and found[0]["peak_used"] <= found[0]["limit"] // 4  # GPU families first
     assert all(r["unused"] >= 20 for r in found)
     page = render(record, "html")
-    assert found[0]["recommendation"] in page
+    assert html.escape(found[0]["recommendation"]) in page
     offline = build_incident(responded.store, MINING_KEY, quota_reader=live_reader(responded.settings))
     assert offline.as_json()["quota_hygiene"]["read"] is False  # no VM read: no region known
