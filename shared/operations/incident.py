@@ -79,6 +79,8 @@ LIST_PRICES: Final[Mapping[str, float]] = {
 """Hourly list price by VM size (lower-case). A size not listed is reported, not guessed."""
 
 NOT_FRAUD: Final = ("legitimate", "ignore")
+NOT_RESOURCES: Final = ("plan", "alert", "notification")
+"""Target kinds of rows that act on our own records (the alert's status, the report), not on a resource."""
 CONTAINMENT_DONE: Final = ("succeeded", "undoing", "undone", "undo-failed")
 
 _LEDGER_KNOWN: Final = frozenset({
@@ -216,7 +218,8 @@ def _timeline(alert: Mapping[str, Any], actions: Sequence[Mapping[str, Any]],
         add(alert["last_observed_at"], "observed", source, "activity last observed", order=2)
     for action in actions:
         what = f"{action['action']} on {_target_text(action)}"
-        add(action.get("created_at"), "action-planned", str(action.get("actor") or ""), f"planned {what}",
+        planner = f"policy:{action['rule']}" if action.get("rule") else str(action.get("actor") or "")
+        add(action.get("created_at"), "action-planned", planner, f"planned {what}",
             mode=str(action.get("mode") or ""), result=str(action.get("reason") or ""),
             action_id=str(action.get("id") or ""), order=3)
         state = str(action.get("state") or "")
@@ -251,7 +254,7 @@ def _affected(alert: Mapping[str, Any], actions: Sequence[Mapping[str, Any]],
     for action in actions:
         target = action.get("target") or {}
         tid, kind = str(target.get("id") or ""), str(target.get("kind") or "")
-        if not tid or kind == "plan":
+        if not tid or kind in NOT_RESOURCES:
             continue
         if kind in ("user", "servicePrincipal", "service_principal", "application", "principal"):
             entry = principals.setdefault(tid.lower(), {"id": tid, "kind": kind, "display": "", "named_by": []})

@@ -14,15 +14,23 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 TITLE: Final = "Incident record"
 
 
+_ISO_TIME: Final = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(\+00:00|Z)$")
+
+
 def _text(value: Any) -> str:
+    """A value as a reader reads it: UTC times to the second, yes/no, JSON for structures."""
     if value is None or value == "":
         return ""
+    if isinstance(value, str) and _ISO_TIME.match(value):
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%S UTC")
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (dict, list)):

@@ -65,9 +65,13 @@ def test_the_record_has_detection_every_action_and_decision_in_one_timeline_and_
     assert times == sorted(times, key=lambda t: t)  # one ordered timeline
     approve = next(e for e in doc["timeline"] if e["kind"] == "decision-approve")
     assert approve["who"] == "local:alice"
+    # planned by the policy rule, even when an operator decided the row later
+    assert {e["who"] for e in doc["timeline"] if e["kind"] == "action-planned"} == {"policy:crypto-mining-high"}
     # the affected VMs and the investigation's principals
     resources = {r["id"].lower() for r in doc["affected"]["resources"]}
     assert ids.MINING_VM_1.lower() in resources and ids.MINING_VM_2.lower() in resources
+    assert not {r["type"] for r in doc["affected"]["resources"]} & {"alert", "notification", "plan"}
+    assert {p["display"] for p in doc["affected"]["principals"]} >= {"mallory@fabrikam.example"}
     assert doc["investigation"]["ran"] and doc["investigation"]["findings"]
     # cost: sized through ARM, priced from the dated table, labelled an estimate
     cost = doc["cost_estimate"]
