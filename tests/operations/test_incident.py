@@ -204,3 +204,33 @@ def test_quota_far_above_use_in_the_affected_regions_is_recommended_in_the_recor
     assert html.escape(found[0]["recommendation"]) in page
     offline = build_incident(responded.store, MINING_KEY, quota_reader=live_reader(responded.settings))
     assert offline.as_json()["quota_hygiene"]["read"] is False  # no VM read: no region known
+
+
+def test_cli_exports_markdown_to_stdout_html_to_a_file_and_refuses_an_unknown_alert(
+        responded: Stage, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    env = {**os.environ, **responded.env, "FRAUD_RESPONDER_LOCAL_SETTINGS": str(REPO_ROOT / "does-not-exist.json")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "shared.cli", "incident", "export", *args], env=env,
+                              capture_output=True, text=True, check=False, timeout=180, cwd=REPO_ROOT)
+
+    md = cli(ids.MINING_ALERT_EVENT_ID, "--format", "md")
+    assert md.returncode == 0, md.stderr
+    assert md.stdout.startswith("# Incident record: alert partner\\_center:") and "## Timeline" in md.stdout
+    assert "Standard\\_NC24ads\\_A100\\_v4" in md.stdout  # sized live through ARM
+    out = tmp_path / "incident.html"
+    page = cli(MINING_KEY, "--format", "html", "--out", str(out))
+    assert page.returncode == 0 and page.stdout == "" and "written to" in page.stderr
+    assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    as_json = json.loads(cli(MINING_KEY, "--format", "json", "--offline").stdout)
+    assert as_json["cost_estimate"]["lines"][0]["note"].startswith("VM size not read")
+    missing = cli("no-such-alert")
+    assert missing.returncode == 1 and "no alert 'no-such-alert'" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+    assert cli(MINING_KEY, "--format", "pdf").returncode == 2
