@@ -308,6 +308,13 @@ def _investigation(doc: Mapping[str, Any] | None) -> dict[str, Any]:
             "investigated_at": doc.get("investigated_at"), "document": dict(doc)}
 
 
+def _containment() -> tuple[str, ...]:
+    """The catalogue's containment actions (a VM stopped by any of them stops costing)."""
+    from shared.response import catalogue
+
+    return catalogue.containment()
+
+
 def _is_vm(resource_id: str) -> bool:
     return "/providers/microsoft.compute/virtualmachines/" in resource_id.lower()
 
@@ -320,7 +327,7 @@ def _cost(alert: Mapping[str, Any], actions: Sequence[Mapping[str, Any]], invest
     stopped: dict[str, tuple[datetime | None, str]] = {}
     for action in actions:
         target = action.get("target") or {}
-        if action.get("action") == "stop_resources" and action.get("state") in CONTAINMENT_DONE:
+        if action.get("action") in _containment() and action.get("state") in CONTAINMENT_DONE:
             stopped[str(target.get("id") or "").lower()] = (_parse(action.get("updated_at")), str(action["state"]))
     resources = (investigation or {}).get("resources") if isinstance((investigation or {}).get("resources"),
                                                                      Mapping) else {}
@@ -446,9 +453,7 @@ def _exception(alert: Mapping[str, Any], actions: Sequence[Mapping[str, Any]], i
           f"subscription {alert.get('subscription_id') or '(none named)'}; this app does not tell new commerce "
           "from legacy subscriptions")
     missing.append("confirm the subscription is a new commerce (Azure plan) subscription")
-    contained = [a for a in actions if a.get("state") in CONTAINMENT_DONE and a.get("action") in (
-        "stop_resources", "suspend_subscription", "cancel_azure_subscription", "revoke_sessions",
-        "rotate_credentials")]
+    contained = [a for a in actions if a.get("state") in CONTAINMENT_DONE and a.get("action") in _containment()]
     check("partner mitigated the risk", bool(contained) or None,
           f"{len(contained)} containment action(s) succeeded" if contained else "no containment action succeeded "
           "yet")
