@@ -206,6 +206,8 @@ def _digest_schema() -> dict[str, Any]:
                    "description": "token status as GET /manage/tokens gives it (or ok, state and error when it "
                                   "could not be read)"},
         "text": {"type": "string", "description": "the digest as the e-mail's plain text"},
+        "expired_approvals": {"type": "array", "items": FREE_OBJECT,
+                              "description": "approvals that expired unanswered in the window (APPROVAL_EXPIRY_HOURS)"},
         "quota_hygiene": _object({"read": {"type": "boolean"}, "note": text,
                                   "recommendations": {"type": "array", "items": FREE_OBJECT}},
                                  description="core quotas far above anything used (read only)"),

@@ -98,6 +98,8 @@ class Digest:
     """``shared.operations.token_status.token_status`` (state, refresh token age, warnings, next steps)."""
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     """Source records the sync could not store, quarantined in the window (``{source, id, reason, at}``)."""
+    expired: list[dict[str, Any]] = field(default_factory=list)
+    """Approvals that expired unanswered (APPROVAL_EXPIRY_HOURS) in the window, each with its approve command."""
     quota: dict[str, Any] = field(default_factory=dict)
     """Quota hygiene (``shared.operations.quota``): ``{read, recommendations: [...], note}``; read only."""
 
@@ -121,7 +123,7 @@ class Digest:
 
     @property
     def needs_attention(self) -> bool:
-        return bool(self.pending or self.failures or self.sync_errors or self.poison_count
+        return bool(self.pending or self.expired or self.failures or self.sync_errors or self.poison_count
                     or self.tokens_need_attention or self.quarantined)
 
     def subject(self) -> str:
@@ -153,6 +155,7 @@ class Digest:
             "sync_errors": self.sync_errors, "poison": self.poison, "tokens": self.tokens,
             "quarantined": self.quarantined,
             "quota_hygiene": self.quota or {"read": False, "recommendations": [], "note": QUOTA_NOT_READ},
+            "expired_approvals": self.expired,
         }
 
     def as_text(self) -> str:
@@ -200,6 +203,13 @@ class Digest:
 
     def _pending_text(self) -> list[str]:
         lines = [f"ACTIONS WAITING FOR APPROVAL ({len(self.pending)})"]
+        if self.expired:
+            lines.append(f"  {len(self.expired)} more expired unanswered in the last {WINDOW_HOURS} hours "
+                         "(they can still be approved):")
+            for row in self.expired[:MAX_ROWS_SHOWN]:
+                lines.append(f"  - {row['id']}: {row['action']} on {row['target']} (alert {row['alert']}), "
+                             f"expired {_when(row['expired_at'])}")
+                lines.append(f"      approve: {row['approve']}")
         if not self.pending:
             return [*lines, "  none"]
         for row in self.pending[:MAX_ROWS_SHOWN]:
@@ -330,6 +340,17 @@ def _pending(entries: Iterable[LedgerEntry]) -> list[dict[str, Any]]:
              "reject": f"{CLI} actions reject {e.action_id} --reason \"<why>\""} for e in rows]
 
 
+def _expired(entries: Iterable[LedgerEntry], since: datetime) -> list[dict[str, Any]]:
+    from shared.response.engine import APPROVAL_TIMEOUT
+
+    rows = [e for e in entries if e.expired_by == APPROVAL_TIMEOUT and e.updated_at is not None
+            and e.updated_at >= since]
+    rows.sort(key=lambda e: (e.updated_at or since, e.action_id))
+    return [{"id": e.action_id, "alert": e.alert_key, "customer_tenant_id": e.customer_tenant_id,
+             "action": e.action, "target": _target(e), "expired_at": iso(e.updated_at),
+             "reason": e.expired_reason, "approve": f"{CLI} actions approve {e.action_id}"} for e in rows]
+
+
 def _failures(entries: Iterable[LedgerEntry], since: datetime) -> list[dict[str, Any]]:
     rows = [e for e in entries if e.updated_at is not None and e.updated_at >= since]
     rows.sort(key=lambda e: (e.updated_at or since, e.action_id), reverse=True)
@@ -444,7 +465,7 @@ def build_digest(settings: Settings, store: TableStore, *, now: datetime | None 
     usages of the unresolved alerts' subscriptions in their VMs' regions, read now (best effort);
     with neither the section says quota was not read.
     """
-    from shared.response.ledger import AWAITING_APPROVAL, FAILED, UNDO_FAILED, Ledger
+    from shared.response.ledger import AWAITING_APPROVAL, EXPIRED, FAILED, UNDO_FAILED, Ledger
 
     now = now or datetime.now(UTC)
     since = now - timedelta(hours=WINDOW_HOURS)
@@ -464,7 +485,7 @@ def build_digest(settings: Settings, store: TableStore, *, now: datetime | None 
         failures=_failures(ledger.query(states=(FAILED, UNDO_FAILED)), since),
         sync_errors=_sync_errors(store, since), poison=_poison(settings, store, since),
         tokens=_tokens(settings, store, now), quarantined=_quarantined(store, since),
-        quota=quota,
+        quota=quota, expired=_expired(ledger.query(states=(EXPIRED,)), since),
     )
 
 

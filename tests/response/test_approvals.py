@@ -88,6 +88,12 @@ def test_waiting_too_long_expires_each_row_records_it_and_notifies_what_to_do_an
     assert f"fraud-responder actions approve --alert {MINING_KEY} --all" in text
     assert "--reason legitimate" in text
 
+    from shared.operations.digest import build_digest
+
+    digest = build_digest(responded.settings, responded.store)  # seen even if that e-mail was lost
+    assert {r["id"] for r in digest.expired} == set(pending) and digest.needs_attention
+    assert f"actions approve {next(iter(pending))}" in digest.as_text()
+
     again = expire_stale_approvals(responded.settings, responded.store, now=now + timedelta(hours=9))
     assert again["expired"] == [] and len(mail(fresh_sandbox)) == before + 1  # each expiry notified once
 
