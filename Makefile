@@ -7,9 +7,19 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
 
-.PHONY: install test lint typecheck pytest run sandbox bench chaos fuzz requirements clean
+.PHONY: install chromium test lint typecheck pytest run sandbox bench chaos fuzz requirements clean
 
-install: $(STAMP) $(NODE_STAMP)
+install: $(STAMP) $(NODE_STAMP) chromium
+
+# The incident record's HTML is checked in Debian's headless Chromium (driven by Playwright, never
+# `playwright install`): installed with apt-get when missing, as root or through sudo.
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium; \
+	  else echo "Chromium is required for the tests ($(CHROMIUM)): run 'apt-get install -y chromium' as root (or make install with sudo rights)"; exit 1; fi; }
+	@test -x $(CHROMIUM) || { echo "apt-get did not install $(CHROMIUM); install Debian's chromium package"; exit 1; }
 
 $(STAMP): pyproject.toml requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found %d.%d); set PYTHON=/path/to/python3.11" % sys.version_info[:2])'

@@ -21,7 +21,7 @@ def _call(operation: str, req: func.HttpRequest) -> func.HttpResponse:
     answer = handle(operation, AdminRequest(params=dict(req.params), route_params=dict(req.route_params),
                                             body=req.get_body() or b"", headers=dict(req.headers)))
     return func.HttpResponse(answer.body(), status_code=answer.status, headers=dict(answer.headers),
-                             mimetype="application/json", charset="utf-8")
+                             mimetype=answer.media_type, charset="utf-8")
 
 
 @bp.route(route="manage/alerts", methods=["GET"], auth_level=_KEY)
@@ -37,6 +37,21 @@ def admin_get_alert(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="manage/alerts/{alert_id}/resolve", methods=["POST"], auth_level=_KEY)
 def admin_resolve_alert(req: func.HttpRequest) -> func.HttpResponse:
     return _call("resolve_alert", req)
+
+
+@bp.route(route="manage/alerts/{alert_id}/incident", methods=["GET"], auth_level=_KEY)
+def admin_export_incident(req: func.HttpRequest) -> func.HttpResponse:
+    return _call("export_incident", req)
+
+
+@bp.route(route="manage/alerts/{alert_id}/actions/approve", methods=["POST"], auth_level=_KEY)
+def admin_approve_alert_actions(req: func.HttpRequest) -> func.HttpResponse:
+    return _call("approve_alert_actions", req)
+
+
+@bp.route(route="manage/alerts/{alert_id}/actions/reject", methods=["POST"], auth_level=_KEY)
+def admin_reject_alert_actions(req: func.HttpRequest) -> func.HttpResponse:
+    return _call("reject_alert_actions", req)
 
 
 @bp.route(route="manage/actions", methods=["GET"], auth_level=_KEY)

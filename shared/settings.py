@@ -270,6 +270,10 @@ SPECS: tuple[SettingSpec, ...] = (
                 "Warn (health, token status, a daily e-mail) when the SAM refresh token would expire unused "
                 "in fewer than this many days.",
                 "14", "14", _int_range(1, 89)),
+    SettingSpec("APPROVAL_EXPIRY_HOURS", "approval_expiry_hours",
+                "Hours an action may wait for approval before it expires (recorded, and the security contacts are "
+                "notified again with the commands that approve it); 0 = never.",
+                "72", "72", _int_range(0, 2160)),
     # --- Runtime ----------------------------------------------------------------------------
     SettingSpec("TABLE_NAME_PREFIX", "table_name_prefix",
                 "Prefix for table names, so several deployments can share one account.",
@@ -367,6 +371,7 @@ class Settings:
     allow_automatic_cancellation: bool
     digest_schedule: str
     token_warn_days: int
+    approval_expiry_hours: int
     table_name_prefix: str
     log_level: str
     log_format: str

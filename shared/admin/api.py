@@ -250,6 +250,59 @@ def resolve_alert(services: Services, request: AdminRequest) -> ApiResponse:
     return ApiResponse(200, resolve(services.settings, services.store, key, reason, operator))
 
 
+INCIDENT_MEDIA_TYPES: Final = {"json": "application/json", "md": "text/markdown", "html": "text/html"}
+
+
+def export_incident(services: Services, request: AdminRequest) -> ApiResponse:
+    """The incident record (``shared.operations.incident``) as JSON (default), Markdown or HTML."""
+    from shared.operations.incident import build_incident, live_vm_lookup, render
+    from shared.operations.quota import live_reader
+
+    query = _query(request, ("format",))
+    fmt = query.get("format", "json").lower()
+    if fmt not in INCIDENT_MEDIA_TYPES:
+        raise bad_request(f"format={fmt[:20]!r} is not a format; use one of {', '.join(INCIDENT_MEDIA_TYPES)}")
+    entity = _stored_alert(services, _route_param(request, "alert_id"))
+    key = f"{entity.get('source', '')}:{entity.get('alert_id', '')}"
+    lookup = live_vm_lookup(services.settings, services.store, str(entity.get("customer_tenant_id", "")))
+    record = build_incident(services.store, key, vm_lookup=lookup, quota_reader=live_reader(services.settings))
+    if fmt == "json":
+        return ApiResponse(200, record.as_json())
+    filename = f"incident-{re.sub(r'[^A-Za-z0-9_.-]', '_', str(entity.get('alert_id', '')))[:80]}.{fmt}"
+    return ApiResponse(200, render(record, fmt), media_type=INCIDENT_MEDIA_TYPES[fmt],
+                       headers={"Content-Disposition": f'inline; filename="{filename}"',
+                                "X-Content-Type-Options": "nosniff"})
+
+
+def _decide_alert(services: Services, request: AdminRequest, decision: str) -> ApiResponse:
+    """Every action of one alert that awaits approval, each decided on its own row (200 even if some did not)."""
+    from shared.response.engine import ActionNotFound, OperatorError
+
+    _query(request, ())
+    body = _json_body(request, ("operator", "reason") if decision == "reject" else ("operator",))
+    _no_operator_field(body)
+    reason = _text_field(body, "reason", required=False, limit=MAX_REASON_CHARS) if decision == "reject" else ""
+    entity = _stored_alert(services, _route_param(request, "alert_id"))
+    key = f"{entity.get('source', '')}:{entity.get('alert_id', '')}"
+    try:
+        outcomes = services.responder.decide_all(key, decision, request.operator, reason)
+    except ActionNotFound:
+        outcomes = []
+    except OperatorError as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    results = [o.as_json() for o in outcomes]
+    return ApiResponse(200, {"alert": key, "decision": decision, "results": results, "count": len(results),
+                             "failed": sum(1 for o in outcomes if not o.ok)})
+
+
+def approve_alert_actions(services: Services, request: AdminRequest) -> ApiResponse:
+    return _decide_alert(services, request, "approve")
+
+
+def reject_alert_actions(services: Services, request: AdminRequest) -> ApiResponse:
+    return _decide_alert(services, request, "reject")
+
+
 # --- the action ledger -----------------------------------------------------------------------------
 
 
@@ -321,7 +374,7 @@ def get_digest(services: Services, request: AdminRequest) -> ApiResponse:
     from shared.operations.digest import build_digest
 
     _query(request, ())
-    digest = build_digest(services.settings, services.store)
+    digest = build_digest(services.settings, services.store, read_quota=True)
     return ApiResponse(200, {**digest.as_dict(), "text": digest.as_text()})
 
 
@@ -342,6 +395,8 @@ Handler = Callable[[Services, AdminRequest], ApiResponse]
 
 HANDLERS: Final[dict[str, Handler]] = {
     "list_alerts": list_alerts, "get_alert": get_alert, "resolve_alert": resolve_alert,
+    "export_incident": export_incident, "approve_alert_actions": approve_alert_actions,
+    "reject_alert_actions": reject_alert_actions,
     "list_actions": list_actions, "approve_action": approve_action, "reject_action": reject_action,
     "undo_action": undo_action, "get_tokens": get_tokens, "get_digest": get_digest, "list_poison": list_poison,
 }

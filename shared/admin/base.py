@@ -27,8 +27,12 @@ class ApiResponse:
     status: int
     document: Any
     headers: Mapping[str, str] = field(default_factory=dict)
+    media_type: str = "application/json"
+    """Not JSON only for the incident record's Markdown and HTML, where ``document`` is the text itself."""
 
     def body(self) -> bytes:
+        if self.media_type != "application/json":
+            return str(self.document).encode("utf-8")
         return json.dumps(self.document, default=str).encode("utf-8")
 
 

@@ -212,7 +212,69 @@ def _digest_schema() -> dict[str, Any]:
                    "description": "token status as GET /manage/tokens gives it (or ok, state and error when it "
                                   "could not be read)"},
         "text": {"type": "string", "description": "the digest as the e-mail's plain text"},
+        "expired_approvals": {"type": "array", "items": FREE_OBJECT,
+                              "description": "approvals that expired unanswered in the window (APPROVAL_EXPIRY_HOURS)"},
+        "quota_hygiene": _object({"read": {"type": "boolean"}, "note": text,
+                                  "recommendations": {"type": "array", "items": FREE_OBJECT}},
+                                 description="core quotas far above anything used (read only)"),
     }, description="The `fraud-responder digest --json` report plus `text`, the e-mail's body.")
+
+
+def _incident_schema() -> dict[str, Any]:
+    """The incident record's JSON (``shared.operations.incident``): top level and the parts scripts use."""
+    from shared.operations.incident import INCIDENT_RECORD_VERSION
+
+    text, maybe = dict(STRING), {"type": ["string", "null"]}
+    number = {"type": ["number", "null"]}
+    event = _object({"at": maybe, "kind": text, "who": text, "what": text, "mode": text, "result": text,
+                     "action_id": text})
+    action = {"allOf": [_ref("Action"), _object({"other": {
+        "type": "object", "description": "ledger properties this version does not know (written by newer "
+                                         "actions), shown as they are"}})]}
+    cost_line = _object({"resource_id": text, "size": text, "location": text, "from": maybe, "to": maybe,
+                         "running_now": {"type": "boolean"}, "hours": {"type": "number"},
+                         "price_per_hour": number, "estimate": number, "note": text})
+    cost = _object({
+        "kind": {"type": "string", "enum": ["estimate", "measured"]}, "currency": text,
+        "total": {"type": "number"}, "complete": {"type": "boolean"},
+        "window": _object({"from": maybe, "to": maybe}), "basis": text, "prices_as_of": text,
+        "lines": {"type": "array", "items": cost_line}, "spend": {"type": ["object", "null"]}, "spend_note": text,
+    }, description="running hours of the affected VMs times a dated list price: an estimate until measured spend "
+                   "(issue 14) exists")
+    check = _object({"check": text, "met": {"type": ["boolean", "null"]}, "detail": text})
+    exception = _object({
+        "verdict": {"type": "string", "enum": ["looks eligible", "possibly eligible", "not eligible"]},
+        "looks_eligible": {"type": "boolean"}, "checks": {"type": "array", "items": check},
+        "missing": {"type": "array", "items": text}, "coverage": _object({"from": maybe, "until": maybe}),
+        "earlier_incidents": {"type": "array", "items": FREE_OBJECT}, "policy": FREE_OBJECT,
+    }, description="Microsoft's one-time exception for a first compromise: each condition, and what is still "
+                   "missing to file the request")
+    quota = _object({"read": {"type": "boolean"}, "note": text, "recommendations": {"type": "array",
+                                                                                    "items": FREE_OBJECT}})
+    return _object({
+        "incident_record_version": {"type": "integer", "const": INCIDENT_RECORD_VERSION},
+        "generated_at": maybe, "alert": _ref("AlertDetail"), "detection": FREE_OBJECT,
+        "actions": {"type": "array", "items": action, "description": "every ledger row, oldest first"},
+        "decisions": {"type": "array", "items": _decision_schema()},
+        "timeline": {"type": "array", "items": event,
+                     "description": "detection, each action planned and finished, each decision, in time order"},
+        "affected": _object({"resources": {"type": "array", "items": FREE_OBJECT},
+                             "principals": {"type": "array", "items": FREE_OBJECT}}),
+        "investigation": _object({"ran": {"type": "boolean"}, "findings": {"type": "array", "items": text}},
+                                 required=["ran", "findings"]),
+        "cost_estimate": cost, "exception_eligibility": exception, "quota_hygiene": quota,
+        "notes": {"type": "array", "items": text},
+    }, description="The incident record (`fraud-responder incident export ID --format json`); fields are only "
+                   "ever added.")
+
+
+def _bulk_schema() -> dict[str, Any]:
+    outcome = _object({"ok": {"type": "boolean"}, "error": dict(STRING), "action": _ref("Action")})
+    return _object({"alert": dict(STRING), "decision": {"type": "string", "enum": ["approve", "reject"]},
+                    "results": {"type": "array", "items": outcome,
+                                "description": "one per action that awaited approval, each its own ledger record "
+                                               "and decision"},
+                    "count": {"type": "integer", "minimum": 0}, "failed": {"type": "integer", "minimum": 0}})
 
 
 def _schemas() -> dict[str, Any]:
@@ -247,6 +309,8 @@ def _schemas() -> dict[str, Any]:
         "ActionList": _object({"actions": {"type": "array", "items": _ref("Action")},
                                "count": {"type": "integer", "minimum": 0}}),
         "ActionResult": _object({"action": _ref("Action")}),
+        "IncidentRecord": _incident_schema(),
+        "BulkDecision": _bulk_schema(),
         "Resolution": _resolution_schema(),
         "ResolveRequest": _object({"reason": {"type": "string", "enum": list(RESOLVE_REASONS)}}, open_=False,
                                   description=_NO_OPERATOR),
@@ -289,6 +353,10 @@ _PARAMS: Final[dict[str, list[tuple[str, str, dict[str, Any]]]]] = {
         ("limit", f"at most this many, newest change first (default {DEFAULT_LIMIT})",
          {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
     ],
+    "export_incident": [
+        ("format", "json (default), md (Markdown) or html (a self-contained, printable page)",
+         {"type": "string", "enum": ["json", "md", "html"]}),
+    ],
     "list_actions": [
         ("pending", "only actions awaiting approval", {"type": "boolean"}),
         ("alert", "only this alert's actions (its id or source:id key)", STRING),
@@ -302,6 +370,13 @@ _OPERATIONS: Final[dict[str, tuple[str, str, str | None, tuple[int, ...]]]] = {
                   "AlertWithActions", None, (400, 404, 500, 503)),
     "resolve_alert": ("Resolve an alert at its source (Partner Center or Graph) as fraud, legitimate or ignore",
                       "Resolution", "ResolveRequest", (400, 404, 500, 502, 503)),
+    "export_incident": ("The incident record of an alert: detection, timeline, actions, decisions, affected "
+                        "resources and principals, findings, cost estimate and the one-time exception check",
+                        "IncidentRecord", None, (400, 404, 500, 503)),
+    "approve_alert_actions": ("Approve every action of the alert that awaits approval, each on its own row",
+                              "BulkDecision", "DecisionRequest", (400, 404, 409, 500, 503)),
+    "reject_alert_actions": ("Reject every action of the alert that awaits approval, each on its own row",
+                             "BulkDecision", "RejectRequest", (400, 404, 409, 500, 503)),
     "list_actions": ("List action-ledger rows, oldest first", "ActionList", None, (400, 500, 503)),
     "approve_action": ("Run an action that awaits approval now (or retry a failed one)", "ActionResult",
                        "DecisionRequest", (400, 404, 409, 500, 502, 503)),
@@ -330,6 +405,9 @@ def _operation(op_id: str) -> dict[str, Any]:
                    for name, text, schema in _PARAMS.get(op_id, [])]
     responses: dict[str, Any] = {"200": {"description": "OK",
                                          "content": {"application/json": {"schema": _ref(success)}}}}
+    if op_id == "export_incident":  # the same record as Markdown or HTML (?format=md|html)
+        responses["200"]["content"].update({"text/markdown": {"schema": dict(STRING)},
+                                            "text/html": {"schema": dict(STRING)}})
     for status in errors:
         responses[str(status)] = {"description": _ERRORS[status],
                                   "content": {"application/json": {"schema": _ref("Error")}}}

@@ -38,7 +38,7 @@ def run_digest(args: argparse.Namespace) -> int:
         except OperationError as exc:
             raise CommandFailed(str(exc)) from None
     print("reading alerts, the action ledger, poison queues and token health ...", file=sys.stderr)
-    digest = build_digest(config, store())
+    digest = build_digest(config, store(), read_quota=True)
     if args.json:
         print_json(digest.as_dict())
     else:

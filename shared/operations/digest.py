@@ -17,7 +17,7 @@ past-due run) does not send twice. ``fraud-responder digest`` and GET /api/manag
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -29,6 +29,7 @@ from shared.operations import OperationError
 from shared.settings import Settings
 
 if TYPE_CHECKING:
+    from shared.detection.base import QuotaReading
     from shared.response.actions.base import Clients
     from shared.response.ledger import LedgerEntry
     from shared.storage.tables import TableStore
@@ -44,6 +45,7 @@ MAX_ROWS_SHOWN: Final = 50
 DIGEST_PARTITION: Final = "digest"
 """Checkpoints partition of the per-day claim (RowKey = the UTC date) that keeps the timer to one e-mail."""
 CLI: Final = "fraud-responder"
+QUOTA_NOT_READ: Final = "compute quota was not read (the compute usages reader supplies it)"
 
 
 class DigestNotConfigured(OperationError):
@@ -99,6 +101,10 @@ class Digest:
     """Source records the sync could not store, quarantined in the window (``{source, id, reason, at}``)."""
     posture: dict[str, Any] = field(default_factory=dict)
     """The partner's own posture (``shared.operations.posture.Posture.as_dict``); empty when not read."""
+    expired: list[dict[str, Any]] = field(default_factory=list)
+    """Approvals that expired unanswered (APPROVAL_EXPIRY_HOURS) in the window, each with its approve command."""
+    quota: dict[str, Any] = field(default_factory=dict)
+    """Quota hygiene (``shared.operations.quota``): ``{read, recommendations: [...], note}``; read only."""
 
     # --- what needs attention -------------------------------------------------------------------
 
@@ -120,7 +126,7 @@ class Digest:
 
     @property
     def needs_attention(self) -> bool:
-        return bool(self.pending or self.failures or self.sync_errors or self.poison_count
+        return bool(self.pending or self.expired or self.failures or self.sync_errors or self.poison_count
                     or self.tokens_need_attention or self.quarantined)
 
     def subject(self) -> str:
@@ -151,6 +157,8 @@ class Digest:
             "unresolved": self.unresolved, "pending": self.pending, "failures": self.failures,
             "sync_errors": self.sync_errors, "poison": self.poison, "tokens": self.tokens,
             "quarantined": self.quarantined, "posture": self.posture,
+            "quota_hygiene": self.quota or {"read": False, "recommendations": [], "note": QUOTA_NOT_READ},
+            "expired_approvals": self.expired,
         }
 
     def as_text(self) -> str:
@@ -159,6 +167,7 @@ class Digest:
                  f"{_when(self.since)})", "", self._summary(), ""]
         lines += [*self._unresolved_text(), "", *self._pending_text(), "", *self._failures_text()]
         lines += ["", *self._poison_text(), "", *self._quarantine_text(), "", *self._tokens_text()]
+        lines += ["", *self._quota_text()]
         lines += ["", *self._posture_text()]
         lines += ["", f"Run `{CLI} digest` for this report now, `{CLI} alerts list` and `{CLI} actions list` for "
                       "details; docs/runbook.md says what to do in each situation."]
@@ -198,6 +207,13 @@ class Digest:
 
     def _pending_text(self) -> list[str]:
         lines = [f"ACTIONS WAITING FOR APPROVAL ({len(self.pending)})"]
+        if self.expired:
+            lines.append(f"  {len(self.expired)} more expired unanswered in the last {WINDOW_HOURS} hours "
+                         "(they can still be approved):")
+            for row in self.expired[:MAX_ROWS_SHOWN]:
+                lines.append(f"  - {row['id']}: {row['action']} on {row['target']} (alert {row['alert']}), "
+                             f"expired {_when(row['expired_at'])}")
+                lines.append(f"      approve: {row['approve']}")
         if not self.pending:
             return [*lines, "  none"]
         for row in self.pending[:MAX_ROWS_SHOWN]:
@@ -266,6 +282,16 @@ class Digest:
             lines.append(f"    Fix: {finding['fix']}")
         lines += [f"  ! could not read {error}" for error in self.posture.get("errors", [])]
         return lines if findings or self.posture.get("errors") else [*lines, "  no findings"]
+    def _quota_text(self) -> list[str]:
+        found = list(self.quota.get("recommendations") or [])
+        lines = [f"QUOTA HYGIENE: CORE QUOTA FAR ABOVE USE ({len(found)}, read only)"]
+        if not self.quota.get("read"):
+            return [*lines, f"  {self.quota.get('note') or QUOTA_NOT_READ}"]
+        if not found:
+            return [*lines, "  none"]
+        lines += [f"  - {r['recommendation']}" for r in found[:MAX_ROWS_SHOWN]]
+        lines.append("  Unused quota is what a compromised subscription mines with; lowering it changes nothing else.")
+        return lines
 
     def _tokens_text(self) -> list[str]:
         tokens = self.tokens
@@ -331,6 +357,17 @@ def _pending(entries: Iterable[LedgerEntry]) -> list[dict[str, Any]]:
              "reject": f"{CLI} actions reject {e.action_id} --reason \"<why>\""} for e in rows]
 
 
+def _expired(entries: Iterable[LedgerEntry], since: datetime) -> list[dict[str, Any]]:
+    from shared.response.engine import APPROVAL_TIMEOUT
+
+    rows = [e for e in entries if e.expired_by == APPROVAL_TIMEOUT and e.updated_at is not None
+            and e.updated_at >= since]
+    rows.sort(key=lambda e: (e.updated_at or since, e.action_id))
+    return [{"id": e.action_id, "alert": e.alert_key, "customer_tenant_id": e.customer_tenant_id,
+             "action": e.action, "target": _target(e), "expired_at": iso(e.updated_at),
+             "reason": e.expired_reason, "approve": f"{CLI} actions approve {e.action_id}"} for e in rows]
+
+
 def _failures(entries: Iterable[LedgerEntry], since: datetime) -> list[dict[str, Any]]:
     rows = [e for e in entries if e.updated_at is not None and e.updated_at >= since]
     rows.sort(key=lambda e: (e.updated_at or since, e.action_id), reverse=True)
@@ -386,20 +423,87 @@ def _tokens(settings: Settings, store: TableStore, now: datetime) -> dict[str, A
                 "refresh_token": {}, "principals": [], "warnings": [], "next_steps": []}
 
 
-def build_digest(settings: Settings, store: TableStore, *, now: datetime | None = None) -> Digest:
-    """Read everything the digest shows (nothing is changed; the refresh token is not redeemed)."""
-    from shared.response.ledger import AWAITING_APPROVAL, FAILED, UNDO_FAILED, Ledger
+def _quota(readings: Mapping[str, Iterable[QuotaReading]] | None) -> dict[str, Any]:
+    from shared.operations.quota import recommend
+
+    if readings is None:
+        return {"read": False, "recommendations": [], "note": QUOTA_NOT_READ}
+    return {"read": True, "recommendations": [r.as_json() for r in recommend(readings)],
+            "note": f"{len(readings)} subscription(s) read; nothing is changed"}
+
+
+MAX_QUOTA_VMS: Final = 20
+"""Affected VMs looked up (for their regions) when the digest reads compute quota."""
+
+
+def _live_quota(settings: Settings, store: TableStore, unresolved: list[dict[str, Any]]) -> dict[str, Any]:
+    """Quota hygiene for the subscriptions of unresolved alerts, in the regions of their affected VMs."""
+    from shared.operations.quota import read_quota
+    from shared.response.actions.base import Clients as ActionClients
+    from shared.views import alert_json, find_alert
+
+    clients = ActionClients(settings, store)
+    regions: dict[str, set[str]] = {}
+    errors: list[str] = []
+    looked = 0
+    for group in unresolved:
+        for summary in group["alerts"]:
+            entity = find_alert(store, summary["key"])
+            alert = alert_json(entity) if entity else None
+            if alert is None or not alert["subscription_id"]:
+                continue
+            for resource in alert["affected_resources"]:
+                rid = str(resource["id"])
+                if "/providers/microsoft.compute/virtualmachines/" not in rid.lower() or looked >= MAX_QUOTA_VMS:
+                    continue
+                looked += 1
+                try:
+                    vm = clients.arm(alert["customer_tenant_id"]).get_vm(rid)
+                except Exception as exc:  # a deleted VM, a refused tenant: the others still count
+                    errors.append(f"{rid}: {type(exc).__name__}")
+                    continue
+                if vm.location:
+                    regions.setdefault(alert["subscription_id"], set()).add(vm.location)
+    if not regions:
+        return {"read": False, "recommendations": [], "errors": errors,
+                "note": "no region to read: no unresolved alert names a VM that could be read"}
+    readings, failed = read_quota(settings, regions)
+    doc = _quota(readings)
+    doc["errors"] = errors + failed
+    return doc
+
+
+def build_digest(settings: Settings, store: TableStore, *, now: datetime | None = None,
+                 quota_readings: Mapping[str, Iterable[QuotaReading]] | None = None,
+                 read_quota: bool = False) -> Digest:
+    """Read everything the digest shows (nothing is changed; the refresh token is not redeemed).
+
+    Quota hygiene: ``quota_readings`` (compute usages per subscription), or with ``read_quota`` the
+    usages of the unresolved alerts' subscriptions in their VMs' regions, read now (best effort);
+    with neither the section says quota was not read.
+    """
+    from shared.response.ledger import AWAITING_APPROVAL, EXPIRED, FAILED, UNDO_FAILED, Ledger
 
     now = now or datetime.now(UTC)
     since = now - timedelta(hours=WINDOW_HOURS)
     ledger = Ledger(store)
+    unresolved = _unresolved(store)
+    quota = _quota(quota_readings)
+    if quota_readings is None and read_quota:
+        try:
+            quota = _live_quota(settings, store, unresolved)
+        except Exception as exc:  # the digest still goes out, saying what it could not read
+            log.warning("digest: compute quota could not be read: %s", type(exc).__name__)
+            quota = {"read": False, "recommendations": [], "errors": [],
+                     "note": f"compute quota could not be read: {type(exc).__name__}: {one_line(exc, 200)}"}
     return Digest(
-        generated_at=now, since=since, unresolved=_unresolved(store),
+        generated_at=now, since=since, unresolved=unresolved,
         pending=_pending(ledger.query(states=(AWAITING_APPROVAL,))),
         failures=_failures(ledger.query(states=(FAILED, UNDO_FAILED)), since),
         sync_errors=_sync_errors(store, since), poison=_poison(settings, store, since),
         tokens=_tokens(settings, store, now), quarantined=_quarantined(store, since),
         posture=_posture(settings, store, now),
+        quota=quota, expired=_expired(ledger.query(states=(EXPIRED,)), since),
     )
 
 
@@ -486,7 +590,7 @@ def run_daily_digest(*, past_due: bool = False, settings: Settings | None = None
         log.info("the digest for %s was already sent (or is being sent); nothing to do", day)
         return {"sent": False, "day": day, "reason": "already sent today"}
     try:
-        result = send_digest(settings, store, clients, digest=build_digest(settings, store, now=now))
+        result = send_digest(settings, store, clients, digest=build_digest(settings, store, now=now, read_quota=True))
     except BaseException:
         store.delete(CHECKPOINTS_TABLE, DIGEST_PARTITION, day)
         raise

@@ -48,7 +48,7 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from shared.alerts import Alert, from_entity
@@ -90,6 +90,10 @@ DEFAULT_LEASE_SECONDS: Final = 600.0
 
 PLAN_TARGET: Final = "plan"
 """Target kind of the row that records a failure to plan an action at all (or that it is not built)."""
+
+APPROVAL_TIMEOUT: Final = "approval-timeout"
+"""``expired_by`` of a row that waited longer than APPROVAL_EXPIRY_HOURS: unlike a row expired by the
+alert's resolution, an operator may still approve (or reject) it; it just stops rotting in the list."""
 
 _MODE_STATE: Final = {"enforce": RUNNING, "dry-run": DRY_RUN, "approve": AWAITING_APPROVAL}
 _TARGET_LOCKS: Final = tuple(threading.Lock() for _ in range(256))
@@ -805,14 +809,15 @@ class Responder:
         if entry.target.kind == PLAN_TARGET:
             raise OperatorError(f"action {entry.action_id} records that {entry.action} could not be planned "
                                 f"({entry.error}); it is planned again when the alert changes")
-        if entry.state == EXPIRED:
+        timed_out = entry.state == EXPIRED and entry.expired_by == APPROVAL_TIMEOUT
+        if entry.state == EXPIRED and not timed_out:
             why = entry.expired_reason or "the alert was resolved"
             raise OperatorError(f"action {entry.action_id} ({entry.action}) expired: {why}; a resolved alert's "
                                 "containment does not run (if the alert becomes active "
                                 "again, it gets a fresh approval row)")
         self._refuse_held(entry)
         interrupted = entry.state in (RUNNING, PLANNED)
-        if entry.state not in (AWAITING_APPROVAL, FAILED) and not interrupted:
+        if entry.state not in (AWAITING_APPROVAL, FAILED) and not interrupted and not timed_out:
             raise OperatorError(f"action {entry.action_id} is {entry.state}; only actions awaiting approval (or "
                                 "failed ones, to retry) can be approved")
         action = self._operator_action(entry)
@@ -822,6 +827,7 @@ class Responder:
         actor = f"operator:{operator}"
         try:
             entry = self.ledger.transition(entry, {
+                **({"expired_by": "", "expired_reason": ""} if timed_out else {}),
                 "state": RUNNING, "approved_by": operator, "approved_at": self._clock(), "actor": actor,
                 "attempts": entry.attempts + 1, "error": "", **self.ledger.lease(actor, self._lease_seconds)})
         except LedgerConflict as exc:
@@ -858,9 +864,10 @@ class Responder:
                 raise OperatorError(f"action {entry.action_id} took effect before its worker was interrupted; it is "
                                     f"recorded as succeeded: undo it with `fraud-responder actions undo "
                                     f"{entry.action_id}` if it should not stand")
-        if entry.state not in (AWAITING_APPROVAL, FAILED) or entry.target.kind == PLAN_TARGET:
+        timed_out = entry.state == EXPIRED and entry.expired_by == APPROVAL_TIMEOUT
+        if (entry.state not in (AWAITING_APPROVAL, FAILED) and not timed_out) or entry.target.kind == PLAN_TARGET:
             raise OperatorError(f"action {entry.action_id} is {entry.state}; only actions awaiting approval (or "
-                                "failed ones) can be rejected")
+                                "failed ones, or ones whose approval timed out) can be rejected")
         try:
             done = self.ledger.transition(entry, {"state": REJECTED, "rejected_by": operator,
                                                   "rejected_at": self._clock(), "actor": f"operator:{operator}",
@@ -966,3 +973,70 @@ class Responder:
                 expired.append(done)
                 break
         return expired
+
+    def decide_all(self, alert: str, decision: str, operator: str, reason: str = "") -> list[BulkOutcome]:
+        """Approve or reject every action of one alert that awaits approval, in the catalogue's run order.
+
+        Each row is decided on its own (its own ledger transition and decision record, exactly as
+        ``approve`` / ``reject`` one by one), and one that cannot be decided does not stop the others:
+        its outcome carries the reason. ActionNotFound when the alert has no ledger rows at all.
+        """
+        if decision not in ("approve", "reject"):
+            raise ValueError(f"decision must be approve or reject, not {decision!r}")
+        rows = self.list_actions(alert=alert)
+        if not rows:
+            raise ActionNotFound(f"alert {alert!r} has no actions; list them with `fraud-responder actions list`")
+        waiting = [r for r in rows if r.state == AWAITING_APPROVAL]
+        spec_order = {name: index for index, name in enumerate(catalogue.names())}
+        waiting.sort(key=lambda r: (spec_order.get(r.action, len(spec_order)), r.created_at or self._clock(),
+                                    r.action_id))
+        outcomes: list[BulkOutcome] = []
+        for row in waiting:
+            try:
+                done = (self.approve(row.action_id, operator) if decision == "approve"
+                        else self.reject(row.action_id, operator, reason))
+            except OperatorError as exc:
+                fresh = self.ledger.get(row.partition, row.row) or row
+                outcomes.append(BulkOutcome(fresh, ok=False, error=one_line(str(exc))))
+                continue
+            outcomes.append(BulkOutcome(done, ok=done.state not in (FAILED, UNDO_FAILED),
+                                        error=done.error if done.state == FAILED else ""))
+        return outcomes
+
+    def expire_stale(self, hours: float, *, now: datetime | None = None) -> list[LedgerEntry]:
+        """Expire every row that has waited for approval longer than ``hours`` (APPROVAL_EXPIRY_HOURS).
+
+        Recorded on the row (``expired_by`` = APPROVAL_TIMEOUT, why) and as an ``expire`` decision of its
+        own. An operator may still approve or reject such a row; the expiry only ends the wait, so a
+        pending approval is never silently forgotten (the caller re-notifies). A row changed meanwhile
+        is left for the next run.
+        """
+        now = now or self._clock()
+        cutoff = now - timedelta(hours=hours)
+        expired: list[LedgerEntry] = []
+        for entry in self.ledger.query(states=(AWAITING_APPROVAL,)):
+            waiting_since = entry.created_at
+            if waiting_since is None or waiting_since > cutoff:
+                continue
+            why = (f"waited {hours:g} hours for approval without a decision (since "
+                   f"{waiting_since:%Y-%m-%d %H:%M} UTC)")
+            try:
+                done = self.ledger.transition(entry, {"state": EXPIRED, "expired_by": APPROVAL_TIMEOUT,
+                                                      "expired_at": now, "expired_reason": why})
+            except LedgerConflict:
+                continue
+            self._decided(done, "expire", APPROVAL_TIMEOUT, reason=why)
+            expired.append(done)
+        return expired
+
+
+@dataclass(frozen=True)
+class BulkOutcome:
+    """One row of a bulk approve or reject: the row as it is now, and whether the decision took."""
+
+    entry: LedgerEntry
+    ok: bool
+    error: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "error": self.error, "action": self.entry.as_json()}

@@ -22,6 +22,8 @@ PARTNER_CENTER_ALERTS: Final = "https://partner.microsoft.com/dashboard"
 """Partner Center; its security alerts dashboard is Insights > Security > Alerts (Admin Agent role)."""
 PORTAL: Final = "https://portal.azure.com"
 CLI: Final = "fraud-responder"
+API: Final = "/api/manage"
+"""The admin API's base path on the function app (shared.admin.routes)."""
 
 NEXT_STEPS: Final = (
     "Review any other Azure resources or services provisioned in this subscription in the last week, "
@@ -120,9 +122,8 @@ def compose(
         for entry in pending:
             lines.append(f"  - {_describe(entry)}")
             if entry.get("id"):
-                lines.append(f"      approve: {CLI} actions approve {entry['id']}")
-                lines.append(f"      reject:  {CLI} actions reject {entry['id']}")
-        lines.append(f"  All waiting actions: {CLI} actions list --pending")
+                lines += approval_lines(str(entry["id"]))
+        lines += bulk_lines(alert.key)
     else:
         lines.append("  Nothing.")
     if retrying:
@@ -146,6 +147,47 @@ def compose(
     lines += ["", f"Alert {alert.key} as seen by the CSP fraud responder: {CLI} alerts show {alert.key}"]
     return Message(subject(alert, test=test), "\n".join(lines) + "\n",
                    _short(alert, test=test, done=done, pending=pending, failed=failed, suppressed=suppressed))
+
+
+def approval_lines(action_id: str) -> list[str]:
+    """The one command (and the one API call) that approves a waiting action, and the one that rejects it."""
+    return [f"      approve: {CLI} actions approve {action_id}",
+            f"               (admin API: POST {API}/actions/{action_id}/approve)",
+            f"      reject:  {CLI} actions reject {action_id} --reason \"<why>\""]
+
+
+def bulk_lines(alert_key: str) -> list[str]:
+    """All waiting actions of one alert in one step: each is still approved (or rejected) on its own row."""
+    return [f"  All of this alert's waiting actions at once: {CLI} actions approve --alert {alert_key} --all",
+            f"    (or reject them: {CLI} actions reject --alert {alert_key} --all --reason \"<why>\"; admin API: "
+            f"POST {API}/alerts/{alert_key}/actions/approve or .../reject)",
+            f"  Everything waiting: {CLI} actions list --pending"]
+
+
+def compose_expired(alert: Alert, expired: Sequence[Mapping[str, Any]], *, hours: float) -> Message:
+    """The re-notification when approvals of this alert expired unanswered: what expired and what to do now.
+
+    ``expired`` entries are dicts with "id", "action", "target", "waiting_since" (text).
+    """
+    customer = alert.customer_name or alert.customer_tenant_id
+    noun = "approval" if len(expired) == 1 else "approvals"
+    title = (f"[Action needed] {len(expired)} {noun} expired unanswered: {headline(alert)} in {customer} "
+             f"(alert {alert.id})")
+    lines = [f"{len(expired)} action(s) of alert {alert.key} waited more than {hours:g} hours for an operator's "
+             "decision and expired. Nothing was done: the threat they contain may still be active.", "",
+             "EXPIRED (each can still be approved or rejected)"]
+    for entry in expired:
+        lines.append(f"  - {_describe(entry)} (waiting since {entry.get('waiting_since') or 'unknown'})")
+        if entry.get("id"):
+            lines += approval_lines(str(entry["id"]))
+    lines += ["", "WHAT TO DO"]
+    lines += bulk_lines(alert.key)
+    lines += [f"  If the activity is legitimate: {CLI} alerts resolve {alert.key} --reason legitimate",
+              f"  The whole record: {CLI} incident export {alert.key} --format html --out incident.html", ""]
+    lines += _what(alert) + _where(alert)
+    body = "\n".join(lines).rstrip() + "\n"
+    short = f"{title}\n`{CLI} actions approve --alert {alert.key} --all` approves them all"
+    return Message(title, body, short)
 
 
 def _what(alert: Alert) -> list[str]:

@@ -348,3 +348,37 @@ def test_only_a_valid_entra_token_with_the_right_app_role_opens_the_api(responde
     assert api.get(f"/api/manage/alerts/{MINING_KEY}")["alert"]["status"] != "resolved"
     decided = api.post(approve, token=app_token(fresh_sandbox))["action"]
     assert decided["approved_by"] == f"app:{ids.OPERATOR_APP_CLIENT_ID}"
+
+
+def test_a_reader_exports_the_incident_record_in_three_formats_and_a_decider_approves_an_alert_in_one_step(
+        responded: Api, fresh_sandbox: Sandbox) -> None:
+    api = responded
+    reader = user_token(fresh_sandbox, BOB)  # FraudResponder.Read is enough to export
+    path = f"/api/manage/alerts/{ids.MINING_ALERT_EVENT_ID}/incident"
+    record = api.get(path, token=reader)  # JSON by default, valid against the served document
+    assert record["alert"]["key"] == MINING_KEY and record["cost_estimate"]["kind"] == "estimate"
+    assert {a["id"] for a in record["actions"]} == {a["id"] for a in api.get("/api/manage/actions",
+                                                                             alert=MINING_KEY)["actions"]}
+    assert record["timeline"] and record["exception_eligibility"]["verdict"]
+    markdown = api.client.get(path, params={"format": "md"}, headers=bearer(reader))
+    assert api.contract.check(markdown).startswith(f"# Incident record: alert {MINING_KEY}".replace("_", "\\_"))
+    assert markdown.headers["content-type"].startswith("text/markdown")
+    page = api.client.get(path, params={"format": "html"}, headers=bearer(reader))
+    assert api.contract.check(page).startswith("<!DOCTYPE html>")
+    assert page.headers["content-type"].startswith("text/html") and page.headers["x-content-type-options"] == "nosniff"
+    assert api.get(path, expect=400, format="pdf")["error"] == "bad_request"
+    assert api.get("/api/manage/alerts/no-such-alert/incident", expect=404)["error"] == "not_found"
+
+    # approve every waiting action of the alert in one step; a reader may not
+    bulk = f"/api/manage/alerts/{MINING_KEY}/actions/approve"
+    assert api.post(bulk, expect=403, token=reader)["error"] == "forbidden"
+    assert api.post(bulk, {"operator": "mallory"}, expect=400)["error"] == "bad_request"
+    waiting = {a["id"] for a in api.get("/api/manage/actions", pending="true", alert=MINING_KEY)["actions"]}
+    done = api.post(bulk)
+    assert done["count"] == len(waiting) and done["failed"] == 0
+    assert {r["action"]["id"] for r in done["results"]} == waiting
+    assert all(r["action"]["approved_by"] == ALICE for r in done["results"])
+    decisions = api.get(f"/api/manage/alerts/{MINING_KEY}")["decisions"]
+    assert sorted(d["action_id"] for d in decisions if d["decision"] == "approve") == sorted(waiting)
+    again = api.post(f"/api/manage/alerts/{MINING_KEY}/actions/reject", {"reason": "too late"})
+    assert again["count"] == 0 and again["results"] == []
