@@ -144,11 +144,13 @@ def test_operator_finds_the_mining_alert_approves_resolves_and_reads_the_digest(
         ("resolve", ALICE), ("resolve", ALICE)]
 
     # the fraud verdict planned the rest for the customer: the licences' suspension, the rogue role
-    # assignment's removal and the service request wait for approval (the Azure plan is suspended already)
+    # assignment's removal, the Global Administrators' password change (two admins) and the service request
+    # wait for approval (the Azure plan is suspended already)
     verdict = {a["id"]: a for a in api.get("/api/manage/actions", pending="true")["actions"]}
     assert set(verdict) <= set(resolved["verdict_actions"])
     assert sorted(a["action"] for a in verdict.values()) == [
-        "open_service_request", "remove_role_assignments", "suspend_customer_subscriptions"]
+        "open_service_request", "remove_role_assignments", "require_admin_password_change",
+        "require_admin_password_change", "suspend_customer_subscriptions"]
 
     # 5. read the digest: only the verdict waits for approval, the mining alert is no longer open
     digest = api.get("/api/manage/digest")
