@@ -224,3 +224,16 @@ register(SourceEntry("partner_center", "Partner Center", "shared.sources.partner
                      credential="partner_center", categories=MICROSOFT_CATEGORIES))
 register(SourceEntry("graph", "Microsoft Graph", "shared.sources.graph",
                      credential="graph_app", categories=MICROSOFT_CATEGORIES))
+
+
+# --- our own detectors (issue 13): local only, stored by the detection runner ----------------------------
+
+DETECTOR_MODULE: Final = "shared.sources.detectors"
+register(SourceEntry("compute_burst", "Compute burst detector", DETECTOR_MODULE, writes_status=False,
+                     categories=(Category("compute_burst", "Compute burst detected", throttle_hours=24.0),)))
+register(SourceEntry("privilege_change", "Privilege change detector", DETECTOR_MODULE, writes_status=False,
+                     categories=(Category("privilege_change", "Privileged role granted to an unknown principal"),)))
+register(SourceEntry("quota_jump", "Quota jump detector", DETECTOR_MODULE, writes_status=False,
+                     categories=(Category("quota_jump", "Compute quota jump detected"),)))
+register(SourceEntry("micro_fraud", "Micro-fraud detector", DETECTOR_MODULE, writes_status=False,
+                     categories=(Category("micro_fraud", "Burst of new customers or subscriptions"),)))

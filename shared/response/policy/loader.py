@@ -41,7 +41,8 @@ MATCH_FIELDS: Final = (
     "subscriptions", "customer_tags", "min_hit_count", "statuses",
 )
 RULE_FIELDS: Final = ("name", "description", "match", "actions")
-TOP_LEVEL_FIELDS: Final = ("version", "rules")
+TOP_LEVEL_FIELDS: Final = ("version", "rules", "detection")
+"""``detection``: the detectors' thresholds (``shared.detection.config``), checked here with the rules."""
 POLICY_VERSION: Final = 1
 
 _RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -89,10 +90,24 @@ def parse_policy(text: str, *, path: str = "<string>") -> Policy:
         raise PolicyError(path, [f"TOML syntax error: {exc}"]) from None
     errors: list[str] = []
     rules = _rules(document, errors)
+    detection = _detection(document, errors)
     if errors:
         raise PolicyError(path, errors)
     return Policy(rules=tuple(rules), path=path, sha256=hashlib.sha256(text.encode()).hexdigest(),
-                  warnings=tuple(_warnings(rules)))
+                  warnings=tuple(_warnings(rules)), detection=detection)
+
+
+def _detection(document: Mapping[str, Any], errors: list[str]) -> Any:
+    """The ``[detection]`` table validated; every mistake named by its dotted setting."""
+    from shared.detection.config import DetectionConfig, DetectionConfigError
+
+    if "detection" not in document:
+        return None
+    try:
+        return DetectionConfig.from_mapping(document["detection"])
+    except DetectionConfigError as exc:
+        errors.extend(exc.errors)
+        return None
 
 
 _cache: dict[Path, tuple[tuple[int, int], Policy]] = {}

@@ -212,6 +212,9 @@ class Policy:
     """The file it came from, as shown to people (relative to the app root when inside it)."""
     sha256: str = ""
     warnings: tuple[str, ...] = field(default=())
+    detection: Any = None
+    """The ``[detection]`` table, validated (``shared.detection.config.DetectionConfig``); None when the
+    file has none (the detectors' defaults apply)."""
 
     def evaluate(
         self, alert: Alert, *, tags: frozenset[str] = frozenset(), allow_automatic_cancellation: bool = False,
