@@ -97,10 +97,11 @@ def _choices(*allowed: str) -> Callable[[str], tuple[str, ...]]:
 
 
 def _source_choices(raw: str) -> tuple[str, ...]:
-    """Registered alert sources (``shared.sources``), read when the setting is parsed."""
-    from shared.sources import names
+    """Registered alert sources that are polled (``shared.sources``; not the detectors), read when the
+    setting is parsed."""
+    from shared.sources import polled_names
 
-    return _choices(*names())(raw)
+    return _choices(*polled_names())(raw)
 
 
 def _emails(raw: str) -> tuple[str, ...]:

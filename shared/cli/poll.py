@@ -9,7 +9,7 @@ from typing import Any
 from shared.cli import EXIT_FAILED, EXIT_OK
 from shared.cli.context import settings
 from shared.cli.output import print_json, print_table
-from shared.sources import SOURCE_NAMES
+from shared.sources import POLLED_SOURCE_NAMES
 
 
 def register(subparsers: Any) -> None:
@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
                     "with `fraud-responder alerts quarantine`); they do not change the exit code.")
     poll.add_argument("--once", action="store_true", required=True,
                       help="run one full sync and exit (the timer does this on its schedule)")
-    poll.add_argument("--source", choices=SOURCE_NAMES, action="append",
+    poll.add_argument("--source", choices=POLLED_SOURCE_NAMES, action="append",
                       help="only this source (repeatable; default: ALERT_SOURCES)")
     poll.add_argument("--json", action="store_true", help="print the result as JSON")
     poll.set_defaults(handler=poll_once)

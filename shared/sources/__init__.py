@@ -73,6 +73,8 @@ class SourceEntry:
     writes_status: bool = True
     """False: "local only" (a detector): update_status records the status in our tables only."""
     categories: tuple[Category, ...] = ()
+    polled: bool = True
+    """False for a detector: its alerts are stored by the detection runner, never polled (ALERT_SOURCES)."""
 
 
 class SourceModule(Protocol):
@@ -113,6 +115,11 @@ def unregister(name: str) -> None:
 def names() -> tuple[str, ...]:
     """Registered source names, in registration order."""
     return tuple(_ENTRIES)
+
+
+def polled_names() -> tuple[str, ...]:
+    """Sources the poll can fetch (ALERT_SOURCES, ``poll --source``): every one but the detectors."""
+    return tuple(name for name, entry in _ENTRIES.items() if entry.polled)
 
 
 def get(name: str) -> SourceEntry:
@@ -206,6 +213,8 @@ class _Live(Sequence[str]):
 
 SOURCE_NAMES: Final[Sequence[str]] = _Live(names)
 """Live view of ``names()``: a constant for modules that import it before a test registers more."""
+POLLED_SOURCE_NAMES: Final[Sequence[str]] = _Live(polled_names)
+"""Live view of ``polled_names()``."""
 CATEGORY_NAMES: Final[Sequence[str]] = _Live(categories)
 """Live view of ``categories()``."""
 
@@ -229,11 +238,11 @@ register(SourceEntry("graph", "Microsoft Graph", "shared.sources.graph",
 # --- our own detectors (issue 13): local only, stored by the detection runner ----------------------------
 
 DETECTOR_MODULE: Final = "shared.sources.detectors"
-register(SourceEntry("compute_burst", "Compute burst detector", DETECTOR_MODULE, writes_status=False,
+register(SourceEntry("compute_burst", "Compute burst detector", DETECTOR_MODULE, writes_status=False, polled=False,
                      categories=(Category("compute_burst", "Compute burst detected", throttle_hours=24.0),)))
-register(SourceEntry("privilege_change", "Privilege change detector", DETECTOR_MODULE, writes_status=False,
+register(SourceEntry("privilege_change", "Privilege change detector", DETECTOR_MODULE, writes_status=False, polled=False,
                      categories=(Category("privilege_change", "Privileged role granted to an unknown principal"),)))
-register(SourceEntry("quota_jump", "Quota jump detector", DETECTOR_MODULE, writes_status=False,
+register(SourceEntry("quota_jump", "Quota jump detector", DETECTOR_MODULE, writes_status=False, polled=False,
                      categories=(Category("quota_jump", "Compute quota jump detected"),)))
-register(SourceEntry("micro_fraud", "Micro-fraud detector", DETECTOR_MODULE, writes_status=False,
+register(SourceEntry("micro_fraud", "Micro-fraud detector", DETECTOR_MODULE, writes_status=False, polled=False,
                      categories=(Category("micro_fraud", "Burst of new customers or subscriptions"),)))

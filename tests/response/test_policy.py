@@ -86,7 +86,8 @@ def errors_of(text: str) -> list[str]:
     (policy_of(rule("r", match='min_hit_count = "10"')), ['rule "r": min_hit_count must be a whole number']),
     (policy_of(rule("r", match='category = "mining"')),
      ['rule "r": unknown category "mining" (did you mean "crypto_mining"?)',
-      "valid categories: crypto_mining, anomalous_compute, suspicious_operations, service_health, other"]),
+      "valid categories: crypto_mining, anomalous_compute, suspicious_operations, service_health, "
+      "compute_burst, privilege_change, quota_jump, micro_fraud, other"]),
     (policy_of(rule("r", match='source = "email"')), ['rule "r": unknown source "email"',
                                                       "valid sources: partner_center, graph"]),
     (policy_of(rule("r", match='statuses = ["open"]')),
@@ -330,7 +331,7 @@ def default_policy() -> Any:
 
 def test_the_default_policy_loads_clean(default_policy: Any) -> None:
     assert default_policy.path == "policy/default.toml"
-    assert len(default_policy.rules) == 4 and default_policy.warnings == ()
+    assert len(default_policy.rules) == 6 and default_policy.warnings == ()
 
 
 def test_default_policy_on_high_crypto_mining_investigates_now_and_contains_on_approval(default_policy: Any) -> None:
@@ -397,7 +398,7 @@ def test_policy_health_reports_rules_or_the_first_error(tmp_path: Path) -> None:
                              local_settings=tmp_path / "none.json")
 
     ok = policy_health(settings_for(DEFAULT_POLICY))
-    assert ok.ok and ok.detail == "4 rules from policy/default.toml"
+    assert ok.ok and ok.detail == "6 rules from policy/default.toml"
     bad = tmp_path / "bad.toml"
     bad.write_text(policy_of(rule("r", actions='{ action = "stop_vms", mode = "enforce" }'),
                              rule("s", actions='{ action = "notify", mode = "auto" }')), encoding="utf-8")

@@ -54,7 +54,7 @@ actions = [{ action = "stop_vms", mode = "enforce" }]
 def test_check_passes_the_shipped_policy_without_any_other_setting() -> None:
     out = cli(base_env(), "check")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "policy/default.toml: 4 rules, OK"
+    assert out.stdout.strip() == "policy/default.toml: 6 rules, OK"
 
 
 def test_check_prints_each_error_on_a_line_and_exits_1(tmp_path: Path) -> None:
