@@ -238,11 +238,16 @@ register(SourceEntry("graph", "Microsoft Graph", "shared.sources.graph",
 # --- our own detectors (issue 13): local only, stored by the detection runner ----------------------------
 
 DETECTOR_MODULE: Final = "shared.sources.detectors"
-register(SourceEntry("compute_burst", "Compute burst detector", DETECTOR_MODULE, writes_status=False, polled=False,
-                     categories=(Category("compute_burst", "Compute burst detected", throttle_hours=24.0),)))
-register(SourceEntry("privilege_change", "Privilege change detector", DETECTOR_MODULE, writes_status=False, polled=False,
-                     categories=(Category("privilege_change", "Privileged role granted to an unknown principal"),)))
-register(SourceEntry("quota_jump", "Quota jump detector", DETECTOR_MODULE, writes_status=False, polled=False,
-                     categories=(Category("quota_jump", "Compute quota jump detected"),)))
-register(SourceEntry("micro_fraud", "Micro-fraud detector", DETECTOR_MODULE, writes_status=False, polled=False,
-                     categories=(Category("micro_fraud", "Burst of new customers or subscriptions"),)))
+
+
+def _detector(name: str, display_name: str, category: Category) -> SourceEntry:
+    return register(SourceEntry(name, display_name, DETECTOR_MODULE, writes_status=False, polled=False,
+                                categories=(category,)))
+
+
+_detector("compute_burst", "Compute burst detector",
+          Category("compute_burst", "Compute burst detected", throttle_hours=24.0))
+_detector("privilege_change", "Privilege change detector",
+          Category("privilege_change", "Privileged role granted to an unknown principal"))
+_detector("quota_jump", "Quota jump detector", Category("quota_jump", "Compute quota jump detected"))
+_detector("micro_fraud", "Micro-fraud detector", Category("micro_fraud", "Burst of new customers or subscriptions"))
