@@ -49,7 +49,7 @@ from shared.detection.base import (
     SubscriptionInput,
     Target,
 )
-from shared.detection.config import DetectionConfig
+from shared.detection.config import SECTIONS, DetectionConfig
 from shared.detection.findings import FindingSource, to_record
 from shared.names import ALERTS_TABLE, CHECKPOINTS_TABLE, RESPOND_QUEUE
 from shared.storage.tables import TableStore
@@ -331,8 +331,8 @@ class DetectionRunner:
         for detector in detectors:
             tally = run.tally(detector.name)
             try:
-                outcome = detector.detect(data, dict(states.get(detector.name, {})),
-                                          self.config.section(detector.name))
+                section = self.config.section(detector.name) if detector.name in SECTIONS else None
+                outcome = detector.detect(data, dict(states.get(detector.name, {})), section)
             except Exception as exc:  # this detector only: its state stays as it was
                 tally.errors.append(f"{subject}: {_describe(exc)}")
                 log.error("detector %s failed on %s (the others go on): %s", detector.name, subject, _describe(exc))
