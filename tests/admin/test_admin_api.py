@@ -61,6 +61,7 @@ def _start(azurite: Azurite, sandbox: Sandbox, *, respond: bool) -> Iterator[Api
         _job, body = take_job(st)
         handle_respond_message(body, responder=st.responder())
     environ = {**st.env, "POLL_SCHEDULE": "0 0 0 1 1 *", "DIGEST_SCHEDULE": "0 0 0 1 1 *",
+               "DETECT_SCHEDULE": "0 0 0 1 1 *",
                "FRAUD_RESPONDER_LOCAL_SETTINGS": str(REPO_ROOT / "does-not-exist.json")}
     functions = [op.function_name for op in OPERATIONS]
     # Alice signs in (Read and Decide): her token is on every call unless a test sends another.

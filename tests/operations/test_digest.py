@@ -168,7 +168,7 @@ def test_cli_digest_help_describes_send_and_json() -> None:
 def test_timer_sends_the_digest_once_per_day_through_the_dev_host(azurite: Azurite, fresh_sandbox: Sandbox) -> None:
     st = responded(azurite, fresh_sandbox)
     before = len(mail(fresh_sandbox))
-    environ = {**st.env, "DIGEST_SCHEDULE": NEVER, "POLL_SCHEDULE": NEVER,
+    environ = {**st.env, "DIGEST_SCHEDULE": NEVER, "POLL_SCHEDULE": NEVER, "DETECT_SCHEDULE": NEVER,
                "FRAUD_RESPONDER_LOCAL_SETTINGS": str(REPO_ROOT / "does-not-exist.json")}
     with DevHost(environ=environ, http_port=0, functions=["daily_digest"]) as host:
         for attempt in (1, 2):
