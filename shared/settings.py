@@ -97,8 +97,8 @@ def _choices(*allowed: str) -> Callable[[str], tuple[str, ...]]:
 
 
 def _source_choices(raw: str) -> tuple[str, ...]:
-    """Registered alert sources that are polled (``shared.sources``; not the detectors), read when the
-    setting is parsed."""
+    """Registered alert sources that are polled (``shared.sources``; not the detectors), read when
+    the setting is parsed."""
     from shared.sources import polled_names
 
     return _choices(*polled_names())(raw)

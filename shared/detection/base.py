@@ -170,10 +170,13 @@ class Finding:
     """Resources the response may act on (``stop_resources``): full ARM ids."""
     evidence: Mapping[str, Any] = field(default_factory=dict)
     """JSON-safe: principals, sizes, regions, counts, the threshold and rule that fired."""
+    subject_key: str = ""
+    """What a finding about neither one subscription nor one customer is about (micro-fraud:
+    ``reseller-<partner id>`` or ``user-<upn>``); "" otherwise."""
 
     @property
     def subject(self) -> str:
-        return self.subscription_id or self.customer_tenant_id
+        return self.subscription_id or self.customer_tenant_id or self.subject_key
 
     @property
     def alert_id(self) -> str:

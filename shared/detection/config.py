@@ -191,6 +191,14 @@ class DetectionConfig:
         resolved = {name: _inherit(section, general) for name, section in sections.items()}
         return cls(general=general, **resolved)
 
+    def with_partner_tenant(self, tenant_id: str) -> DetectionConfig:
+        """This configuration with ``partner_tenant_id`` filled from the app's setting when the
+        table leaves it empty (the runner calls this with ``PARTNER_TENANT_ID``)."""
+        if self.general.partner_tenant_id or not tenant_id:
+            return self
+        general = replace(self.general, partner_tenant_id=tenant_id.strip().lower())
+        return replace(self, general=general, **{name: _inherit(getattr(self, name), general) for name in SECTIONS})
+
     def section(self, name: str) -> Any:
         """One detector's section (general settings filled in)."""
         if name not in SECTIONS:

@@ -1,4 +1,5 @@
-"""Findings become alerts: a finding's record, and a sync source whose pages are those records.
+"""Findings become alerts: a finding's record with what the alert row already says, and a sync
+source whose pages are those records.
 
 Why through the sync: a detector alert gets exactly what a Microsoft alert gets (one row per
 detector, subject and episode; fingerprint; material-change versions; the outbox entry and its
@@ -9,42 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from shared.detection.base import Finding
 
 
-def to_record(finding: Finding, *, customer_tenant_id: str, customer_name: str = "", status: str = "active",
-              resolved_reason: str = "", partner_tenant_id: str = "") -> dict[str, Any]:
+def record_of(finding: Finding, *, customer_name: str = "", status: str = "active",
+              resolved_reason: str = "") -> dict[str, Any]:
     """The record ``shared.sources.detectors.parse`` reads (JSON-safe).
 
-    ``customer_tenant_id``: the finding's, or the partner's own tenant for a finding about a
-    reseller (alert rows are partitioned by a tenant). ``status``: the one stored on the row, so
-    an operator's verdict outlives the episode's growth.
+    ``status`` and ``resolved_reason``: what the stored alert row says, so a verdict an operator
+    gave (or the status the response recorded) outlives the episode's growth: a detector alert's
+    status is ours, not the detector's.
     """
-    return {
-        "id": finding.alert_id,
-        "detector": finding.detector,
-        "type": finding.type,
-        "customerTenantId": customer_tenant_id,
-        "customerName": customer_name,
-        "subscriptionId": finding.subscription_id,
-        "partnerTenantId": partner_tenant_id,
-        "severity": finding.severity,
-        "confidence": finding.confidence,
-        "title": finding.title,
-        "description": finding.description,
-        "detectedAt": _iso(finding.first_observed_at),
-        "firstObserved": _iso(finding.first_observed_at),
-        "lastObserved": _iso(finding.last_observed_at),
-        "hitCount": finding.count,
-        "affectedResources": [{"resourceId": r.resource_id, "type": r.resource_type} for r in finding.resources],
-        "evidence": _json_safe(finding.evidence),
-        "episode": finding.episode,
-        "status": status,
-        "resolvedReason": resolved_reason if status == "resolved" else "",
-    }
+    from shared.sources.detectors import to_record
+
+    record = to_record(finding)
+    record.update({"status": status, "resolvedReason": resolved_reason if status == "resolved" else "",
+                   "customerName": customer_name, "evidence": _json_safe(record.get("evidence", {}))})
+    return record
 
 
 @dataclass
@@ -58,11 +42,9 @@ class FindingSource:
         yield [dict(r) for r in self.records]
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat()
-
-
 def _json_safe(value: Any) -> Any:
+    from datetime import datetime
+
     if isinstance(value, Mapping):
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):

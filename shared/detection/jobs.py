@@ -14,7 +14,7 @@ import functools
 import logging
 import threading
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -61,13 +61,10 @@ class DetectionRuntime:
     def config(self) -> DetectionConfig:
         """The policy file's ``[detection]`` table (defaults when it has none), with the partner's
         tenant from PARTNER_TENANT_ID unless the table names one."""
-        from shared.detection.config import DEFAULT
         from shared.response.policy import get_policy
 
-        config = get_policy(self.settings.policy_path).detection or DEFAULT
-        if not config.general.partner_tenant_id and self.settings.partner_tenant_id:
-            config = replace(config, general=replace(config.general, partner_tenant_id=self.settings.partner_tenant_id))
-        return config  # type: ignore[no-any-return]
+        config: DetectionConfig = get_policy(self.settings.policy_path).detection
+        return config.with_partner_tenant(self.settings.partner_tenant_id)
 
     def watchlist(self) -> WatchList:
         return WatchList(self.store, self.reader,
@@ -77,7 +74,6 @@ class DetectionRuntime:
         from shared.intake.jobs import redelivery_window
 
         return DetectionRunner(store=self.store, queue=self.queue, reader=self.reader(), config=self.config(),
-                               partner_tenant_id=self.settings.partner_tenant_id,
                                overlap=timedelta(minutes=self.settings.detect_overlap_minutes),
                                redeliver_after=redelivery_window(), **kwargs)
 

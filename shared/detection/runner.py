@@ -50,7 +50,7 @@ from shared.detection.base import (
     Target,
 )
 from shared.detection.config import SECTIONS, DetectionConfig
-from shared.detection.findings import FindingSource, to_record
+from shared.detection.findings import FindingSource, record_of
 from shared.names import ALERTS_TABLE, CHECKPOINTS_TABLE, RESPOND_QUEUE
 from shared.storage.tables import TableStore
 
@@ -146,7 +146,7 @@ class DetectionRunner:
 
     def __init__(self, *, store: TableStore, queue: JobQueue, reader: DetectionReader,
                  config: DetectionConfig, detectors: Sequence[Detector] | None = None,
-                 broken: Mapping[str, str] | None = None, partner_tenant_id: str = "",
+                 broken: Mapping[str, str] | None = None,
                  overlap: timedelta = DEFAULT_OVERLAP, redeliver_after: timedelta = timedelta(minutes=10),
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  stage: Callable[[str, str], None] | None = None) -> None:
@@ -161,7 +161,6 @@ class DetectionRunner:
         self.config = config
         self.detectors = list(detectors)
         self.broken = dict(broken or {})
-        self.partner_tenant_id = partner_tenant_id.lower()
         self.overlap = overlap
         self.redeliver_after = redeliver_after
         self.clock = clock
@@ -248,8 +247,7 @@ class DetectionRunner:
             for detector in self.of_scope(SUBSCRIPTION_SCOPE):
                 if getattr(detector, "name", "") == "quota_jump":
                     run.tally(detector.name).errors.append(f"{sub}: {quota_error}")
-        self._store_findings(outcomes, run, customer=target.customer_tenant_id, customer_name=target.customer_name,
-                             subscription=sub)
+        self._store_findings(outcomes, run, customer_name=target.customer_name, subscription=sub)
         self.stage("findings_stored", sub)
         new_checkpoint = state_store.Checkpoint(
             until=now, seen=self._seen(checkpoint, read, now, key=lambda e: (e.event_id, e.timestamp)),
@@ -293,7 +291,7 @@ class DetectionRunner:
         data = PartnerInput(now=now, records=judged, baseline=baseline, targets=tuple(targets))
         outcomes = self._judge(detectors, data, stored.states, run, len(judged))
         names = {t.customer_tenant_id.lower(): t.customer_name for t in targets}
-        self._store_findings(outcomes, run, customer="", customer_name="", subscription="", names=names)
+        self._store_findings(outcomes, run, customer_name="", subscription="", names=names)
         self.stage("findings_stored", state_store.PARTNER_PARTITION)
         new_checkpoint = state_store.Checkpoint(
             until=now, seen=self._seen(checkpoint, list(read.values()), now,
@@ -343,8 +341,8 @@ class DetectionRunner:
             outcomes[detector.name] = outcome
         return outcomes
 
-    def _store_findings(self, outcomes: Mapping[str, Outcome], run: DetectRun, *, customer: str,
-                        customer_name: str, subscription: str, names: Mapping[str, str] | None = None) -> None:
+    def _store_findings(self, outcomes: Mapping[str, Outcome], run: DetectRun, *, customer_name: str,
+                        subscription: str, names: Mapping[str, str] | None = None) -> None:
         """One sync per detector with findings (none: no alerts-table call at all)."""
         from shared.alerts import partition_key, row_key
         from shared.intake.sync import AlertSync, SyncScope
@@ -353,16 +351,14 @@ class DetectionRunner:
             if not outcome.findings:
                 continue
             records = []
-            for finding in outcome.findings:
-                tenant = (finding.customer_tenant_id or customer or self.partner_tenant_id or "partner").lower()
+            for finding in (_named(f, name) for f in outcome.findings):
+                tenant = (finding.customer_tenant_id or finding.subject_key).lower()
                 stored = self.store.get(ALERTS_TABLE, partition_key(tenant), row_key(f"{name}:{finding.alert_id}"),
                                         select=["status", "resolved_reason"])
-                records.append(to_record(
-                    _named(finding, name), customer_tenant_id=tenant,
-                    customer_name=customer_name or (names or {}).get(tenant, ""),
+                records.append(record_of(
+                    finding, customer_name=customer_name or (names or {}).get(tenant, ""),
                     status=str(stored.get("status") or "active") if stored else "active",
-                    resolved_reason=str(stored.get("resolved_reason") or "") if stored else "",
-                    partner_tenant_id=self.partner_tenant_id))
+                    resolved_reason=str(stored.get("resolved_reason") or "") if stored else ""))
             sync = AlertSync(table=self.store.table_client(ALERTS_TABLE), queue=self.queue,
                              respond_queue=RESPOND_QUEUE, clock=self.clock, redeliver_after=self.redeliver_after)
             result = sync.run([FindingSource(name, records)], SyncScope(subscription_id=subscription or None))

@@ -20,7 +20,8 @@ How to add a source or detector
    Keep heavy imports (SDKs, HTTP clients) inside functions.
 2. Register it once: ``register(SourceEntry(name=..., display_name=..., module="pkg.mod", ...))``;
    the built-in ones are registered at the bottom of this file. A detector that records verdicts
-   only in our tables sets ``writes_status=False`` ("local only").
+   only in our tables sets ``writes_status=False`` ("local only"), and ``polled=False`` since the
+   detection runner, not ``poll``, stores its alerts (``shared.sources.detectors``).
 3. Nothing else: settings (``ALERT_SOURCES``), ``poll --source``, the OpenAPI enums, policy
    validation (``source``, ``category``), health (token principal) and notification headlines
    read the registry. ``tests/intake/test_source_registry.py`` registers a toy source this way.
@@ -74,7 +75,7 @@ class SourceEntry:
     """False: "local only" (a detector): update_status records the status in our tables only."""
     categories: tuple[Category, ...] = ()
     polled: bool = True
-    """False for a detector: its alerts are stored by the detection runner, never polled (ALERT_SOURCES)."""
+    """False: not read by ``poll`` (a detector: the detection runner stores its findings)."""
 
 
 class SourceModule(Protocol):
@@ -118,7 +119,7 @@ def names() -> tuple[str, ...]:
 
 
 def polled_names() -> tuple[str, ...]:
-    """Sources the poll can fetch (ALERT_SOURCES, ``poll --source``): every one but the detectors."""
+    """Sources ``poll`` reads (``ALERT_SOURCES`` chooses among them), in registration order."""
     return tuple(name for name, entry in _ENTRIES.items() if entry.polled)
 
 
@@ -234,20 +235,16 @@ register(SourceEntry("partner_center", "Partner Center", "shared.sources.partner
 register(SourceEntry("graph", "Microsoft Graph", "shared.sources.graph",
                      credential="graph_app", categories=MICROSOFT_CATEGORIES))
 
-
-# --- our own detectors (issue 13): local only, stored by the detection runner ----------------------------
-
-DETECTOR_MODULE: Final = "shared.sources.detectors"
-
-
-def _detector(name: str, display_name: str, category: Category) -> SourceEntry:
-    return register(SourceEntry(name, display_name, DETECTOR_MODULE, writes_status=False, polled=False,
-                                categories=(category,)))
-
-
-_detector("compute_burst", "Compute burst detector",
-          Category("compute_burst", "Compute burst detected", throttle_hours=24.0))
-_detector("privilege_change", "Privilege change detector",
-          Category("privilege_change", "Privileged role granted to an unknown principal"))
-_detector("quota_jump", "Quota jump detector", Category("quota_jump", "Compute quota jump detected"))
-_detector("micro_fraud", "Micro-fraud detector", Category("micro_fraud", "Burst of new customers or subscriptions"))
+DETECTOR_CATEGORIES: Final = {
+    "compute_burst": Category("compute_burst", "Compute burst detected"),
+    "privilege_change": Category("privilege_change", "Privilege change detected"),
+    "quota_jump": Category("quota_jump", "Compute quota jump detected"),
+    "micro_fraud": Category("micro_fraud", "Burst of new customers or subscriptions detected"),
+}
+"""Our own detectors (``shared.detection``): local only, not polled, one category each."""
+_DETECTOR_DISPLAY: Final = {"compute_burst": "Compute burst detector",
+                            "privilege_change": "Privilege change detector",
+                            "quota_jump": "Quota jump detector", "micro_fraud": "Micro-fraud detector"}
+for _name, _category in DETECTOR_CATEGORIES.items():
+    register(SourceEntry(_name, _DETECTOR_DISPLAY[_name], "shared.sources.detectors", writes_status=False,
+                         categories=(_category,), polled=False))

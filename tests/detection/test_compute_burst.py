@@ -68,6 +68,14 @@ def test_newcomer_gpu_burst_in_new_regions_is_one_high_confidence_alert_naming_e
     assert ":" not in finding.episode and "/" not in finding.episode
 
 
+def test_a_colleagues_ordinary_vm_in_the_burst_window_is_not_named() -> None:
+    events = [*burst(NOW - timedelta(minutes=40)),
+              vm_create("web-today", "Standard_D2s_v5", "westeurope", NOW - timedelta(minutes=35), ALICE)]
+    [finding] = run(subscription_input(events, baseline=ordinary_history())).findings
+    assert finding.count == 12 and vm_id("web-today").lower() not in {r.resource_id for r in finding.resources}
+    assert finding.evidence["principals"] == [INTRUDER[1]]
+
+
 def test_ordinary_day_to_day_activity_raises_nothing() -> None:
     history = ordinary_history()
     state = run(subscription_input([], baseline=history, now=NOW - timedelta(hours=1))).state

@@ -85,7 +85,7 @@ def test_the_default_policy_answers_the_burst_like_crypto_mining(azurite: Azurit
 
     result = handle_respond_message(body, responder=responder)
 
-    assert result is not None and result.rule == "detected-compute-burst-high"
+    assert result is not None and result.rule == "compute-burst-high"
     rows = responder.list_actions(alert=key)
     assert {r.action for r in rows if r.state == SUCCEEDED} == {"update_status", "investigate", "notify"}
     pending = [r for r in rows if r.state == AWAITING_APPROVAL]

@@ -58,3 +58,12 @@ def test_the_registry_lists_and_loads_every_detector() -> None:
         assert detector.name == name and detector.scope == "subscription"
     with pytest.raises(KeyError, match="choose from"):
         load("nope")
+
+
+def test_the_partner_tenant_comes_from_the_app_setting_unless_the_table_sets_it() -> None:
+    tenant = "2F1C3A4E-5B6D-4E7F-8A9B-0C1D2E3F4A5B"
+    filled = DEFAULT.with_partner_tenant(tenant)
+    assert filled.section("compute_burst").partner_tenant_id == tenant.lower()
+    assert filled.section("privilege_change").partner_tenant_id == tenant.lower()
+    own = DetectionConfig.from_mapping({"partner_tenant_id": "aaaaaaaa-0000-4000-8000-000000000000"})
+    assert own.with_partner_tenant(tenant) == own

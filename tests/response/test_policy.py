@@ -86,8 +86,8 @@ def errors_of(text: str) -> list[str]:
     (policy_of(rule("r", match='min_hit_count = "10"')), ['rule "r": min_hit_count must be a whole number']),
     (policy_of(rule("r", match='category = "mining"')),
      ['rule "r": unknown category "mining" (did you mean "crypto_mining"?)',
-      "valid categories: crypto_mining, anomalous_compute, suspicious_operations, service_health, "
-      "compute_burst, privilege_change, quota_jump, micro_fraud, other"]),
+      "valid categories: crypto_mining, anomalous_compute, suspicious_operations, service_health, compute_burst, "
+      "privilege_change, quota_jump, micro_fraud, other"]),
     (policy_of(rule("r", match='source = "email"')), ['rule "r": unknown source "email"',
                                                       "valid sources: partner_center, graph"]),
     (policy_of(rule("r", match='statuses = ["open"]')),

@@ -299,15 +299,20 @@ class _Run:
                     n + self.windows.get(w, 0) for w, n in batch.items()),
                 "min_signals": cfg.min_signals, "high_confidence_signals": cfg.high_confidence_signals,
                 "high_core_vcpus": cfg.high_core_vcpus}
+        # Who the burst is about: the creators whose own creations carry a signal. A creation
+        # that only falls in a busy window joins when it is theirs (or when nobody's creation
+        # carries a signal: a pure count burst), so a colleague's VM in the same hour is not named.
+        flagged = {c.principal for c in creations if per_event[c.event.event_id] - {"count_over_threshold"}}
         touched: list[dict[str, Any]] = []
         for c in creations:
             signals = per_event[c.event.event_id]
             at = c.event.timestamp
             episode = self.episode
             continues = open_episode(episode, at, cfg.episode_gap_minutes)
+            own = bool(signals - {"count_over_threshold"}) or not flagged or c.principal in flagged
             linked = continues and episode is not None and (
-                c.principal in episode.get("principals", []) or bool(signals))
-            suspicious = alarming and bool(signals)
+                c.principal in episode.get("principals", []) or (bool(signals) and own))
+            suspicious = alarming and bool(signals) and own
             if not (linked or suspicious):
                 continue
             if not continues or episode is None:

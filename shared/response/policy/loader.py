@@ -2,7 +2,9 @@
 
 Every problem in the file is reported at once (``PolicyError.errors``, one line each) so
 ``fraud-responder policy check`` shows them all; action names and their parameters are checked
-against the action catalogue (``shared.response.catalogue``). ``get_policy`` caches the parsed
+against the action catalogue (``shared.response.catalogue``); the ``[detection]`` table (the
+detectors' thresholds, ``shared.detection.config``) is validated here too, its mistakes named by
+dotted name (``detection.compute_burst.min_count``). ``get_policy`` caches the parsed
 policy per file and picks up edits without a restart. ``docs/policy.md`` documents the format.
 """
 
@@ -18,6 +20,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from shared.alerts import SEVERITIES
+from shared.detection.config import DEFAULT as DEFAULT_DETECTION
+from shared.detection.config import TABLE as DETECTION_TABLE
+from shared.detection.config import DetectionConfig, DetectionConfigError
 from shared.errors import FraudResponderError
 from shared.formats import is_guid
 from shared.response import catalogue
@@ -42,7 +47,6 @@ MATCH_FIELDS: Final = (
 )
 RULE_FIELDS: Final = ("name", "description", "match", "actions")
 TOP_LEVEL_FIELDS: Final = ("version", "rules", "detection")
-"""``detection``: the detectors' thresholds (``shared.detection.config``), checked here with the rules."""
 POLICY_VERSION: Final = 1
 
 _RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -97,17 +101,13 @@ def parse_policy(text: str, *, path: str = "<string>") -> Policy:
                   warnings=tuple(_warnings(rules)), detection=detection)
 
 
-def _detection(document: Mapping[str, Any], errors: list[str]) -> Any:
-    """The ``[detection]`` table validated; every mistake named by its dotted setting."""
-    from shared.detection.config import DetectionConfig, DetectionConfigError
-
-    if "detection" not in document:
-        return None
+def _detection(document: Mapping[str, Any], errors: list[str]) -> DetectionConfig:
+    """The ``[detection]`` table (the detectors' thresholds); its mistakes join the others by dotted name."""
     try:
-        return DetectionConfig.from_mapping(document["detection"])
+        return DetectionConfig.from_mapping(document.get(DETECTION_TABLE))
     except DetectionConfigError as exc:
         errors.extend(exc.errors)
-        return None
+        return DEFAULT_DETECTION
 
 
 _cache: dict[Path, tuple[tuple[int, int], Policy]] = {}

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from shared.alerts import SEVERITIES, STATUSES, Alert
+from shared.detection.config import DEFAULT as DEFAULT_DETECTION
+from shared.detection.config import DetectionConfig
 from shared.response import catalogue
 from shared.response.catalogue import ParamValue
 from shared.sources import CATEGORY_NAMES
@@ -212,9 +214,8 @@ class Policy:
     """The file it came from, as shown to people (relative to the app root when inside it)."""
     sha256: str = ""
     warnings: tuple[str, ...] = field(default=())
-    detection: Any = None
-    """The ``[detection]`` table, validated (``shared.detection.config.DetectionConfig``); None when the
-    file has none (the detectors' defaults apply)."""
+    detection: DetectionConfig = DEFAULT_DETECTION
+    """The ``[detection]`` table: the detectors' thresholds (defaults when the file has none)."""
 
     def evaluate(
         self, alert: Alert, *, tags: frozenset[str] = frozenset(), allow_automatic_cancellation: bool = False,
