@@ -439,6 +439,13 @@ class ArmService(Service):
             self._events.sort(key=lambda e: parse_timestamp(e["eventTimestamp"]), reverse=True)
             return copy.deepcopy(event)
 
+    def add_raw_event(self, event: dict[str, Any]) -> None:
+        """Serve ``event`` exactly as given (tests: malformed entries). It needs ``eventTimestamp`` and
+        ``subscriptionId`` to be found by the window filter."""
+        with self.lock:
+            self._events.append(copy.deepcopy(event))
+            self._events.sort(key=lambda e: parse_timestamp(e["eventTimestamp"]), reverse=True)
+
     def add_burst(self, raw: dict[str, Any]) -> dict[str, Any]:
         """Write a burst now (or at ``raw["at"]``): VMs created (running) and their activity-log entries.
 
@@ -495,6 +502,15 @@ class ArmService(Service):
                 added.append({"customerId": tenant, "subscriptionId": sub_id, "planId": plan})
             self._synthetic += count
         return added
+
+    def ordinary_history(self, subscription_id: str) -> list[dict[str, Any]]:
+        """The generated day-to-day entries of a subscription (compact form), as the log serves them."""
+        with self.lock:
+            ordinary = self._profile(subscription_id)
+            if ordinary is None or not self.history_days:
+                return []
+            return history.ordinary_events(ordinary, now=self._started_at, days=self.history_days,
+                                           seed=self.history_seed)
 
     def _profile(self, sub_id: str) -> history.Profile | None:
         found = self._profiles.get(sub_id.lower())
@@ -713,7 +729,8 @@ class ArmService(Service):
         sub_id = request.params["sub"].lower()
         with self.lock:
             events = self._events
-            synthetic = history.synthetic_index(sub_id) is not None and self.history_days
+            synthetic = (history.synthetic_index(sub_id) is not None and self.history_days
+                         and start < self._started_at - history.HISTORY_GAP)  # the window reaches the history
             ordinary = self._profile(sub_id) if synthetic else None
             if ordinary is not None:  # made on read: nothing stored per synthetic subscription
                 events = sorted(self._events + [self._expand_event(raw) for raw in history.ordinary_events(

@@ -112,22 +112,27 @@ def detection_reader(settings: Settings, tokens: PartnerTokenProvider | None = N
     """What the detectors read (Partner Center customers and audit records, each customer's ARM activity log
     and compute usages) with the SAM token; one ARM client per customer tenant, made on first use and
     closed with the reader (``with detection_reader(settings) as reader: ...``)."""
+    import threading
+
     from shared.detection.reader import ClientReader
 
     provider = tokens or partner_tokens(settings)
     pc = partner_center(settings, provider)
     clients: dict[str, ArmClient] = {}
+    lock = threading.Lock()  # the runner may read several subscriptions at once
 
     def arm_for(tenant: str) -> ArmClient:
-        client = clients.get(tenant)
-        if client is None:
-            client = clients[tenant] = arm(settings, provider, tenant)
-        return client
+        with lock:
+            client = clients.get(tenant)
+            if client is None:
+                client = clients[tenant] = arm(settings, provider, tenant)
+            return client
 
     def close() -> None:
-        for client in clients.values():
-            client.close()
-        clients.clear()
+        with lock:
+            for client in clients.values():
+                client.close()
+            clients.clear()
         pc.close()
 
     return ClientReader(arm=arm_for, partner_center=pc, on_close=close)

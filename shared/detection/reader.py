@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -233,6 +234,7 @@ class ClientReader:
         self._page_size = customer_page_size
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._on_close = on_close
+        self._lock = threading.Lock()
         self.skipped = 0
         """Items that could not be read and were skipped (all kinds)."""
         self.skipped_by_kind: dict[str, int] = {}
@@ -252,8 +254,9 @@ class ClientReader:
         self.close()
 
     def _skip(self, kind: str, error: Exception, where: str) -> None:
-        self.skipped += 1
-        self.skipped_by_kind[kind] = self.skipped_by_kind.get(kind, 0) + 1
+        with self._lock:
+            self.skipped += 1
+            self.skipped_by_kind[kind] = self.skipped_by_kind.get(kind, 0) + 1
         logger.warning("detection reader: skipped an unreadable %s in %s: %s", kind.replace("_", " "), where,
                        str(error)[:200])
 
