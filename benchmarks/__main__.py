@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import cold_start, sync, webhook
+from benchmarks import cold_start, detection, sync, webhook
 from benchmarks.common import line
 
 
@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "webhook": webhook.run,
     "sync": sync.run,
     "sync_large": _sync_large,
+    "detection": detection.run,
 }
 
 
