@@ -12,7 +12,8 @@
   activity-log call per subscription, one usages call per region it uses, one audit-log call.
 * Scale: 100 and 1,000 synthetic sandbox subscriptions, each run in a child process (its own
   peak RSS): the steady-state run's time against the bare calls it must make (the same reads
-  with the same concurrency, nothing judged or stored), and peak RSS at 100 vs 1,000 (flat).
+  with the same concurrency, plus one partition read and one row written per subscription;
+  nothing judged), and peak RSS at 100 vs 1,000 (flat).
 """
 
 from __future__ import annotations
@@ -182,10 +183,13 @@ def _child(env: dict[str, str]) -> dict[str, Any]:
     since = datetime.now(UTC).replace(microsecond=0)
 
     def bare(sub: str) -> None:
+        # the storage the design must touch too: read the subscription's partition, write one row back
+        list(runtime.store.list_partition("benchbare", sub))
         for _ in reader.activity_events(sub, since=since - (datetime.now(UTC) - since) - _overlap(settings)):
             pass
         for region in regions[sub]:
             reader.quota_readings(sub, region)
+        runtime.store.upsert("benchbare", {"PartitionKey": sub, "RowKey": "checkpoint", "until": since})
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=settings.detect_concurrency) as pool:
