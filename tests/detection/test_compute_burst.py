@@ -76,6 +76,12 @@ def test_a_colleagues_ordinary_vm_in_the_burst_window_is_not_named() -> None:
     assert finding.evidence["principals"] == [INTRUDER[1]]
 
 
+def test_signals_of_different_creators_do_not_add_up() -> None:
+    events = [vm_create("train-1", "Standard_NC6s_v3", "westeurope", NOW - timedelta(minutes=9), ALICE),
+              vm_create("api-us", "Standard_D2s_v5", "eastus", NOW - timedelta(minutes=5), BOB)]
+    assert run(subscription_input(events, baseline=ordinary_history())).findings == ()
+
+
 def test_ordinary_day_to_day_activity_raises_nothing() -> None:
     history = ordinary_history()
     state = run(subscription_input([], baseline=history, now=NOW - timedelta(hours=1))).state
@@ -189,7 +195,11 @@ def test_state_stays_bounded_for_a_busy_subscription() -> None:
             events.append(vm_create(f"vm-{d}-{i}", rng.choice(sizes), rng.choice(regions),
                                     day_end - timedelta(minutes=rng.randrange(1440)), who,
                                     rg=f"rg-team-{i % 17}"))
+        intruder = (f"intruder{d}@contoso.com", f"{d:04d}9999-0000-4000-8000-000000000000")
+        events += [vm_create(f"gpu-{d}-{j}-with-a-long-resource-name", f"Standard_NC{d + 8}as_T4_v3",
+                             regions[j % 10], day_end - timedelta(minutes=j % 60), intruder,
+                             rg=f"rg-compute-{regions[j % 10]}") for j in range(150)]
         state = dict(run(subscription_input(events, now=day_end), state).state)
     size = len(json.dumps(state))
     assert size < 30_000, size
-    assert len(state["episode"]["resources"]) <= 100
+    assert len(state["episode"]["resources"]) == 100 and state["episode"]["count"] >= 150

@@ -13,8 +13,9 @@ a busy hour); several together are not:
   ``rate_factor`` times the subscription's usual busy window.
 
 An alert needs ``min_signals`` of them (default 2) and is high confidence with
-``high_confidence_signals`` (default 3). Once an episode is open, further creations by its
-principals, or with a signal of their own, within ``episode_gap_minutes`` join it (the alert grows).
+``high_confidence_signals`` (default 3); signals agree when they are about one creator. Once an
+episode is open, further creations by its principals within ``episode_gap_minutes`` join it (the
+alert grows), as do other creators' creations that raise an alert of their own.
 Signals about principals and regions count only once the subscription has a history of them
 (a subscription too new to have one is judged by sizes and counts).
 """
@@ -100,6 +101,18 @@ class Creation:
     scale_up: bool
     gpu: bool
     high_core: bool
+
+
+_TYPES_BY_PATH: Final = {t.lower(): t for t in COMPUTE_OPERATIONS.values()}
+
+
+def resource_type_of(resource_id: str) -> str:
+    """The resource type of a compute resource id (``.../providers/Microsoft.Compute/virtualMachines/x``)."""
+    _, _, tail = resource_id.lower().partition("/providers/")
+    parts = tail.split("/")
+    # namespace/type/name[/childtype/childname]: the type path is every other segment after the namespace
+    path = "/".join([parts[0], *parts[1::2]]) if parts and parts[0] else ""
+    return _TYPES_BY_PATH.get(path, path)
 
 
 def vcpus(size: str) -> int:
@@ -291,28 +304,27 @@ class _Run:
         for c in creations:
             if str(window(c.event.timestamp, cfg.window_minutes)) in over:
                 per_event[c.event.event_id].add("count_over_threshold")
-        batch_signals = set().union(*per_event.values())
-        alarming = len(batch_signals) >= cfg.min_signals
+        # Signals agree when they are about the same creator: a newcomer's GPU VMs in new regions,
+        # not Alice's first GPU VM and Bob's first VM in a new region in the same run. So a
+        # colleague's ordinary VM in a busy window is not named either.
+        by_principal: dict[str, set[str]] = {}
+        for c in creations:
+            by_principal.setdefault(c.principal, set()).update(per_event[c.event.event_id])
+        alarming = {p for p, signals in by_principal.items() if len(signals) >= cfg.min_signals}
         rule = {"window_minutes": cfg.window_minutes, "threshold": threshold,
                 "usual_per_window": typical, "rate_factor": cfg.rate_factor,
                 "min_count": cfg.min_count, "max_in_window": max(
                     n + self.windows.get(w, 0) for w, n in batch.items()),
                 "min_signals": cfg.min_signals, "high_confidence_signals": cfg.high_confidence_signals,
                 "high_core_vcpus": cfg.high_core_vcpus}
-        # Who the burst is about: the creators whose own creations carry a signal. A creation
-        # that only falls in a busy window joins when it is theirs (or when nobody's creation
-        # carries a signal: a pure count burst), so a colleague's VM in the same hour is not named.
-        flagged = {c.principal for c in creations if per_event[c.event.event_id] - {"count_over_threshold"}}
         touched: list[dict[str, Any]] = []
         for c in creations:
             signals = per_event[c.event.event_id]
             at = c.event.timestamp
             episode = self.episode
             continues = open_episode(episode, at, cfg.episode_gap_minutes)
-            own = bool(signals - {"count_over_threshold"}) or not flagged or c.principal in flagged
-            linked = continues and episode is not None and (
-                c.principal in episode.get("principals", []) or (bool(signals) and own))
-            suspicious = alarming and bool(signals) and own
+            linked = continues and episode is not None and c.principal in episode.get("principals", [])
+            suspicious = c.principal in alarming and bool(signals)
             if not (linked or suspicious):
                 continue
             if not continues or episode is None:
@@ -328,8 +340,7 @@ class _Run:
         confidence = ("high" if len(signals) >= cfg.high_confidence_signals
                       else "medium" if len(signals) >= 2 else "low")
         severity = "high" if confidence == "high" else "medium"
-        resources = tuple(AffectedResource(self._absolute(r), t)
-                          for r, t in zip(episode["resources"], episode["types"], strict=True))
+        resources = tuple(AffectedResource(self._absolute(r), resource_type_of(r)) for r in episode["resources"])
         count = int(episode["count"])
         rule = episode["rule"]
         sizes = episode["sizes"]
@@ -393,7 +404,7 @@ class _Run:
 
 def _copy_episode(episode: Mapping[str, Any]) -> dict[str, Any]:
     copied = dict(episode)
-    for key in ("resources", "types", "principals", "callers", "new_principals", "new_sizes",
+    for key in ("resources", "principals", "callers", "new_principals", "new_sizes",
                 "regions", "new_regions", "signals"):
         copied[key] = list(episode.get(key, []))
     copied["sizes"] = dict(episode.get("sizes", {}))
@@ -403,7 +414,7 @@ def _copy_episode(episode: Mapping[str, Any]) -> dict[str, Any]:
 def _add(episode: dict[str, Any], c: Creation, signals: set[str], relative_id: str,
          rule: Mapping[str, Any]) -> None:
     """Grow the episode with one creation (bounded lists; counts always exact)."""
-    for key in ("resources", "types", "principals", "callers", "new_principals", "new_sizes",
+    for key in ("resources", "principals", "callers", "new_principals", "new_sizes",
                 "regions", "new_regions", "signals"):
         episode.setdefault(key, [])
     episode.setdefault("sizes", {})
@@ -414,7 +425,6 @@ def _add(episode: dict[str, Any], c: Creation, signals: set[str], relative_id: s
         episode["count"] -= 1  # the same resource again (a second write) is not a new one
     elif len(episode["resources"]) < MAX_EPISODE_RESOURCES:
         episode["resources"].append(relative_id)
-        episode["types"].append(c.resource_type)
     else:
         episode["dropped"] = int(episode.get("dropped", 0)) + 1
     bounded_append(episode["principals"], c.principal, MAX_EPISODE_NAMES)
