@@ -466,11 +466,13 @@ class ArmService(Service):
         upn = str(raw.get("principalName") or "")
         principal = history.Principal(principal_id, upn, app_id=str(raw.get("appId") or ""))
         sizes = raw.get("vmSizes") or [raw.get("vmSize", "Standard_NC24ads_A100_v4")]
-        at = parse_timestamp(str(raw["at"])) if raw.get("at") else _now()
+        count = int(raw.get("count", 1))
+        # Without "at", the burst ends now (entries are 15 s apart): none of it lies in the future.
+        at = parse_timestamp(str(raw["at"])) if raw.get("at") else _now() - dt.timedelta(seconds=15 * count + 70)
         vms, events = history.burst(
             subscription_id=self._subscriptions[sub_id.lower()]["subscriptionId"], principal=principal,
             regions=[str(r).lower() for r in raw.get("regions", ["eastus2"])], sizes=[str(s) for s in sizes],
-            count=int(raw.get("count", 1)), at=at, owner_grant=bool(raw.get("ownerGrant", False)),
+            count=count, at=at, owner_grant=bool(raw.get("ownerGrant", False)),
             resource_group=str(raw.get("resourceGroup", "rg-compute")),
             name_prefix=str(raw.get("namePrefix", "vm-burst")), key=str(raw.get("key", f"burst/{at.isoformat()}")))
         for vm in vms:

@@ -268,3 +268,26 @@ def test_parsers_accept_any_key_case_and_missing_optional_fields() -> None:
 def test_an_unknown_subscription_is_a_lookup_error(reader: ClientReader) -> None:
     with pytest.raises(LookupError):
         list(reader.activity_events("bbbbbbbb-9999-4000-8000-000000000999", since=now() - dt.timedelta(hours=1)))
+
+
+def test_a_burst_written_now_is_read_at_once_with_its_running_vms(reader: ClientReader,
+                                                                  fresh_sandbox: Sandbox) -> None:
+    principal = "eeeeeeee-7777-4000-8000-000000000777"
+    with httpx.Client(verify=False) as control:  # noqa: S501 - loopback control endpoint
+        written = control.post(f"{fresh_sandbox.url('arm')}/_sandbox/arm/bursts", json={
+            "subscriptionId": ids.SUB_NORTHWIND_DEV, "principalId": principal, "count": 3,
+            "regions": ["westus3"], "vmSize": "Standard_ND96asr_v4", "ownerGrant": True})
+        refused = control.post(f"{fresh_sandbox.url('arm')}/_sandbox/arm/bursts", json={
+            "subscriptionId": ids.SUB_NORTHWIND_DEV, "principalId": principal, "vmSize": "Standard_Huge"})
+    assert written.status_code == 201 and len(written.json()["virtualMachines"]) == 3
+    assert refused.status_code == 400 and "Standard_Huge" in refused.json()["error"]["message"]
+    events = list(reader.activity_events(ids.SUB_NORTHWIND_DEV, since=now() - dt.timedelta(minutes=5)))
+    created = [e for e in events
+               if e.operation == "microsoft.compute/virtualmachines/write" and e.status == "succeeded"]
+    assert len(created) == 3 and {e.principal_id for e in created} == {principal}
+    assert {e.caller for e in created} == {principal} and {e.location for e in created} == {"westus3"}
+    assert any(e.operation == "microsoft.authorization/roleassignments/write" for e in events)
+    arm = arm_of(fresh_sandbox)
+    assert {arm.power_state(vm) for vm in written.json()["virtualMachines"]} == {"running"}
+    cores = {q.name: q.current for q in reader.quota_readings(ids.SUB_NORTHWIND_DEV, "westus3")}
+    assert cores["standardNDASv4_A100Family"] == 3 * 96
