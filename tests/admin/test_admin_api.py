@@ -157,7 +157,7 @@ def test_operator_finds_the_mining_alert_approves_resolves_and_reads_the_digest(
     tokens = api.get("/api/manage/tokens")
     assert tokens["ok"] and tokens["refresh_token"]["days_left"] is not None
     poison = api.get("/api/manage/poison")
-    assert {q["queue"] for q in poison["queues"]} == {"alerts-sync", "alerts-respond"}
+    assert {q["queue"] for q in poison["queues"]} == {"alerts-sync", "alerts-respond", "alerts-detect"}
     # the function key in the query string (?code=) is the host's, not a filter
     assert api.get("/api/manage/alerts", code="local", limit="1")["count"] == 1
 
