@@ -8,6 +8,7 @@ use; tests/test_cold_start.py enforces it.
 import azure.functions as func
 
 from functions.admin import bp as admin_bp
+from functions.detect import bp as detect_bp
 from functions.digest import bp as digest_bp
 from functions.health import bp as health_bp
 from functions.poll import bp as poll_bp
@@ -21,3 +22,4 @@ for blueprint in (webhook_bp, poll_bp, sync_bp, respond_bp, health_bp):
     app.register_functions(blueprint)
 app.register_functions(admin_bp)
 app.register_functions(digest_bp)
+app.register_functions(detect_bp)

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import backlog, cold_start, containment, spend, sync, webhook
+from benchmarks import backlog, cold_start, containment, detection, spend, sync, webhook
 from benchmarks.common import line
 
 
@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "spend": spend.run,
     "containment": containment.run,
     "backlog": backlog.run,
+    "detection": detection.run,
 }
 
 

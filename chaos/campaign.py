@@ -318,6 +318,7 @@ class Campaign:
             "POLL_SCHEDULE": options.poll_schedule,
             "ALERT_SOURCES": "partner_center,graph",
             "DIGEST_SCHEDULE": NEVER,
+            "DETECT_SCHEDULE": NEVER,
             "FRAUD_RESPONDER_LOCAL_SETTINGS": str(work / "no-local-settings.json"),
             "AzureFunctionsJobHost__functionTimeout": options.function_timeout,
             "LOG_LEVEL": "INFO",

@@ -115,17 +115,22 @@ def billing_export(settings: Settings, tokens: GraphAppTokenProvider) -> Billing
 # --- detection ---------------------------------------------------------------------------------------
 
 
+MAX_ARM_CLIENTS = 64
+"""ARM clients (one per customer tenant, each with its connection) a detection reader keeps at once."""
+
+
 def detection_reader(settings: Settings, tokens: PartnerTokenProvider | None = None) -> ClientReader:
     """What the detectors read (Partner Center customers and audit records, each customer's ARM activity log
     and compute usages) with the SAM token; one ARM client per customer tenant, made on first use and
     closed with the reader (``with detection_reader(settings) as reader: ...``)."""
     import threading
+    from collections import OrderedDict
 
     from shared.detection.reader import ClientReader
 
     provider = tokens or partner_tokens(settings)
     pc = partner_center(settings, provider)
-    clients: dict[str, ArmClient] = {}
+    clients: OrderedDict[str, ArmClient] = OrderedDict()
     lock = threading.Lock()  # the runner may read several subscriptions at once
 
     def arm_for(tenant: str) -> ArmClient:
@@ -133,6 +138,13 @@ def detection_reader(settings: Settings, tokens: PartnerTokenProvider | None = N
             client = clients.get(tenant)
             if client is None:
                 client = clients[tenant] = arm(settings, provider, tenant)
+                while len(clients) > MAX_ARM_CLIENTS:
+                    # the least recently used tenant's client is dropped, not closed: a reader may still be
+                    # paging with it; its pooled connection closes when the last reference goes. Memory
+                    # stays flat however many customers are watched.
+                    clients.popitem(last=False)
+            else:
+                clients.move_to_end(tenant)
             return client
 
     def close() -> None:

@@ -139,6 +139,22 @@ def check_sources(settings: Settings) -> PartStatus:
     return PartStatus(True, f"{len(rows)} source(s) syncing", extra=extra)
 
 
+def check_detectors(settings: Settings) -> PartStatus:
+    """Each detector's latest run (recorded per detector, like the sources): one failing detector
+    shows here while the others keep running."""
+    from shared.detection.runner import detector_status
+    from shared.storage.tables import TableStore
+
+    rows = detector_status(TableStore(settings))
+    extra: dict[str, Any] = {"detectors": {r["detector"]: "ok" if r["ok"] else r["error"][:300] for r in rows}}
+    failing = [r for r in rows if not r["ok"]]
+    if failing:
+        return PartStatus(False, "; ".join(f"{r['detector']}: {r['error'][:300]}" for r in failing), extra=extra)
+    if not rows:
+        return PartStatus(True, "no detection has run yet", extra=extra)
+    return PartStatus(True, f"{len(rows)} detector(s) running", extra=extra)
+
+
 def policy_health(settings: Settings) -> PartStatus:
     """The policy part: ok with the rule count, or the first problem (health asks the policy, never back)."""
     from shared.response.policy import PolicyError, get_policy
@@ -164,6 +180,7 @@ def build_report(settings: Settings | None = None) -> HealthReport:
         "key_vault": _timed(lambda: check_key_vault(checked)),
         "tokens": _timed(lambda: check_tokens(checked)),
         "sources": _timed(lambda: check_sources(checked)),
+        "detectors": _timed(lambda: check_detectors(checked)),
         "policy": _timed(lambda: policy_health(checked)),
     })
 

@@ -16,6 +16,8 @@ a contract. Producers build these frozen dataclasses and send ``to_json()``; con
   and poison stay per alert. A batch of one alert is sent as the single shape. Code older than
   the batch drops one as malformed (it lacks ``alert_key``); its rows stay pending and the sync
   re-sends each alert's own job after ``REDELIVER_AFTER``, so nothing is lost.
+* ``DetectJob`` on ``alerts-detect``: made by the detection timer (one per group of watched
+  subscriptions, one for the partner scope), read by ``shared.detection.runner``.
 
 Versions: ``schema_version`` 1 is the shape queued before the field existed; a message without it
 is version 1, so jobs already on a queue during a deployment still parse. A message of a newer
@@ -37,7 +39,7 @@ from typing import Any, Final, Literal
 
 from shared.errors import FraudResponderError
 from shared.formats import is_guid
-from shared.names import RESPOND_QUEUE, SYNC_QUEUE
+from shared.names import DETECT_QUEUE, RESPOND_QUEUE, SYNC_QUEUE
 
 SCHEMA_VERSION: Final = 1
 """The version this code writes and the newest it reads."""
@@ -49,6 +51,9 @@ MAX_BATCH_JOBS: Final = 100
 """Most jobs one batch message carries (a sync transaction holds at most 100 entities)."""
 MAX_BATCH_JSON_BYTES: Final = 45_000
 """Most UTF-8 JSON bytes of one batch message: its base64 (4/3 larger) stays under the queue's 64 KiB."""
+DETECT_KIND: Final = DETECT_QUEUE
+MAX_DETECT_GROUP: Final = 100
+"""Most subscriptions one detect job names (a queue message holds 64 KiB)."""
 
 _BAD_KEY = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 """Characters Table Storage forbids in keys."""
@@ -274,3 +279,67 @@ def pack_respond_jobs(jobs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], 
             messages.append(({"kind": RESPOND_BATCH_KIND, "alerts": [jobs[i] for i in group],
                               "schema_version": SCHEMA_VERSION}, group))
     return messages
+
+
+@dataclass(frozen=True)
+class DetectTarget:
+    """A watched subscription as a detect job carries it (``shared.detection.base.Target``'s fields)."""
+
+    customer_tenant_id: str
+    subscription_id: str
+    customer_name: str = ""
+    reseller_id: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"customer_tenant_id": self.customer_tenant_id, "subscription_id": self.subscription_id,
+                "customer_name": self.customer_name, "reseller_id": self.reseller_id}
+
+
+@dataclass(frozen=True)
+class DetectJob:
+    """Run detection now: the subscription-scope detectors over ``targets``, or the partner-scope ones."""
+
+    scope: Literal["subscriptions", "partner"]
+    targets: tuple[DetectTarget, ...] = ()
+    run_id: str = ""
+    """The timer run that fanned it out (logs join on it)."""
+    requested_at: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"scope": self.scope}
+        if self.scope == "subscriptions":
+            document["targets"] = [t.to_json() for t in self.targets]
+        document["run_id"] = self.run_id
+        if self.requested_at is not None:
+            document["requested_at"] = self.requested_at
+        document["schema_version"] = self.schema_version
+        return document
+
+    @classmethod
+    def from_json(cls, body: bytes | str | Mapping[str, Any]) -> DetectJob:
+        """:raises InvalidJob: an unknown scope, no targets, a target whose ids are not GUIDs, too many.
+        :raises UnsupportedJob: written by newer code."""
+        job = parse_job(body, kind=DETECT_KIND, required=("scope",))
+        scope = job["scope"]
+        targets: list[DetectTarget] = []
+        if scope == "subscriptions":
+            raw = job.get("targets")
+            if not isinstance(raw, list) or not raw:
+                raise InvalidJob(f"{DETECT_KIND} job: targets must be a non-empty list")
+            if len(raw) > MAX_DETECT_GROUP:
+                raise InvalidJob(f"{DETECT_KIND} job names {len(raw)} subscriptions; at most {MAX_DETECT_GROUP}")
+            for item in raw:
+                if not isinstance(item, dict):
+                    raise InvalidJob(f"{DETECT_KIND} job: each target must be an object")
+                tenant = str(item.get("customer_tenant_id", ""))
+                subscription = str(item.get("subscription_id", ""))
+                if not is_guid(tenant) or not is_guid(subscription):
+                    raise InvalidJob(f"{DETECT_KIND} job: target {subscription!r} of tenant {tenant!r} is not a "
+                                     "pair of GUIDs")
+                targets.append(DetectTarget(tenant.lower(), subscription.lower(),
+                                            str(item.get("customer_name") or ""), str(item.get("reseller_id") or "")))
+        elif scope != "partner":
+            raise InvalidJob(f"{DETECT_KIND} job has scope {scope!r}; expected 'subscriptions' or 'partner'")
+        return cls(scope=scope, targets=tuple(targets), run_id=str(job.get("run_id") or ""),
+                   requested_at=_optional_text(job.get("requested_at")), schema_version=job.get("schema_version", 1))

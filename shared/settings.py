@@ -293,6 +293,26 @@ SPECS: tuple[SettingSpec, ...] = (
                 "stop_resources checks and stops) and the investigation beside the containment that does "
                 "not read it; 1 = one after another.",
                 "4", "4", _int_range(1, 16)),
+    # --- Independent detection (shared/detection; thresholds live in the policy's [detection]) --
+    SettingSpec("DETECT_ENABLED", "detect_enabled",
+                "Run the detectors on DETECT_SCHEDULE (false: the timer does nothing; `detect --once` still runs).",
+                "true", "true", _bool),
+    SettingSpec("DETECT_SCHEDULE", "detect_schedule", "NCRONTAB schedule of the detect timer (the fan-out).",
+                "0 */5 * * * *", "0 */5 * * * *", _ncrontab),
+    SettingSpec("DETECT_CONCURRENCY", "detect_concurrency",
+                "Subscriptions judged at once per instance (each reads ARM; ARM throttling is honoured as well).",
+                "8", "8", _int_range(1, 64)),
+    SettingSpec("DETECT_GROUP_SIZE", "detect_group_size",
+                "Subscriptions per alerts-detect job (the host spreads jobs over instances).",
+                "10", "10", _int_range(1, 100)),
+    SettingSpec("DETECT_WATCHLIST_REFRESH_MINUTES", "detect_watchlist_refresh_minutes",
+                "How often the watched subscriptions are listed again from Partner Center (cached in between; a "
+                "failed refresh keeps the cache).",
+                "60", "60", _int_range(1, 1440)),
+    SettingSpec("DETECT_OVERLAP_MINUTES", "detect_overlap_minutes",
+                "Each run reads the activity log from this long before the last checkpoint (entries show up late); "
+                "entries already counted are dropped.",
+                "30", "30", _int_range(0, 240)),
 )
 
 
@@ -378,6 +398,12 @@ class Settings:
     storage: StorageConnection = field(default_factory=StorageConnection)
     respond_concurrency: int = 8
     respond_action_concurrency: int = 4
+    detect_enabled: bool = True
+    detect_schedule: str = "0 */5 * * * *"
+    detect_concurrency: int = 8
+    detect_group_size: int = 10
+    detect_watchlist_refresh_minutes: int = 60
+    detect_overlap_minutes: int = 30
 
     def tls_verify(self) -> str | bool:
         """What to pass as ``verify`` to httpx / requests / MSAL: the extra CA bundle or True."""

@@ -24,4 +24,5 @@ def test_all_functions_are_registered() -> None:
     from devhost.app import functions_of
 
     names = {f.get_function_name() for f in functions_of(function_app.app)}
-    assert names >= {"receive_webhook", "poll_alerts", "sync_alerts", "respond_to_alert", "health"}
+    assert names >= {"receive_webhook", "poll_alerts", "sync_alerts", "respond_to_alert", "health",
+                     "detect_fanout", "detect_subscriptions"}

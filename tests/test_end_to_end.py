@@ -45,6 +45,7 @@ def wait_for(check: Callable[[], Any], *, timeout: float = 60.0, what: str) -> A
 def stack(azurite: Azurite, fresh_sandbox: Sandbox) -> Iterator[tuple[DevHost, TableStore, Sandbox]]:
     never = "0 0 0 1 1 *"  # timers that do not fire during the test
     env = settings_env(azurite, **fresh_sandbox.app_settings(), POLL_SCHEDULE=never, DIGEST_SCHEDULE=never,
+                       DETECT_SCHEDULE=never,
                        FRAUD_RESPONDER_LOCAL_SETTINGS=str(REPO_ROOT / "does-not-exist.json"))
     settings = load_settings(env)
     for queue in (SYNC_QUEUE, RESPOND_QUEUE):  # queues are shared by every test on this Azurite

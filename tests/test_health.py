@@ -62,7 +62,7 @@ def test_health_details_need_a_token_with_the_read_role(app_environment: None, f
     detailed = call_health(bearer(user_token(fresh_sandbox, BOB)))
     doc = json.loads(detailed.get_body())
     assert detailed.status_code == 200 and doc["status"] == "ok"
-    assert set(doc["parts"]) == {"settings", "storage", "key_vault", "tokens", "policy", "sources"}
+    assert set(doc["parts"]) == {"settings", "storage", "key_vault", "tokens", "policy", "sources", "detectors"}
     refused = call_health(bearer("not-a-token"))
     assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer ")
     assert "parts" not in json.loads(refused.get_body())
@@ -74,7 +74,8 @@ def test_every_part_ok_against_azurite_and_the_sandbox(azurite: Azurite, fresh_s
     report = build_report(load_settings(settings_env(azurite, **fresh_sandbox.app_settings())))
     doc = report.as_dict()
     assert doc["status"] == "ok", doc
-    assert set(doc["parts"]) == {"settings", "storage", "key_vault", "tokens", "sources", "policy"}
+    assert set(doc["parts"]) == {"settings", "storage", "key_vault", "tokens", "sources", "detectors",
+                                 "policy"}
     assert doc["parts"]["key_vault"]["refresh_token_last_rolled"]
 
 
@@ -82,7 +83,7 @@ def test_unreachable_storage_is_named(fresh_sandbox: Sandbox) -> None:
     conn = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
             "TableEndpoint=http://127.0.0.1:9/devstoreaccount1;QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;")
     report = build_report(load_settings({"AzureWebJobsStorage": conn, **fresh_sandbox.app_settings()}))
-    assert report.failing() == ["storage", "tokens", "sources"]
+    assert report.failing() == ["storage", "tokens", "sources", "detectors"]
     assert "a2V5" not in json.dumps(report.as_dict())
 
 
@@ -114,3 +115,18 @@ def test_health_function_answers_503_with_json_when_a_part_fails(monkeypatch: ob
     assert json.loads(response.get_body()) == {"status": "failing"}  # anonymous: no details
     report = build_report()  # what a token holder (or the CLI) sees
     assert report.failing() == ["settings"] and "POLL_SCHEDULE" in report.parts["settings"].detail
+
+
+def test_a_failing_detector_is_named_by_health(azurite: Azurite) -> None:
+    from shared.detection.runner import DetectRun, Tally, record_detectors
+    from shared.storage.tables import TableStore
+
+    settings = load_settings(settings_env(azurite))
+    store = TableStore(settings)
+    assert build_report(settings).parts["detectors"].detail == "no detection has run yet"
+    record_detectors(store, DetectRun(detectors={"compute_burst": Tally(subscriptions=3),
+                                                 "quota_jump": Tally(errors=["sub-1: HttpResponseError: 503"])}),
+                     trigger="test")
+    part = build_report(settings).parts["detectors"]
+    assert not part.ok and part.detail == "quota_jump: sub-1: HttpResponseError: 503"
+    assert part.extra["detectors"]["compute_burst"] == "ok"

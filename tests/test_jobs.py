@@ -87,3 +87,38 @@ def test_a_job_from_newer_code_is_retried_not_dropped() -> None:
         handle_sync_message(newer)  # raises: the queue retries it, then keeps it in the poison queue
     with pytest.raises(UnsupportedJob):
         RespondJob.from_json(json.dumps({**OLD_RESPOND, "schema_version": SCHEMA_VERSION + 1}))
+
+
+# --- alerts-detect ----------------------------------------------------------------------------------
+
+from shared.jobs import MAX_DETECT_GROUP, DetectJob, DetectTarget  # noqa: E402
+
+D_TENANT = "aaaaaaaa-0004-4000-8000-000000000004"
+D_SUB = "bbbbbbbb-0004-4000-8000-000000000004"
+
+
+def test_detect_jobs_round_trip_through_json() -> None:
+    job = DetectJob(scope="subscriptions", targets=(DetectTarget(D_TENANT, D_SUB, "Woodgrove", "4871234"),),
+                    run_id="r1", requested_at="2026-12-02T14:00:00+00:00")
+    assert DetectJob.from_json(json.dumps(job.to_json())) == job
+    partner = DetectJob(scope="partner", run_id="r1")
+    assert DetectJob.from_json(json.dumps(partner.to_json()).encode()) == partner
+
+
+@pytest.mark.parametrize(("document", "message"), [
+    ({"scope": "everything"}, "expected 'subscriptions' or 'partner'"),
+    ({"scope": "subscriptions"}, "targets must be a non-empty list"),
+    ({"scope": "subscriptions", "targets": [{"customer_tenant_id": D_TENANT, "subscription_id": "prod"}]},
+     "is not a pair of GUIDs"),
+    ({"scope": "subscriptions", "targets": ["x"]}, "each target must be an object"),
+    ({"scope": "subscriptions", "targets": [{"customer_tenant_id": D_TENANT, "subscription_id": D_SUB}]
+      * (MAX_DETECT_GROUP + 1)}, f"at most {MAX_DETECT_GROUP}"),
+])
+def test_a_malformed_detect_job_says_why(document: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidJob, match=message):
+        DetectJob.from_json(json.dumps(document))
+
+
+def test_a_detect_job_from_newer_code_is_retried_not_dropped() -> None:
+    with pytest.raises(UnsupportedJob):
+        DetectJob.from_json(json.dumps({"scope": "partner", "schema_version": SCHEMA_VERSION + 1}))

@@ -231,3 +231,18 @@ def test_outputs_webhook_url_and_code_deployment_hash(default: RecordingMocks) -
     urls: list[str] = []
     deploy(after=lambda stack: stack.function_app.webhook_url.apply(urls.append))
     assert urls == [f"https://{app_name}.azurewebsites.net/api/webhooks/partner-center"]
+
+
+def test_detection_has_its_queue_tables_and_settings() -> None:
+    from shared.names import DETECT_QUEUE, DETECTION_TABLE, WATCHLIST_TABLE
+
+    mocks = deploy({"detectSchedule": "0 */10 * * * *", "detectConcurrency": "4", "tableNamePrefix": "fraud"})
+    queues = {r.inputs["queueName"] for r in mocks.of_type("azure-native:storage:Queue")}
+    assert {DETECT_QUEUE, poison_queue(DETECT_QUEUE)} <= queues
+    tables = {r.inputs["tableName"] for r in mocks.of_type("azure-native:storage:Table")}
+    assert {f"fraud{WATCHLIST_TABLE}", f"fraud{DETECTION_TABLE}"} <= tables
+    settings = _settings(mocks)
+    assert (settings["DETECT_SCHEDULE"], settings["DETECT_CONCURRENCY"]) == ("0 */10 * * * *", "4")
+    assert (settings["DETECT_ENABLED"], settings["DETECT_WATCHLIST_REFRESH_MINUTES"]) == ("true", "60")
+    with pytest.raises(ConfigError, match="detectConcurrency"):
+        deploy({"detectConcurrency": "1000"})

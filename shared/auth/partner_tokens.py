@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 
 WRITE_BACK_DELAYS: Final = (0.5, 2.0)
 """Pauses between write-back attempts (three attempts in all): bounded, so a poll is not held up."""
+MAX_APPS: Final = 16
+"""MSAL apps (one per tenant a token was redeemed in) kept at once."""
 
 WriteHealth = Callable[[Settings, bool, str], None]
 """Records the write-back outcome: (settings, ok, operator message). Must not raise."""
@@ -111,7 +114,9 @@ class PartnerTokenProvider:
         self._redeem_lock, self._unsaved = _shared((settings.key_vault_url, settings.refresh_token_secret_name))
         self._write_health = write_health
         self._sleep = sleep
-        self._apps: dict[str, Any] = {}
+        self._apps: OrderedDict[str, Any] = OrderedDict()
+        """MSAL apps by tenant, the most recently used last (at most MAX_APPS: detection redeems a token in
+        every customer tenant, and each app holds its own HTTP session)."""
         self._client_secret: str | None = None
 
     @property
@@ -136,6 +141,7 @@ class PartnerTokenProvider:
             return self._redeem(tenant_id, resource_id)
 
     def _app(self, tenant: str) -> Any:
+        """Used under the redeem lock only, so dropping the least recently used app is safe."""
         if tenant not in self._apps:
             if self._client_secret is None:
                 self._client_secret = self._secrets.get(self._settings.partner_app_secret_name)
@@ -143,6 +149,9 @@ class PartnerTokenProvider:
                 self._settings, client_id=self._settings.partner_app_client_id,
                 client_secret=self._client_secret, tenant=tenant,
             )
+            while len(self._apps) > MAX_APPS:
+                self._apps.popitem(last=False)
+        self._apps.move_to_end(tenant)
         return self._apps[tenant]
 
     def _redeem(self, tenant: str, resource: str) -> str:

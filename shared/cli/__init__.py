@@ -17,7 +17,7 @@ from shared.cli.errors import CommandFailed as CommandFailed
 
 # Command-group modules, each with register(subparsers: argparse._SubParsersAction) -> None.
 GROUPS: tuple[str, ...] = ("alerts", "poll", "policy", "actions", "contacts", "digest", "token", "webhook", "poison",
-                          "identity", "posture", "incident")
+                          "identity", "posture", "incident", "detect")
 
 EXIT_OK = 0
 EXIT_FAILED = 1

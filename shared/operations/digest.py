@@ -377,10 +377,15 @@ def _failures(entries: Iterable[LedgerEntry], since: datetime) -> list[dict[str,
 
 
 def _sync_errors(store: TableStore, since: datetime) -> list[dict[str, Any]]:
+    """Failed syncs, and detectors whose latest run failed (``shared.detection.runner``), in the window."""
+    from shared.detection.runner import detector_status
     from shared.intake.checkpoints import last_syncs
 
-    return [{"trigger": s["trigger"], "at": iso(s["at"]), "error": s["error"]} for s in last_syncs(store)
+    rows = [{"trigger": s["trigger"], "at": iso(s["at"]), "error": s["error"]} for s in last_syncs(store)
             if not s["ok"] and isinstance(s["at"], datetime) and s["at"] >= since]
+    rows += [{"trigger": f"detector {d['detector']}", "at": iso(d["at"]), "error": d["error"]}
+             for d in detector_status(store) if not d["ok"] and isinstance(d["at"], datetime) and d["at"] >= since]
+    return rows
 
 
 def _quarantined(store: TableStore, since: datetime) -> list[dict[str, Any]]:

@@ -123,6 +123,8 @@ def parse(record: Mapping[str, Any]) -> Alert:
         raw=dict(record),
         display_name=f.text("title"),
         description=f.text("description"),
+        customer_name=f.text("customerName"),
+        resolved_reason=f.text("resolvedReason").lower(),
     )
 
 

@@ -61,6 +61,7 @@ def _start(azurite: Azurite, sandbox: Sandbox, *, respond: bool) -> Iterator[Api
         _job, body = take_job(st)
         handle_respond_message(body, responder=st.responder())
     environ = {**st.env, "POLL_SCHEDULE": "0 0 0 1 1 *", "DIGEST_SCHEDULE": "0 0 0 1 1 *",
+               "DETECT_SCHEDULE": "0 0 0 1 1 *",
                "FRAUD_RESPONDER_LOCAL_SETTINGS": str(REPO_ROOT / "does-not-exist.json")}
     functions = [op.function_name for op in OPERATIONS]
     # Alice signs in (Read and Decide): her token is on every call unless a test sends another.
@@ -165,7 +166,7 @@ def test_operator_finds_the_mining_alert_approves_resolves_and_reads_the_digest(
     tokens = api.get("/api/manage/tokens")
     assert tokens["ok"] and tokens["refresh_token"]["days_left"] is not None
     poison = api.get("/api/manage/poison")
-    assert {q["queue"] for q in poison["queues"]} == {"alerts-sync", "alerts-respond"}
+    assert {q["queue"] for q in poison["queues"]} == {"alerts-sync", "alerts-respond", "alerts-detect"}
     # the function key in the query string (?code=) is the host's, not a filter
     assert api.get("/api/manage/alerts", code="local", limit="1")["count"] == 1
 

@@ -107,7 +107,8 @@ def test_replay_takes_either_queue_name_and_refuses_unknown_ones(own_azurite: Az
 
     unknown = cli(env, "poison", "replay", "alerts-everything")
     assert unknown.returncode == 1
-    assert unknown.stderr.strip() == "error: unknown queue 'alerts-everything': choose from alerts-sync, alerts-respond"
+    assert unknown.stderr.strip() == ("error: unknown queue 'alerts-everything': choose from alerts-sync, "
+                                      "alerts-respond, alerts-detect")
     assert cli(env, "poison", "replay").returncode == 2
     empty = cli(env, "poison", "list")
     assert empty.returncode == 0 and empty.stdout.rstrip().endswith("no poison messages")

@@ -31,6 +31,7 @@ FAST_QUEUES = {"extensions": {"queues": {"batchSize": 4, "newBatchThreshold": 2,
 def app_environ(azurite: Azurite) -> dict[str, str]:
     # A timer schedule that will not fire during a test; no local.settings.json from the developer.
     return settings_env(azurite, POLL_SCHEDULE="0 0 0 1 1 *", DIGEST_SCHEDULE="0 0 0 1 1 *",
+                        DETECT_SCHEDULE="0 0 0 1 1 *",
                         FRAUD_RESPONDER_LOCAL_SETTINGS=str(ROOT / "does-not-exist.json"))
 
 

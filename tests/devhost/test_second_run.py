@@ -61,7 +61,7 @@ def detailed_health(stack: RunningStack) -> dict[str, Any]:
 
 def stack_env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "FRAUD_RESPONDER_LOCAL_SETTINGS": str(tmp_path / "none.json"),
-            "POLL_SCHEDULE": "0 0 0 1 1 *", "DIGEST_SCHEDULE": "0 0 0 1 1 *"}
+            "POLL_SCHEDULE": "0 0 0 1 1 *", "DIGEST_SCHEDULE": "0 0 0 1 1 *", "DETECT_SCHEDULE": "0 0 0 1 1 *"}
 
 
 @contextlib.contextmanager

@@ -120,6 +120,19 @@ def test_digest_shows_a_refused_refresh_token_with_the_reconsent_steps(azurite: 
     assert "token failing" in digest.subject()
 
 
+def test_digest_lists_a_failing_detector(azurite: Azurite, fresh_sandbox: Sandbox) -> None:
+    from shared.detection.runner import DetectRun, Tally, record_detectors
+
+    st = stage(azurite, fresh_sandbox)
+    record_detectors(st.store, DetectRun(detectors={"quota_jump": Tally(errors=["sub-1: HttpResponseError: 503"])}),
+                     trigger="queue")
+
+    digest = build_digest(st.settings, st.store)
+
+    assert digest.needs_attention
+    assert "detector quota_jump" in digest.as_text() and "HttpResponseError: 503" in digest.as_text()
+
+
 def test_cli_prints_the_digest_and_send_puts_exactly_one_email_to_the_security_contacts(
         azurite: Azurite, fresh_sandbox: Sandbox) -> None:
     st = responded(azurite, fresh_sandbox)
@@ -168,7 +181,7 @@ def test_cli_digest_help_describes_send_and_json() -> None:
 def test_timer_sends_the_digest_once_per_day_through_the_dev_host(azurite: Azurite, fresh_sandbox: Sandbox) -> None:
     st = responded(azurite, fresh_sandbox)
     before = len(mail(fresh_sandbox))
-    environ = {**st.env, "DIGEST_SCHEDULE": NEVER, "POLL_SCHEDULE": NEVER,
+    environ = {**st.env, "DIGEST_SCHEDULE": NEVER, "POLL_SCHEDULE": NEVER, "DETECT_SCHEDULE": NEVER,
                "FRAUD_RESPONDER_LOCAL_SETTINGS": str(REPO_ROOT / "does-not-exist.json")}
     with DevHost(environ=environ, http_port=0, functions=["daily_digest"]) as host:
         for attempt in (1, 2):
