@@ -123,6 +123,13 @@ def _ncrontab(raw: str) -> str:
     return value
 
 
+def _currency(raw: str) -> str:
+    value = raw.strip().upper()
+    if not re.fullmatch(r"[A-Z]{3}", value):
+        raise ValueError("expected a three-letter ISO 4217 currency code such as USD or EUR")
+    return value
+
+
 def _path(raw: str) -> Path:
     path = Path(raw.strip())
     return path if path.is_absolute() else APP_ROOT / path
@@ -293,6 +300,14 @@ SPECS: tuple[SettingSpec, ...] = (
                 "stop_resources checks and stops) and the investigation beside the containment that does "
                 "not read it; 1 = one after another.",
                 "4", "4", _int_range(1, 16)),
+    # --- Spend (shared/spend): the billing export and the daily series ---------------------------
+    SettingSpec("SPEND_REFRESH_HOURS", "spend_refresh_hours",
+                "A detection run refreshes the daily spend series from Graph's billing export when the last good "
+                "refresh is older than this (Microsoft rates usage about once a day).",
+                "6", "6", _int_range(1, 168)),
+    SettingSpec("SPEND_CURRENCY", "spend_currency",
+                "The partner's billing currency asked of the billing export (ISO 4217).",
+                "USD", "USD", _currency),
     # --- Independent detection (shared/detection; thresholds live in the policy's [detection]) --
     SettingSpec("DETECT_ENABLED", "detect_enabled",
                 "Run the detectors on DETECT_SCHEDULE (false: the timer does nothing; `detect --once` still runs).",
@@ -398,6 +413,8 @@ class Settings:
     storage: StorageConnection = field(default_factory=StorageConnection)
     respond_concurrency: int = 8
     respond_action_concurrency: int = 4
+    spend_refresh_hours: int = 6
+    spend_currency: str = "USD"
     detect_enabled: bool = True
     detect_schedule: str = "0 */5 * * * *"
     detect_concurrency: int = 8

@@ -70,6 +70,12 @@ class DetectionRuntime:
         return WatchList(self.store, self.reader,
                          refresh=timedelta(minutes=self.settings.detect_watchlist_refresh_minutes))
 
+    def spend_refresh(self, *, force: bool = False) -> Any:
+        """The spend step's refresh (the billing export, when SPEND_REFRESH_HOURS have passed)."""
+        from shared.spend.detect import refresh_if_due
+
+        return lambda: refresh_if_due(self.settings, self.store, force=force)
+
     def runner(self, **kwargs: Any) -> DetectionRunner:
         from shared.intake.jobs import redelivery_window
 
@@ -133,6 +139,7 @@ def handle_detect_message(body: bytes | str, *, runtime: DetectionRuntime | None
     runner = rt.runner()
     if job.scope == "partner":
         run = runner.run_partner(rt.watchlist().cached())
+        run.add(runner.run_spend(rt.spend_refresh()))
     else:
         run = runner.run_many([_as_target(t) for t in job.targets], concurrency=rt.settings.detect_concurrency,
                               partner=False)
@@ -146,6 +153,8 @@ def run_once(runtime: DetectionRuntime | None = None, *, refresh: bool = False) 
     """`detect --once`: every detector over every watched subscription now, in this process."""
     rt = runtime or default_runtime()
     targets = rt.watchlist().targets(force=refresh)
-    run = rt.runner().run_many(targets, concurrency=rt.settings.detect_concurrency)
+    runner = rt.runner()
+    run = runner.run_many(targets, concurrency=rt.settings.detect_concurrency)
+    run.add(runner.run_spend(rt.spend_refresh(force=refresh)))
     record_detectors(rt.store, run, trigger="cli")
     return run

@@ -301,6 +301,35 @@ class DetectionRunner:
                            {name: dict(outcome.state) for name, outcome in outcomes.items()}, extra={"at": now})
         self.stage("state_committed", state_store.PARTNER_PARTITION)
 
+    # --- spend (the daily billing series) -----------------------------------------------------
+
+    def run_spend(self, refresh: Callable[[], object] | None = None) -> DetectRun:
+        """The spend detectors over the stored daily series (``shared.spend``), after ``refresh``
+        (the billing export, when due). A failed refresh is recorded and the stored series is still
+        judged; one failing step never stops the other scopes."""
+        from shared.spend.detect import SPEND_DETECTORS, spend_outcomes
+
+        run = DetectRun(subjects=1)
+        if refresh is not None:
+            try:
+                refresh()
+            except Exception as exc:
+                error = f"refreshing the spend series failed (the stored days are judged): {_describe(exc)}"
+                log.error("%s", error)
+                for name in SPEND_DETECTORS:
+                    run.tally(name).errors.append(error)
+        try:
+            outcomes, names, judged = spend_outcomes(self.store, today=self.clock())
+            for name, outcome in outcomes.items():
+                tally = run.tally(name)
+                tally.subscriptions += judged
+                tally.findings += len(outcome.findings)
+            self._store_findings(outcomes, run, customer_name="", subscription="", names=names)
+        except Exception as exc:
+            run.failed["spend"] = _describe(exc)
+            log.error("spend detection failed: %s", run.failed["spend"])
+        return run
+
     # --- shared steps -------------------------------------------------------------------------
 
     def _window(self, checkpoint: state_store.Checkpoint, now: datetime) -> tuple[datetime, datetime | None]:

@@ -153,6 +153,16 @@ class SpendSeries:
         return [SpendDay.from_entity(e) for page in self.store.query(SPEND_TABLE, filter_, params)
                 for e in page.entities]
 
+    def recent(self, *, since: date) -> dict[str, list[SpendDay]]:
+        """Every subscription's days from ``since`` (one scan of the table), oldest first."""
+        series: dict[str, list[SpendDay]] = {}
+        for page in self.store.query(SPEND_TABLE, "RowKey ge @since", {"since": since.isoformat()}):
+            for entity in page.entities:
+                series.setdefault(str(entity["PartitionKey"]), []).append(SpendDay.from_entity(entity))
+        for days in series.values():
+            days.sort(key=lambda d: d.day)
+        return series
+
     def subscriptions(self) -> Iterator[str]:
         """Every subscription with a row (each once)."""
         seen: set[str] = set()

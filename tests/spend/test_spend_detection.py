@@ -1,0 +1,57 @@
+"""Issue 14 done-means: `detect --once` on the default scenario raises the spike, cap, new-meter and
+micro-fraud alerts for the named customers and nothing for the others, through the billing export
+(real MSAL, httpx, TLS and Azurite against the sandbox); a second run writes nothing and raises
+nothing; the series is refreshed again only when SPEND_REFRESH_HOURS have passed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from devhost.azurite import Azurite
+from sandbox import ids
+from sandbox.core import Sandbox
+from shared.detection.jobs import DetectionRuntime, run_once
+from shared.names import ALERTS_TABLE
+from shared.settings import load_settings
+from shared.spend.detect import SPEND_DETECTORS, last_refresh
+from tests.conftest import REPO_ROOT, settings_env
+
+
+def spend_alerts(runtime: DetectionRuntime) -> list[dict[str, Any]]:
+    return [e for page in runtime.store.query(ALERTS_TABLE, "kind eq 'alert'") for e in page.entities
+            if e.get("source") in SPEND_DETECTORS]
+
+
+def exports(sandbox: Sandbox) -> int:
+    return sum(1 for r in sandbox.requests("graph") if r.method == "POST" and "/billing/usage/unbilled/" in r.path)
+
+
+def test_detect_once_raises_the_four_spend_alerts_for_the_named_customers_only(azurite: Azurite,
+                                                                               fresh_sandbox: Sandbox) -> None:
+    settings = load_settings(settings_env(azurite, **fresh_sandbox.app_settings()),
+                             local_settings=REPO_ROOT / "does-not-exist.json")
+    runtime = DetectionRuntime.from_settings(settings)
+
+    run = run_once(runtime)
+
+    assert not run.failed and all(not run.detectors[d].errors for d in SPEND_DETECTORS), run.as_dict()
+    found = {(r["source"], r["subscription_id"] or r["customer_tenant_id"]) for r in spend_alerts(runtime)}
+    assert found == {
+        ("spend_spike", ids.SUB_LITWARE_PROD),
+        ("spend_new_subscription", ids.SUB_ADATUM_NEW),
+        ("spend_new_meters", ids.SUB_ADATUM_NEW),
+        ("spend_micro_fraud", f"reseller-{ids.RESELLER_PROSEWARE_MPN}"),
+    }
+    spike = next(r for r in spend_alerts(runtime) if r["source"] == "spend_spike")
+    assert spike["customer_tenant_id"] == ids.CUSTOMER_LITWARE and spike["respond_state"] == "pending"
+    assert spike["category"] == "spend_spike" and "Litware" in spike.get("customer_name", "Litware")
+    assert exports(fresh_sandbox) == 2  # last and current month
+    refreshed = last_refresh(runtime.store)
+    assert refreshed is not None
+
+    again = run_once(runtime)
+
+    assert exports(fresh_sandbox) == 2  # not due: SPEND_REFRESH_HOURS have not passed
+    assert last_refresh(runtime.store) == refreshed
+    assert sum(again.detectors[d].new + again.detectors[d].updated for d in SPEND_DETECTORS) == 0, again.as_dict()
