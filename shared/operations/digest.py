@@ -554,8 +554,10 @@ def send_digest(settings: Settings, store: TableStore, clients: Clients | None =
     digest = digest or build_digest(settings, store)
     subject = digest.subject()
     graph = (clients or ActionClients(settings, store)).graph_app()
+    html, attachments = with_spend_charts(store, digest.as_text())
     try:
-        graph.send_mail(sender, to=to, subject=subject, body=digest.as_text())
+        graph.send_mail(sender, to=to, subject=subject, body=html or digest.as_text(),
+                        content_type="HTML" if html else "Text", attachments=attachments)
     except TokenHealthError as exc:
         raise DigestNotSent(f"the Graph app could not get a token to send the digest: {exc.operator_message}") from None
     except SecretStoreError as exc:
@@ -568,6 +570,41 @@ def send_digest(settings: Settings, store: TableStore, clients: Clients | None =
     log.info("digest sent from %s to %d recipient(s): %s", sender, len(to), subject)
     return {"sent": True, "from": sender, "to": to, "subject": subject, "generated_at": iso(digest.generated_at),
             "counts": digest.as_dict()["counts"]}
+
+
+MAX_CHARTS: Final = 5
+
+
+def with_spend_charts(store: TableStore, text: str) -> tuple[str, list[Any]]:
+    """The digest as HTML with a daily-spend chart (inline PNG) for each unresolved spend alert, at
+    most ``MAX_CHARTS``, largest severity first; ("", []) when there is none (plain text stays)."""
+    from html import escape
+
+    from shared.alerts import from_entity
+    from shared.clients.graph import MailAttachment
+    from shared.spend.chart import chart_for
+    from shared.spend.detect import SPEND_DETECTORS
+    from shared.views import query_alerts
+
+    rank = {"high": 0, "medium": 1, "low": 2}
+    spend = [from_entity(e) for e in query_alerts(store)
+             if e.get("source") in SPEND_DETECTORS and e.get("status") != "resolved"]
+    spend.sort(key=lambda a: (rank.get(a.severity, 3), a.key))
+    parts, attachments = [], []
+    for n, alert in enumerate(spend[:MAX_CHARTS]):
+        png = chart_for(alert.additional_details)
+        if png is None:
+            continue
+        content_id = f"spend-chart-{n}"
+        attachments.append(MailAttachment(f"daily-spend-{n}.png", "image/png", png, content_id=content_id))
+        parts.append(f"<p><b>{escape(alert.display_name or alert.type)}</b> ({escape(alert.id)})<br>"
+                     f'<img src="cid:{content_id}" alt="Daily spend, the judged day in red" width="560" '
+                     'height="180"></p>')
+    if not attachments:
+        return "", []
+    html = (f'<pre style="font-family: Consolas, Menlo, monospace; font-size: 13px">{escape(text)}</pre>\n'
+            "<h3>Daily spend of the subscriptions with a spend alert</h3>\n" + "\n".join(parts))
+    return html, attachments
 
 
 @contextual(job="digest")

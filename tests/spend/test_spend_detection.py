@@ -55,3 +55,30 @@ def test_detect_once_raises_the_four_spend_alerts_for_the_named_customers_only(a
     assert exports(fresh_sandbox) == 2  # not due: SPEND_REFRESH_HOURS have not passed
     assert last_refresh(runtime.store) == refreshed
     assert sum(again.detectors[d].new + again.detectors[d].updated for d in SPEND_DETECTORS) == 0, again.as_dict()
+
+
+def test_the_digest_shows_each_spend_alert_s_daily_spend_as_a_chart(azurite: Azurite, fresh_sandbox: Sandbox) -> None:
+    import base64
+
+    from shared.operations.digest import send_digest
+    from shared.spend.chart import MARKED
+    from tests.spend.test_spend_chart import decode
+
+    settings = load_settings(settings_env(azurite, **fresh_sandbox.app_settings()),
+                             local_settings=REPO_ROOT / "does-not-exist.json")
+    runtime = DetectionRuntime.from_settings(settings)
+    run_once(runtime)
+    graph: Any = fresh_sandbox.services["graph"]
+    before = len(graph.sent_mail())
+
+    send_digest(settings, runtime.store)
+
+    [sent] = graph.sent_mail()[before:]
+    assert sent["contentType"] == "HTML" and "Daily spend of the subscriptions with a spend alert" in sent["content"]
+    charts = sent["attachments"]
+    with_series = [r for r in spend_alerts(runtime) if r["source"] != "spend_micro_fraud"]  # a group has no series
+    assert len(charts) == len(with_series) == 3
+    for chart in charts:
+        assert chart["isInline"] and f'src="cid:{chart["contentId"]}"' in sent["content"]
+        _, _, rows = decode(base64.b64decode(chart["contentBytes"]))
+        assert any(tuple(row[i:i + 3]) == MARKED for row in rows for i in range(0, len(row), 3))
