@@ -64,10 +64,6 @@ DETECTOR_PARTITION: Final = "detector"
 DEFAULT_OVERLAP: Final = timedelta(minutes=30)
 
 
-class Killed(BaseException):
-    """Raised by a test's stage hook to stop a run dead (nothing after it runs, nothing catches it)."""
-
-
 @dataclass
 class Tally:
     """One detector's counts in a run."""

@@ -17,9 +17,12 @@ from sandbox.core import Sandbox
 from shared.detection import detectors as registry
 from shared.detection.base import SUBSCRIPTION_SCOPE, Outcome, PartnerInput, SubscriptionInput, Target
 from shared.detection.jobs import DetectionRuntime, run_once
-from shared.detection.runner import Killed
 from shared.detection.watchlist import WatchList
 from tests.detection.test_detect_run import detection_settings, detector_alerts
+
+
+class Killed(BaseException):
+    """Raised by the stage hook: the run stops dead there (nothing in the runner catches it)."""
 
 
 def runtime_for(azurite: Azurite, sandbox: Sandbox, **overrides: str) -> DetectionRuntime:
