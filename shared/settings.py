@@ -123,6 +123,16 @@ def _ncrontab(raw: str) -> str:
     return value
 
 
+def _percentages(raw: str) -> tuple[float, ...]:
+    try:
+        values = tuple(sorted({float(v) for v in _csv(raw)}))
+    except ValueError:
+        raise ValueError("expected percentages separated by commas, such as 80,100,150") from None
+    if not values or any(not 1 <= v <= 1000 for v in values):
+        raise ValueError("expected one to ten percentages from 1 to 1000, such as 80,100,150")
+    return values[:10]
+
+
 def _currency(raw: str) -> str:
     value = raw.strip().upper()
     if not re.fullmatch(r"[A-Z]{3}", value):
@@ -305,6 +315,9 @@ SPECS: tuple[SettingSpec, ...] = (
                 "A detection run refreshes the daily spend series from Graph's billing export when the last good "
                 "refresh is older than this (Microsoft rates usage about once a day).",
                 "6", "6", _int_range(1, 168)),
+    SettingSpec("BUDGET_THRESHOLDS", "budget_thresholds",
+                "Percentages of a customer's monthly spending budget that raise an alert (each once a month).",
+                "80,100,150", "80,100,150", _percentages),
     SettingSpec("SPEND_CURRENCY", "spend_currency",
                 "The partner's billing currency asked of the billing export (ISO 4217).",
                 "USD", "USD", _currency),
@@ -415,6 +428,7 @@ class Settings:
     respond_action_concurrency: int = 4
     spend_refresh_hours: int = 6
     spend_currency: str = "USD"
+    budget_thresholds: tuple[float, ...] = (80.0, 100.0, 150.0)
     detect_enabled: bool = True
     detect_schedule: str = "0 */5 * * * *"
     detect_concurrency: int = 8

@@ -131,4 +131,5 @@ def fetcher(settings: Settings, store: TableStore, providers: dict[str, Any]) ->
 
     if "partner_center" not in providers:
         providers["partner_center"] = factory.partner_tokens(settings)
-    return BudgetSource(factory.partner_center(settings, providers["partner_center"]), store)
+    return BudgetSource(factory.partner_center(settings, providers["partner_center"]), store,
+                        thresholds=settings.budget_thresholds)

@@ -67,3 +67,13 @@ def test_a_customer_given_a_budget_has_its_no_budget_alert_resolved(azurite: Azu
     run = run_sync(rt, SyncScope(), trigger="test", sources=("budget",)).results["budget"]
     adatum = {a.type: a for a in budget_alerts(rt).values() if a.customer_tenant_id == ids.CUSTOMER_ADATUM}
     assert adatum["NoSpendingBudget"].status == "resolved" and run.updated == 1
+
+
+def test_the_thresholds_are_a_setting(azurite: Azurite, fresh_sandbox: Sandbox) -> None:
+    fresh_sandbox.services["partner_center"].set_month_to_date(ids.CUSTOMER_LITWARE, 4400.0)  # type: ignore[attr-defined]
+    rt = IntakeRuntime.from_settings(load_settings(settings_env(azurite, **fresh_sandbox.app_settings(),
+                                                                BUDGET_THRESHOLDS="50, 90")))
+    assert run_sync(rt, SyncScope(), trigger="test", sources=("budget",)).ok
+    crossed = [a.additional_details["threshold"] for a in budget_alerts(rt).values()
+               if a.type == "BudgetThresholdExceeded"]
+    assert crossed == [50.0]  # 55 % of 8,000: past 50, not 90
