@@ -149,11 +149,42 @@ class MicroFraudConfig:
     """0: the general ``memory_days``."""
 
 
+@dataclass(frozen=True)
+class SpendConfig:
+    """The spend detectors over the daily series (``shared.spend.rules``; amounts in the billing currency)."""
+
+    spike_baseline_days: int = _setting(28, 7, 90)
+    """Days before the judged one that form its baseline (same kind of day: weekday or weekend)."""
+    spike_min_history_days: int = _setting(14, 3, 90)
+    """A subscription with fewer days is judged by the new-subscription caps instead."""
+    spike_k: float = _setting(6.0, 1.0, 100.0)
+    """The day must exceed median + k x 1.4826 x MAD ..."""
+    spike_min_ratio: float = _setting(2.5, 1.0, 1000.0)
+    """... and be at least this many times the median ..."""
+    spike_floor: float = _setting(100.0, 0.0, 1e9)
+    """... and at least this much above it (small numbers stay quiet)."""
+    young_days: int = _setting(14, 1, 90)
+    """A subscription younger than this has no baseline: its caps judge it."""
+    young_daily_cap: float = _setting(500.0, 0.0, 1e9)
+    young_total_cap: float = _setting(1500.0, 0.0, 1e9)
+    new_meter_recent_days: int = _setting(2, 1, 30)
+    """A GPU, machine learning, Batch or container meter first seen within this many days is new."""
+    new_region_min_history_days: int = _setting(14, 1, 90)
+    """A first-used region counts only for a subscription with this much history."""
+    micro_fraud_window_days: int = _setting(7, 1, 60)
+    micro_fraud_min_new_subscriptions: int = _setting(5, 2, 100_000)
+    micro_fraud_small_daily: float = _setting(150.0, 0.0, 1e9)
+    """A new subscription is small when its largest day stays under this."""
+    micro_fraud_min_total: float = _setting(500.0, 0.0, 1e9)
+    """The group's small new subscriptions must add up to at least this in the window."""
+
+
 SECTIONS: Final[dict[str, type]] = {
     "compute_burst": ComputeBurstConfig,
     "privilege_change": PrivilegeChangeConfig,
     "quota_jump": QuotaJumpConfig,
     "micro_fraud": MicroFraudConfig,
+    "spend": SpendConfig,
 }
 """Detector name -> its section's class (the keys are the ``[detection.<name>]`` tables)."""
 
@@ -168,6 +199,7 @@ class DetectionConfig:
     privilege_change: PrivilegeChangeConfig = PrivilegeChangeConfig()
     quota_jump: QuotaJumpConfig = QuotaJumpConfig()
     micro_fraud: MicroFraudConfig = MicroFraudConfig()
+    spend: SpendConfig = SpendConfig()
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None, *, prefix: str = TABLE) -> DetectionConfig:

@@ -315,7 +315,7 @@ class DetectionRunner:
                 for name in SPEND_DETECTORS:
                     run.tally(name).errors.append(error)
         try:
-            outcomes, names, judged = spend_outcomes(self.store, today=self.clock())
+            outcomes, names, judged = spend_outcomes(self.store, today=self.clock(), config=self.config)
             for name, outcome in outcomes.items():
                 tally = run.tally(name)
                 tally.subscriptions += judged

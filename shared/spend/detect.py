@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from shared.detection.base import Outcome
 from shared.names import CHECKPOINTS_TABLE
-from shared.spend.findings import DETECTOR_OF, spend_findings
+from shared.spend.findings import DETECTOR_OF, rules_config, spend_findings
 from shared.spend.series import SpendSeries
 
 if TYPE_CHECKING:
@@ -64,14 +64,16 @@ def refresh_if_due(settings: Settings, store: TableStore, *, now: datetime | Non
     return result
 
 
-def spend_outcomes(store: TableStore, *, today: datetime | None = None) -> tuple[dict[str, Outcome],
-                                                                                dict[str, str], int]:
+def spend_outcomes(store: TableStore, *, today: datetime | None = None, config: Any = None
+                   ) -> tuple[dict[str, Outcome], dict[str, str], int]:
     """Each spend detector's findings over the stored series, the customers' names, and the
-    subscriptions judged."""
+    subscriptions judged; ``config`` is the ``[detection]`` configuration (defaults when None)."""
+    from shared.detection.config import DEFAULT
+
     since = (today or datetime.now(UTC)).date() - timedelta(days=HISTORY_DAYS)
     series = SpendSeries(store).recent(since=since)
     grouped: dict[str, list[Any]] = defaultdict(list)
-    for finding in spend_findings(series):
+    for finding in spend_findings(series, rules_config((config or DEFAULT).spend)):
         grouped[finding.detector].append(finding)
     names = {days[0].customer_id: days[0].customer_name for days in series.values() if days}
     return ({name: Outcome(findings=tuple(grouped.get(name, ())), state={}) for name in SPEND_DETECTORS},

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, time
-from typing import Final
+from typing import Any, Final
 
 from shared.alerts import AffectedResource
 from shared.detection.base import Finding
@@ -30,6 +30,23 @@ TYPE_OF: Final = {"spend_spike": "SpendSpike", "new_subscription_over_cap": "New
                   "new_meters": "NewMeters", "micro_fraud": "SpendMicroFraud"}
 MAX_WALK_BACK: Final = 14
 DEFAULT_RULES: Final = SpendRulesConfig()
+
+
+def rules_config(spend: Any) -> SpendRulesConfig:
+    """The rules' thresholds from the policy's ``[detection.spend]`` (``shared.detection.config.SpendConfig``)."""
+    from shared.spend.rules import MicroFraudConfig, NewMeterConfig, NewSubscriptionConfig, SpikeConfig
+
+    return SpendRulesConfig(
+        spike=SpikeConfig(baseline_days=spend.spike_baseline_days, min_history_days=spend.spike_min_history_days,
+                          k=spend.spike_k, min_ratio=spend.spike_min_ratio, floor=spend.spike_floor),
+        new_subscription=NewSubscriptionConfig(young_days=spend.young_days, daily_cap=spend.young_daily_cap,
+                                               total_cap=spend.young_total_cap),
+        new_meter=NewMeterConfig(recent_days=spend.new_meter_recent_days,
+                                 new_region_min_history_days=spend.new_region_min_history_days),
+        micro_fraud=MicroFraudConfig(window_days=spend.micro_fraud_window_days,
+                                     min_new_subscriptions=spend.micro_fraud_min_new_subscriptions,
+                                     small_daily=spend.micro_fraud_small_daily, min_total=spend.micro_fraud_min_total),
+    )
 
 
 def spend_findings(series: Mapping[str, Sequence[SpendDay]], cfg: SpendRulesConfig = DEFAULT_RULES) -> list[Finding]:

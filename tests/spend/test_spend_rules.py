@@ -130,3 +130,17 @@ def test_findings_keep_their_episode_while_the_anomaly_goes_on() -> None:
     assert [f.alert_id for f in one_day] == [f.alert_id for f in two_days]  # the same alert ...
     assert [f.count for f in two_days] == [2]  # ... that grew
     assert first.episode.startswith("spend_spike-") and first.resources[0].resource_id.endswith(ids.SUB_LITWARE_PROD)
+
+
+def test_the_thresholds_live_in_the_policy_s_detection_table_and_mistakes_are_named() -> None:
+    import pytest
+
+    from shared.detection.config import DetectionConfig, DetectionConfigError
+    from shared.spend.findings import rules_config, spend_findings
+
+    strict = DetectionConfig.from_mapping({"spend": {"spike_min_ratio": 50.0, "young_daily_cap": 5000.0,
+                                                     "young_total_cap": 50000.0}})
+    found = {f.detector for f in spend_findings(scenario_series(), rules_config(strict.spend))}
+    assert found == {"spend_new_meters", "spend_micro_fraud"}  # no spike at 50x, no cap broken
+    with pytest.raises(DetectionConfigError, match=r"detection\.spend\.spike_floor"):
+        DetectionConfig.from_mapping({"spend": {"spike_floor": -1}})
