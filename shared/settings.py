@@ -250,7 +250,7 @@ SPECS: tuple[SettingSpec, ...] = (
                 "", "<client secret>", _text, secret=True, deploy=False),
     # --- Intake -----------------------------------------------------------------------------
     SettingSpec("ALERT_SOURCES", "alert_sources",
-                "Alert sources to poll, comma separated: partner_center, graph.",
+                "Alert sources to poll, comma separated: partner_center, graph, budget (spending budgets).",
                 "partner_center", "partner_center,graph", _source_choices),
     SettingSpec("POLL_SCHEDULE", "poll_schedule", "NCRONTAB schedule of the poll_alerts timer.",
                 "0 */5 * * * *", "0 */5 * * * *", _ncrontab),
