@@ -41,9 +41,14 @@ def run(lines: int = 1_000_000, small: int = 100_000) -> dict[str, Any]:
 
 
 def _measure(lines: int, *, bare: bool) -> dict[str, Any]:
+    import datetime as dt
+    import math
+
     from sandbox.billing import BillingData
 
-    per_meter = max(1, lines // (SUBSCRIPTIONS * DAYS * 2))
+    first, last = BillingData(subscriptions=[]).period("last")
+    days = (last - max(first, dt.datetime.now(dt.UTC).date() - dt.timedelta(days=DAYS))).days + 1
+    per_meter = max(1, math.ceil(lines / (SUBSCRIPTIONS * days * 2)))  # at least ``lines`` line items
     with local_stack() as (azurite, sandbox):
         graph: Any = sandbox.services["graph"]
         graph.use_billing(BillingData.synthetic(subscriptions=SUBSCRIPTIONS, days=DAYS, resources_per_meter=per_meter,
