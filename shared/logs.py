@@ -35,6 +35,7 @@ import contextvars
 import functools
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -117,6 +118,21 @@ def contextual(*, job: str | None = None) -> Callable[[Callable[P, R]], Callable
 def summary(fields: Mapping[str, str]) -> str:
     """``alert_id=... customer=... action=...`` for the non-empty fields, in FIELDS order."""
     return " ".join(f"{name}={fields[name]}" for name in FIELDS if fields.get(name))
+
+
+_SIGNATURE = re.compile(r"(?i)\b(sig|code)=[^&\s\"']+")
+
+
+class SignatureFilter(logging.Filter):
+    """Masks URL credentials (a SAS ``sig=``, a function key ``code=``) in the HTTP libraries' request
+    lines: at DEBUG they log every URL, and a billing export's blob URL carries its SAS."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any("=" in str(a) for a in record.args):
+            record.args = tuple(_SIGNATURE.sub(r"\1=***", str(a)) if "=" in str(a) else a for a in record.args)
+        if isinstance(record.msg, str) and "=" in record.msg:
+            record.msg = _SIGNATURE.sub(r"\1=***", record.msg)
+        return True
 
 
 class ContextFilter(logging.Filter):
@@ -207,7 +223,10 @@ def configure_logging(level: str = "INFO", *, fmt: str = "text",
     root = logging.getLogger()
     root.setLevel(level)
     for name in NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+        noisy = logging.getLogger(name)
+        noisy.setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+        if not any(isinstance(f, SignatureFilter) for f in noisy.filters):
+            noisy.addFilter(SignatureFilter())
     added: logging.Handler | None = None
     if not root.handlers:
         added = logging.StreamHandler(stream or sys.stderr)

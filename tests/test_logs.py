@@ -218,3 +218,30 @@ def test_no_secret_reaches_the_logs_of_a_full_sync_respond_approve_and_undo_run(
     assert len(caplog.records) > 50
     leaked = sorted({s[:6] + "..." for s in secrets if s in text or s[-16:] in text})
     assert not leaked, f"secrets found in the logs (first characters shown): {leaked}"
+
+
+def test_http_request_lines_never_show_a_sas_signature_or_a_function_key() -> None:
+    import io
+    import logging
+
+    from shared.logs import configure_logging
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    for handler in saved:
+        root.removeHandler(handler)
+    try:
+        added = configure_logging(level="DEBUG", fmt="text", stream=stream)
+        logging.getLogger("httpx").info('HTTP Request: %s %s "%s %d %s"', "GET",
+                                        "https://x.blob.core.windows.net/c/b.json.gz?sv=2021-08-06&sig=AbC%2F1&se=z",
+                                        "HTTP/1.1", 200, "OK")
+        logging.getLogger("httpx").info("POST https://app/api/webhooks?code=s3cret-key")
+        text = stream.getvalue()
+        assert "AbC" not in text and "s3cret" not in text and "sig=***" in text and "code=***" in text
+    finally:
+        if added is not None:
+            root.removeHandler(added)
+        for handler in saved:
+            root.addHandler(handler)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
