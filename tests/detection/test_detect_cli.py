@@ -16,6 +16,7 @@ from shared.detection import detectors as registry
 from shared.detection.jobs import DetectionRuntime, fan_out, handle_detect_message
 from shared.jobs import DetectJob
 from shared.names import DETECT_QUEUE
+from shared.spend.detect import SPEND_DETECTORS
 from tests.conftest import settings_env
 from tests.detection.test_detect_run import detection_settings, detector_alerts
 
@@ -37,14 +38,14 @@ def test_detect_once_prints_a_line_per_detector_and_status_shows_checkpoints(azu
     assert lines[0].split() == ["DETECTOR", "SUBSCRIPTIONS", "EVENTS", "FINDINGS", "NEW", "UPDATED", "ERRORS",
                                 "STATUS"]
     rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
-    assert set(rows) == set(registry.names())
+    assert set(rows) == {*registry.names(), *SPEND_DETECTORS}  # the activity-log detectors, then spend
     assert rows["compute_burst"][0] == "4" and rows["compute_burst"][3] == "1"  # 4 subscriptions, 1 new alert
     assert rows["privilege_change"][3] == "1" and all(r[-1] == "ok" for r in rows.values())
 
     status = cli(env, "detect", "--status", "--json")
     assert status.returncode == 0, status.stderr
     doc = json.loads(status.stdout)
-    assert {d["detector"] for d in doc["detectors"] if d["ok"]} == set(registry.names())
+    assert {d["detector"] for d in doc["detectors"] if d["ok"]} == {*registry.names(), *SPEND_DETECTORS}
     assert doc["watchlist"]["count"] == 4
     assert ids.SUB_WOODGROVE_PROD in {c["subject"] for c in doc["checkpoints"]}
 
