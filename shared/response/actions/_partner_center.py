@@ -7,10 +7,10 @@ either action, so no action imports a sibling.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.response.actions._errors import permanent_errors
-from shared.response.actions.base import ActionContext, ActionFailed, Target
+from shared.response.actions.base import ActionContext, ActionFailed, NotReversible, Outcome, Target
 
 if TYPE_CHECKING:
     from shared.clients.partner_center import AzureEntitlement
@@ -33,3 +33,42 @@ def azure_entitlement(ctx: ActionContext) -> AzureEntitlement:
 def customer_of(ctx: ActionContext, target: Target) -> str:
     """The customer tenant the call goes to: the target's, else the alert's."""
     return target.tenant or ctx.alert.customer_tenant_id
+
+
+def suspend_pc_subscription(ctx: ActionContext, target: Target, what: str, data: dict[str, Any]) -> Outcome:
+    """Suspend one Partner Center subscription (verify-before-act): one found not active is recorded
+    as found (``found_status``) and left, so undo never reactivates what the responder did not suspend."""
+    client = ctx.clients.partner_center()
+    customer = customer_of(ctx, target)
+    with permanent_errors(f"suspending Partner Center subscription {target.id}"):
+        before = client.get_subscription(customer, target.id)
+        if before.status.lower() != "active":
+            return Outcome(f"{what} was already {before.status}, nothing done",
+                           {"previous_status": before.status, "status": before.status,
+                            "found_status": before.status}, already_done=True)
+        after = client.suspend_subscription(customer, target.id)
+    if not after.suspended:
+        raise ActionFailed(f"Partner Center answered the suspension of {target.id} with status {after.status!r}; "
+                           "check the subscription in Partner Center")
+    return Outcome(f"{what} suspended (was {before.status})",
+                   {"previous_status": before.status, "status": after.status, **data})
+
+
+def reactivate_pc_subscription(ctx: ActionContext, target: Target, what: str,
+                               recorded: dict[str, Any]) -> Outcome:
+    """Undo of ``suspend_pc_subscription``: reactivate only what it suspended from active."""
+    if recorded.get("found_status"):
+        raise NotReversible(f"{what} was already {recorded['found_status']} when the responder looked; it did not "
+                            "suspend it, so undo leaves it (reactivate it in Partner Center if wanted)")
+    previous = str(recorded.get("previous_status") or "active").lower()
+    if previous != "active":
+        raise NotReversible(f"{what} was {previous} before it was suspended; reactivate it in Partner Center if that "
+                            "is still wanted")
+    client = ctx.clients.partner_center()
+    customer = customer_of(ctx, target)
+    with permanent_errors(f"reactivating Partner Center subscription {target.id}"):
+        current = client.get_subscription(customer, target.id)
+        if not current.suspended:
+            return Outcome(f"{what} is already {current.status}", {"status": current.status}, already_done=True)
+        after = client.reactivate_subscription(customer, target.id)
+    return Outcome(f"{what} reactivated ({after.status})", {"status": after.status})

@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from shared.response.actions._errors import permanent_errors
-from shared.response.actions._partner_center import customer_of
-from shared.response.actions.base import ActionContext, ActionFailed, NotReversible, Outcome, Target
+from shared.response.actions._partner_center import customer_of, reactivate_pc_subscription, suspend_pc_subscription
+from shared.response.actions.base import ActionContext, ActionFailed, Outcome, Target
 
 if TYPE_CHECKING:
     from shared.clients.partner_center import SubscriptionState
@@ -58,38 +58,10 @@ class SuspendCustomerSubscriptions:
         return current.status.lower() != ACTIVE
 
     def execute(self, ctx: ActionContext, target: Target) -> Outcome:
-        client = ctx.clients.partner_center()
-        customer = customer_of(ctx, target)
-        with permanent_errors(f"suspending Partner Center subscription {target.id}"):
-            before = client.get_subscription(customer, target.id)
-            if before.status.lower() != ACTIVE:
-                return Outcome(f"{target.display} was already {before.status}, nothing done",
-                               {"previous_status": before.status, "status": before.status,
-                                "found_status": before.status}, already_done=True)
-            after = client.suspend_subscription(customer, target.id)
-        if not after.suspended:
-            raise ActionFailed(f"Partner Center answered the suspension of {target.id} with status {after.status!r}; "
-                               "check the subscription in Partner Center")
-        return Outcome(f"suspended {target.display} (was {before.status})",
-                       {"previous_status": before.status, "status": after.status, "offer_id": before.offer_id})
+        return suspend_pc_subscription(ctx, target, target.display, {"offer_id": target.details.get("offer_id", "")})
 
     def undo(self, ctx: ActionContext, target: Target, recorded: dict[str, Any]) -> Outcome:
-        if recorded.get("found_status"):
-            raise NotReversible(f"the subscription was already {recorded['found_status']} when the responder looked; "
-                                "it did not suspend it, so undo leaves it")
-        previous = str(recorded.get("previous_status") or ACTIVE).lower()
-        if previous != ACTIVE:
-            raise NotReversible(f"the subscription was {previous} before it was suspended; reactivate it in Partner "
-                                "Center if that is still wanted")
-        client = ctx.clients.partner_center()
-        customer = customer_of(ctx, target)
-        with permanent_errors(f"reactivating Partner Center subscription {target.id}"):
-            current = client.get_subscription(customer, target.id)
-            if not current.suspended:
-                return Outcome(f"{target.display} is already {current.status}", {"status": current.status},
-                               already_done=True)
-            after = client.reactivate_subscription(customer, target.id)
-        return Outcome(f"reactivated {target.display} ({after.status})", {"status": after.status})
+        return reactivate_pc_subscription(ctx, target, target.display, recorded)
 
 
 ACTION = SuspendCustomerSubscriptions()

@@ -14,8 +14,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from shared.response.actions._errors import permanent_errors
-from shared.response.actions._partner_center import azure_entitlement, customer_of
-from shared.response.actions.base import ActionContext, ActionFailed, NotReversible, Outcome, Target
+from shared.response.actions._partner_center import (
+    azure_entitlement,
+    customer_of,
+    reactivate_pc_subscription,
+    suspend_pc_subscription,
+)
+from shared.response.actions.base import ActionContext, Outcome, Target
 
 
 class SuspendSubscription:
@@ -37,39 +42,11 @@ class SuspendSubscription:
             return ctx.clients.partner_center().get_subscription(customer_of(ctx, target), target.id).suspended
 
     def execute(self, ctx: ActionContext, target: Target) -> Outcome:
-        client = ctx.clients.partner_center()
-        customer = customer_of(ctx, target)
-        with permanent_errors(f"suspending Partner Center subscription {target.id}"):
-            before = client.get_subscription(customer, target.id)
-            if before.suspended:
-                return Outcome(f"Azure plan {target.id} was already {before.status}, nothing done",
-                               {"previous_status": before.status, "status": before.status,
-                                "found_status": before.status}, already_done=True)
-            after = client.suspend_subscription(customer, target.id)
-        if not after.suspended:
-            raise ActionFailed(f"Partner Center answered the suspension of {target.id} with status {after.status!r}; "
-                               "check the subscription in Partner Center")
-        return Outcome(f"Azure plan {target.id} suspended (was {before.status})",
-                       {"previous_status": before.status, "status": after.status,
-                        "azure_subscription_id": target.details.get("azure_subscription_id", "")})
+        return suspend_pc_subscription(ctx, target, f"Azure plan {target.id}",
+                                       {"azure_subscription_id": target.details.get("azure_subscription_id", "")})
 
     def undo(self, ctx: ActionContext, target: Target, recorded: dict[str, Any]) -> Outcome:
-        if recorded.get("found_status"):
-            raise NotReversible(f"the Azure plan was already {recorded['found_status']} when the responder looked; it "
-                                "did not suspend it, so undo leaves it (reactivate it in Partner Center if wanted)")
-        previous = str(recorded.get("previous_status") or "").lower()
-        if previous and previous != "active":
-            raise NotReversible(f"the Azure plan was {previous} before it was suspended; reactivate it in Partner "
-                                "Center if that is still wanted")
-        client = ctx.clients.partner_center()
-        customer = customer_of(ctx, target)
-        with permanent_errors(f"reactivating Partner Center subscription {target.id}"):
-            current = client.get_subscription(customer, target.id)
-            if not current.suspended:
-                return Outcome(f"Azure plan {target.id} is already {current.status}", {"status": current.status},
-                               already_done=True)
-            after = client.reactivate_subscription(customer, target.id)
-        return Outcome(f"Azure plan {target.id} reactivated ({after.status})", {"status": after.status})
+        return reactivate_pc_subscription(ctx, target, f"Azure plan {target.id}", recorded)
 
 
 ACTION = SuspendSubscription()
