@@ -301,14 +301,17 @@ class DetectionRunner:
 
     def run_spend(self, refresh: Callable[[], object] | None = None) -> DetectRun:
         """The spend detectors over the stored daily series (``shared.spend``), after ``refresh``
-        (the billing export, when due). A failed refresh is recorded and the stored series is still
-        judged; one failing step never stops the other scopes."""
+        (the billing export, when due; it returns None when not due). The series changes only with a
+        refresh, so a run that did not refresh judges nothing (the same series gives the same findings:
+        scanning it every five minutes would only repeat the reads). A failed refresh is recorded and
+        the stored series is judged; one failing step never stops the other scopes."""
         from shared.spend.detect import SPEND_DETECTORS, spend_outcomes
 
         run = DetectRun(subjects=1)
         if refresh is not None:
             try:
-                refresh()
+                if refresh() is None:
+                    return DetectRun()
             except Exception as exc:
                 error = f"refreshing the spend series failed (the stored days are judged): {_describe(exc)}"
                 log.error("%s", error)

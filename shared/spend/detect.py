@@ -4,8 +4,8 @@ Why part of detection: the spend detectors' alerts go where the other detectors'
 runner stores them through the sync, one alert per detector, subject and episode). Why "when
 due": the billing export is refreshed by Microsoft about once a day and takes minutes to prepare,
 so a run refreshes the series at most every ``SPEND_REFRESH_HOURS`` (the time of the last good
-refresh is a checkpoint row) and otherwise judges what is stored, which gives the same findings
-and so writes nothing.
+refresh is a checkpoint row); the runner judges the series after a refresh only (it has not
+changed in between).
 """
 
 from __future__ import annotations
