@@ -81,13 +81,14 @@ def _calls(env: dict[str, str], sandbox: Any) -> dict[str, Any]:
 
 def _latency(env: dict[str, str], sandbox: Any) -> dict[str, Any]:
     from devhost.host import DevHost
+    from devhost.timers import schedule_settings
     from sandbox import ids
     from shared.names import ALERTS_TABLE
     from shared.settings import load_settings, reset_settings_cache
     from shared.storage.tables import TableStore
 
-    host_env = {**env, "TABLE_NAME_PREFIX": "benchlatency", "DETECT_SCHEDULE": f"*/{LATENCY_INTERVAL_S} * * * * *",
-                "POLL_SCHEDULE": "0 0 0 1 1 *", "DIGEST_SCHEDULE": "0 0 0 1 1 *",
+    host_env = {**env, **dict.fromkeys(schedule_settings(), "0 0 0 1 1 *"), "TABLE_NAME_PREFIX": "benchlatency",
+                "DETECT_SCHEDULE": f"*/{LATENCY_INTERVAL_S} * * * * *",
                 "FRAUD_RESPONDER_LOCAL_SETTINGS": str(ROOT / "no-local-settings.json")}
     reset_settings_cache()
     store = TableStore(load_settings(host_env, local_settings=None))

@@ -97,6 +97,7 @@ def app_stack(scenario: dict[str, Any], policy_text: str, *, env: dict[str, str]
     from chaos.host import HostProcess
     from devhost.azurite import free_port, start_azurite
     from devhost.keys import FunctionKeys
+    from devhost.timers import schedule_settings
     from sandbox.core import start_sandbox
     from sandbox.webhooks import Registration
     from shared.settings import load_settings
@@ -117,8 +118,7 @@ def app_stack(scenario: dict[str, Any], policy_text: str, *, env: dict[str, str]
             "AzureWebJobsStorage": azurite.connection_string,
             "TABLE_NAME_PREFIX": prefix,
             "POLICY_PATH": str(policy),
-            "POLL_SCHEDULE": NEVER,
-            "DIGEST_SCHEDULE": NEVER,
+            **dict.fromkeys(schedule_settings(), NEVER),
             "ALERT_SOURCES": "partner_center",
             "FRAUD_RESPONDER_LOCAL_SETTINGS": str(work / "no-local-settings.json"),
             "LOG_LEVEL": "INFO",

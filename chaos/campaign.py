@@ -38,6 +38,7 @@ from chaos.faults import describe, random_fault
 from chaos.host import HostProcess
 from chaos.secrets import Leak, issued_secrets, scan
 from devhost.keys import FunctionKeys
+from devhost.timers import schedule_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SCENARIO = REPO_ROOT / "sandbox" / "scenarios" / "default.json"
@@ -315,10 +316,9 @@ class Campaign:
             "AzureWebJobsStorage": azurite.connection_string,
             "TABLE_NAME_PREFIX": "chaos" + uuid.uuid4().hex[:8],
             "POLICY_PATH": str(policy),
+            **dict.fromkeys(schedule_settings(), NEVER),
             "POLL_SCHEDULE": options.poll_schedule,
             "ALERT_SOURCES": "partner_center,graph",
-            "DIGEST_SCHEDULE": NEVER,
-            "DETECT_SCHEDULE": NEVER,
             "FRAUD_RESPONDER_LOCAL_SETTINGS": str(work / "no-local-settings.json"),
             "AzureFunctionsJobHost__functionTimeout": options.function_timeout,
             "LOG_LEVEL": "INFO",

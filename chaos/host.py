@@ -91,10 +91,16 @@ class HostProcess:
                     return
             if self.process.poll() is not None:
                 raise RuntimeError(f"the host exited with code {self.process.returncode} before it was ready; "
-                                   f"see {self.log_path.name}")
+                                   f"the end of {self.log_path.name}:\n{self._log_tail(offset)}")
             time.sleep(0.1)
         self.kill()
         raise TimeoutError(f"the host was not ready within {timeout:.0f}s; see {self.log_path.name}")
+
+    def _log_tail(self, offset: int, lines: int = 20) -> str:
+        """The last lines this incarnation wrote: the log's directory may be gone when the error is read."""
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            return "\n".join(log.read().decode("utf-8", "replace").splitlines()[-lines:])
 
     def kill(self) -> None:
         """SIGKILL: no handler runs, nothing is flushed or released, as when a worker is lost."""

@@ -28,6 +28,16 @@ class TimerScheduleError(ValueError):
     """A timer's schedule cannot be resolved or parsed; the message names the function and the setting."""
 
 
+def schedule_settings(app: object | None = None) -> list[str]:
+    """The settings the app's timer schedules name (``%SETTING%``): a harness that wants no timer sets them all."""
+    from devhost.app import read_functions
+    from devhost.host import load_function_app
+
+    functions, _ = read_functions(app if app is not None else load_function_app())
+    return sorted({name for f in functions if isinstance(f.trigger, TimerTrigger)
+                   for name in _SETTING_REFERENCE.findall(f.trigger.schedule)})
+
+
 def resolve_schedule(function_name: str, schedule: str, environ: Mapping[str, str]) -> Schedule:
     """Replace ``%SETTING%`` references from ``environ``, as the host does, and parse the result."""
 

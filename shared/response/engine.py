@@ -81,7 +81,7 @@ from shared.response.ledger import (
 from shared.response.policy import Decision, PlannedAction, get_policy
 from shared.response.registry import get_action
 from shared.settings import Settings
-from shared.storage.tables import TableStore
+from shared.storage.tables import Entity, TableStore
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +323,7 @@ class Responder:
             log.warning("respond %s v%d: will retry: %s", alert.key, version, "; ".join(result.deferred))
             raise RetryLater(f"respond {alert.key} v{version}: {len(result.deferred)} action(s) left for a retry: "
                              + "; ".join(result.deferred), held_until=run.held_until, result=result)
-        self.mark_job(partition, row, version, sync.HANDLED)
+        self.mark_job(partition, row, version, sync.HANDLED, read=entity)
         log.info("respond %s v%d done (rule %s): %s", alert.key, version, decision.rule, result.states())
         return result
 
@@ -485,13 +485,16 @@ class Responder:
                 log.warning("respond %s v%d: could not close %s row %s of version %d: %s", run.alert.key,
                             run.version, stale.action, stale.action_id, stale.version, one_line(str(exc), 300))
 
-    def mark_job(self, partition: str, row: str, version: int, state: str) -> bool:
+    def mark_job(self, partition: str, row: str, version: int, state: str, *, read: Entity | None = None) -> bool:
         """Record on the alert row that the job of ``version`` is ``state`` (handled or poisoned).
 
-        Actions may have changed the row meanwhile (writing the status back changes it), so this
-        re-reads it on an ETag conflict; False when the row moved on to a newer version.
+        ``read`` is the row as the job read it, tried first (most jobs leave it alone). Actions may have
+        changed the row meanwhile (writing the status back changes it), so this re-reads it on an ETag
+        conflict; False when the row moved on to a newer version.
         """
         table = self.store.table_client(ALERTS_TABLE)
+        if read is not None and sync.mark_respond_state(table, read, version, state):
+            return True
         for _attempt in range(5):
             entity = self.store.get(ALERTS_TABLE, partition, row)
             if entity is None or not sync.job_is_current(entity, version):

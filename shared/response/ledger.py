@@ -52,7 +52,7 @@ from shared.errors import FraudResponderError
 from shared.formats import one_line
 from shared.names import LEDGER_TABLE
 from shared.response.actions.base import Target
-from shared.storage.tables import ConcurrencyConflict, Entity, TableStore, etag_of, safe_key
+from shared.storage.tables import ConcurrencyConflict, Entity, TableStore, as_stored, etag_of, safe_key, storable
 
 PLANNED: Final = "planned"
 AWAITING_APPROVAL: Final = "awaiting-approval"
@@ -152,6 +152,8 @@ class LedgerEntry:
     expired_by: str = ""
     expired_reason: str = ""
     etag: str = ""
+    entity: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The row as read (or as written) at ``etag``: a merge onto it is the row's next state."""
 
     @classmethod
     def from_entity(cls, entity: Mapping[str, Any]) -> LedgerEntry:
@@ -182,7 +184,7 @@ class LedgerEntry:
             lease_owner=str(entity.get("lease_owner", "")), lease_until=entity.get("lease_until"),
             called_at=entity.get("called_at") or None, found_state=str(entity.get("found_state", "") or ""),
             expired_by=str(entity.get("expired_by", "") or ""),
-            expired_reason=str(entity.get("expired_reason", "") or ""), etag=etag,
+            expired_reason=str(entity.get("expired_reason", "") or ""), etag=etag, entity=entity,
         )
 
     def lease_free(self, now: datetime) -> bool:
@@ -305,11 +307,13 @@ class Ledger:
         }
         if new.lease_until is not None:
             entity["lease_until"] = new.lease_until
-        created = self._store.insert_once(LEDGER_TABLE, entity)
+        written = self._store.create(LEDGER_TABLE, entity)
+        if written is not None:
+            return True, LedgerEntry.from_entity(written)
         stored = self.get(partition, row)
         if stored is None:  # deleted between the insert and the read: nothing sensible to do but retry
             raise LedgerConflict(f"ledger row {row} of {new.alert.key} vanished right after it was claimed")
-        return created, stored
+        return False, stored
 
     def transition(self, entry: LedgerEntry, changes: Mapping[str, Any]) -> LedgerEntry:
         """Apply ``changes`` only if the row still has the ETag ``entry`` was read with.
@@ -323,12 +327,15 @@ class Ledger:
         if "error" in values:
             values["error"] = one_line(values["error"])
         values.update(PartitionKey=entry.partition, RowKey=entry.row, updated_at=self._clock())
+        sent = storable(values)
         try:
-            self._store.update_with_etag(LEDGER_TABLE, values, entry.etag, mode="merge")
+            etag = self._store.update_with_etag(LEDGER_TABLE, sent, entry.etag, mode="merge")
         except ConcurrencyConflict:
             raise LedgerConflict(f"action {entry.action_id} ({entry.action} on {entry.target.kind} "
                                  f"{entry.target.display or entry.target.id}) was changed by another worker or "
                                  "operator; list it again to see its state") from None
+        if entry.entity:  # the write was conditional on the row as read: the merge is its new state, known whole
+            return LedgerEntry.from_entity(as_stored(sent, etag, onto=entry.entity))
         stored = self.get(entry.partition, entry.row)
         if stored is None:
             raise LedgerConflict(f"action {entry.action_id} was deleted while it was being updated")

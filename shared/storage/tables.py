@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from shared.settings import Settings
@@ -269,6 +269,25 @@ def storable(entity: Mapping[str, Any]) -> Entity:
             if units > low:
                 out[name] = _cut(out[name], low)
     return out
+
+
+def as_stored(written: Mapping[str, Any], etag: str, *, onto: Mapping[str, Any] | None = None) -> Entity:
+    """The entity a write of ``written`` (already ``storable``) left, with its new ``etag``: what ``get`` would
+    return, without the round trip. Only for a write whose result is known whole: a create, or a merge
+    ``onto`` the entity as read at the ETag the write was conditional on.
+
+    As the service does, a None value is not written (a merge keeps the old one), and a date without a
+    time zone is UTC.
+    """
+    from azure.data.tables import TableEntity
+
+    stored = TableEntity(onto or {})
+    for name, value in plain(dict(written)).items():
+        if value is None or (isinstance(value, tuple) and value[0] is None):
+            continue
+        stored[name] = value.replace(tzinfo=UTC) if isinstance(value, datetime) and value.tzinfo is None else value
+    stored._metadata = {"etag": etag, "timestamp": None}
+    return stored
 
 
 def plain(entity: Entity) -> Entity:
@@ -553,16 +572,22 @@ class TableStore:
 
         Exactly one of any number of concurrent callers with the same keys gets True.
         """
+        return self.create(table, entity) is not None
+
+    def create(self, table: str, entity: Mapping[str, Any]) -> Entity | None:
+        """``insert_once`` that returns the entity as stored, with its ETag (as ``get`` would), or None when
+        one with its keys already exists: a caller that goes on to update it conditionally needs no read."""
         from azure.core.exceptions import ResourceExistsError
 
         _keys(entity, table)
         client = self._client(table)
+        sent = storable(entity)
         with self._errors():
             try:
-                client.create_entity(storable(entity))
+                metadata = client.create_entity(sent)
             except ResourceExistsError:
-                return False
-        return True
+                return None
+        return as_stored(sent, str(metadata["etag"]))
 
     def update_with_etag(self, table: str, entity: Mapping[str, Any], etag: str,
                          mode: WriteMode = "merge") -> str:

@@ -90,3 +90,21 @@ def test_next_occurrence_is_the_first_matching_second(seconds: str, minutes: str
     while moment < found:  # nothing in between matches (at most an hour and a minute of seconds)
         assert not schedule.matches(moment)
         moment += timedelta(seconds=1)
+
+
+def test_schedule_settings_names_every_setting_a_timer_needs_so_a_harness_can_switch_them_all_off() -> None:
+    import azure.functions as func
+
+    from devhost.timers import schedule_settings
+
+    app = func.FunctionApp()
+
+    @app.timer_trigger(schedule="%NIGHTLY% ", arg_name="timer")
+    def nightly(timer: func.TimerRequest) -> None: ...
+
+    @app.timer_trigger(schedule="0 */5 * * * *", arg_name="timer")
+    def literal(timer: func.TimerRequest) -> None: ...
+
+    assert schedule_settings(app) == ["NIGHTLY"]
+    # The real app: a new timer's setting joins the list, and the benchmark and chaos stacks set it.
+    assert {"POLL_SCHEDULE", "DIGEST_SCHEDULE", "DETECT_SCHEDULE"} <= set(schedule_settings())

@@ -78,3 +78,23 @@ def test_rows_are_listed_by_state_and_by_alert(settings: Settings) -> None:
     assert {r.target.id for r in ledger.query(alert=first.id)} == {VM, VM + "x"}
     assert {r.target.id for r in ledger.query(alert=first.key)} == {VM, VM + "x"}
     assert len(ledger.for_alert(second.key)) == 1
+
+
+def test_the_row_a_claim_or_a_state_change_returns_is_the_row_stored(settings: Settings) -> None:
+    # claim and transition build the row they return from the write, not from a read: it must be what is stored,
+    # field for field and ETag included, or the next conditional change would act on a row that is not there.
+    store = TableStore(settings)
+    ledger = Ledger(store)
+    _, entry = ledger.claim(_row(_alert()))
+    assert entry == ledger.get(entry.partition, entry.row)
+
+    running = ledger.transition(entry, {"state": RUNNING, "attempts": 2, "lease_owner": "me", "called_at": None,
+                                        "data": {"big": 2**40}, "params": {"operation": "deallocate"}})
+    stored = ledger.get(entry.partition, entry.row)
+    assert running == stored and running.entity == stored.entity  # None left the column as it was
+    assert running.data == {"big": 2**40} and running.called_at is None and running.attempts == 2
+
+    long_summary = "x" * 40_000  # beyond Table Storage's string cap: cut on the way in, and the returned row shows it
+    done = ledger.transition(running, {"state": SUCCEEDED, "summary": long_summary, **ledger.released()})
+    assert done == ledger.get(entry.partition, entry.row) and 0 < len(done.summary) < len(long_summary)
+    ledger.transition(done, {"summary": "the ETag it returned is the stored one"})
