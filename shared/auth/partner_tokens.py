@@ -70,14 +70,27 @@ class _Unsaved:
 
 
 _unsaved: dict[tuple[str, str], _Unsaved] = {}
-_locks: dict[tuple[str, str], threading.Lock] = {}
+_locks: dict[tuple[str, str, str], threading.Lock] = {}
 _process_lock = threading.Lock()
+RACE_RETRIES: Final = 3
+"""Redemptions retried with the newer token when a concurrent one (here or on another instance) rolled it first."""
 
 
-def _shared(key: tuple[str, str]) -> tuple[threading.Lock, _Unsaved]:
-    """The process-wide redemption lock and unsaved-token slot for one vault secret."""
+def _shared(key: tuple[str, str]) -> _Unsaved:
+    """The process-wide unsaved-token slot for one vault secret (read and written under ``_process_lock``)."""
     with _process_lock:
-        return _locks.setdefault(key, threading.Lock()), _unsaved.setdefault(key, _Unsaved())
+        return _unsaved.setdefault(key, _Unsaved())
+
+
+def _tenant_lock(key: tuple[str, str], tenant: str) -> threading.Lock:
+    """One redemption at a time per vault secret and tenant: the callers that wait find the token cached.
+
+    Different tenants redeem at once (50 customers contained together each need their own token);
+    each redemption rolls the shared refresh token, and Entra keeps the one presented valid while
+    the others are redeemed (a race it lost is retried with the newer token, ``RACE_RETRIES``).
+    """
+    with _process_lock:
+        return _locks.setdefault((*key, tenant), threading.Lock())
 
 
 def forget_unsaved_refresh_tokens() -> None:
@@ -110,8 +123,9 @@ class PartnerTokenProvider:
         self._settings = settings
         self._secrets = secrets or SecretStore(settings)
         self._cache = cache or TokenCache()
-        # One redemption at a time in the process: each one rolls the shared refresh token.
-        self._redeem_lock, self._unsaved = _shared((settings.key_vault_url, settings.refresh_token_secret_name))
+        self._secret_key = (settings.key_vault_url, settings.refresh_token_secret_name)
+        self._unsaved = _shared(self._secret_key)
+        self._apps_lock = threading.Lock()
         self._write_health = write_health
         self._sleep = sleep
         self._apps: OrderedDict[str, Any] = OrderedDict()
@@ -134,41 +148,49 @@ class PartnerTokenProvider:
         cached = self._cache.get(tenant_id, resource_id)
         if cached is not None:
             return cached.token
-        with self._redeem_lock:
+        with _tenant_lock(self._secret_key, tenant_id):
             cached = self._cache.get(tenant_id, resource_id)
             if cached is not None:
                 return cached.token
             return self._redeem(tenant_id, resource_id)
 
     def _app(self, tenant: str) -> Any:
-        """Used under the redeem lock only, so dropping the least recently used app is safe."""
-        if tenant not in self._apps:
-            if self._client_secret is None:
-                self._client_secret = self._secrets.get(self._settings.partner_app_secret_name)
-            self._apps[tenant] = confidential_client(
-                self._settings, client_id=self._settings.partner_app_client_id,
-                client_secret=self._client_secret, tenant=tenant,
-            )
-            while len(self._apps) > MAX_APPS:
-                self._apps.popitem(last=False)
-        self._apps.move_to_end(tenant)
-        return self._apps[tenant]
+        """The tenant's MSAL app; the least recently used one is dropped beyond MAX_APPS (an app in use
+        by another redemption keeps working: MSAL apps are not closed)."""
+        with self._apps_lock:
+            if tenant not in self._apps:
+                if self._client_secret is None:
+                    self._client_secret = self._secrets.get(self._settings.partner_app_secret_name)
+                self._apps[tenant] = confidential_client(
+                    self._settings, client_id=self._settings.partner_app_client_id,
+                    client_secret=self._client_secret, tenant=tenant,
+                )
+                while len(self._apps) > MAX_APPS:
+                    self._apps.popitem(last=False)
+            self._apps.move_to_end(tenant)
+            return self._apps[tenant]
 
     def _redeem(self, tenant: str, resource: str) -> str:
         secret_name = self._settings.refresh_token_secret_name
-        held = self._unsaved.value
-        try:
-            # A rolled token the vault refused is newer than the vault's; otherwise always read the
-            # vault: another instance may have rolled it.
-            refresh_token = held or self._secrets.get(secret_name)
-            result = self._acquire(tenant, resource, refresh_token)
-        except RefreshTokenExpired:
-            if not held:
-                raise
-            # Another instance re-consented or rolled past it: the vault's version is the one to use.
-            self._unsaved.value = ""
-            refresh_token = self._secrets.get(secret_name)
-            result = self._acquire(tenant, resource, refresh_token)
+        with _process_lock:
+            held = self._unsaved.value
+        # A rolled token the vault refused is newer than the vault's; otherwise always read the vault:
+        # another instance, or another tenant's redemption here, may have rolled it.
+        refresh_token = held or self._secrets.get(secret_name)
+        for attempt in range(RACE_RETRIES + 1):
+            try:
+                result = self._acquire(tenant, resource, refresh_token)
+                break
+            except RefreshTokenExpired:
+                # Another instance re-consented, or a concurrent redemption rolled past the token presented:
+                # the vault's version is the one to use. The same token again means it really expired.
+                with _process_lock:
+                    if self._unsaved.value == refresh_token:
+                        self._unsaved.value = ""
+                newer = self._secrets.get(secret_name)
+                if newer == refresh_token or attempt == RACE_RETRIES:
+                    raise
+                refresh_token = newer
         rolled = result.get("refresh_token")
         if rolled and rolled != refresh_token:
             self._write_back(secret_name, str(rolled))
@@ -184,8 +206,9 @@ class PartnerTokenProvider:
                                       secret_name=self._settings.refresh_token_secret_name,
                                       client_secret_name=self._settings.partner_app_secret_name)
             if isinstance(error, ClientSecretInvalid):
-                self._client_secret = None  # read it again next time: the operator may have rotated it
-                self._apps.clear()
+                with self._apps_lock:
+                    self._client_secret = None  # read it again next time: the operator may have rotated it
+                    self._apps.clear()
             raise error
         return result
 

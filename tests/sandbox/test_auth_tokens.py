@@ -165,3 +165,51 @@ def test_a_vault_or_sign_in_that_fails_transiently_is_retryable_not_a_missing_ro
     assert "role" not in str(caught.value) and is_retryable(caught.value)
     fresh_sandbox.clear_faults()
     assert GraphAppTokenProvider(sandbox_settings(fresh_sandbox)).token(GRAPH_RESOURCE)
+
+
+def test_tokens_for_different_customers_are_redeemed_at_once_not_one_after_the_other(fresh_sandbox: Sandbox) -> None:
+    # 50 customers contained together each need a token: redeeming them one at a time made the last wait for all.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sandbox.faults import Fault
+
+    entra, vault = services(fresh_sandbox)
+    before = len(vault.secrets[RT_SECRET])
+    fresh_sandbox.add_fault(Fault(service="entra", kind="delay", seconds=1.5, method="POST", path="/token$",
+                                  times=None))
+    provider = PartnerTokenProvider(sandbox_settings(fresh_sandbox))
+    tenants = [ids.CUSTOMER_FABRIKAM, ids.CUSTOMER_NORTHWIND, ids.CUSTOMER_WOODGROVE]
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        tokens = list(pool.map(lambda tenant: provider.token(ARM_RESOURCE, tenant=tenant), tenants))
+
+    assert [unverified_claims(t)["tid"] for t in tokens] == tenants
+    answered = sorted(r.time for r in fresh_sandbox.requests("entra") if r.path.endswith("/token")
+                      and f"client_id={ids.PARTNER_APP_CLIENT_ID}".encode() in r.body)  # not the vault's own
+    assert len(answered) == 3
+    assert answered[-1] - answered[0] < 1.0  # one after the other, they end 1.5 s apart at least
+    # Each rolled the refresh token and wrote it back; the newest in the vault still works.
+    assert len(vault.secrets[RT_SECRET]) == before + 3
+    entra.set_state(refresh_token_grace_seconds=0)
+    assert PartnerTokenProvider(sandbox_settings(fresh_sandbox)).token(GRAPH_RESOURCE, tenant=ids.CUSTOMER_FABRIKAM)
+
+
+def test_a_redemption_that_lost_the_race_to_a_concurrent_roll_retries_with_the_newer_token(
+        fresh_sandbox: Sandbox) -> None:
+    # Entra here retires a refresh token as soon as it is redeemed: the redemption that presented it second fails
+    # with AADSTS50173 and must go on with the token the first one wrote back, not report an expired token.
+    entra, vault = services(fresh_sandbox)
+    entra.set_state(refresh_token_grace_seconds=0)
+    first, second = (PartnerTokenProvider(sandbox_settings(fresh_sandbox)) for _ in range(2))
+    stale = vault.latest(RT_SECRET)
+    assert stale is not None
+    first.token(ARM_RESOURCE, tenant=ids.CUSTOMER_FABRIKAM)  # rolls it: the vault holds a newer one
+    real_get, earlier = second._secrets.get, [stale.value]
+
+    def read_just_before_the_roll(name: str) -> str:
+        return earlier.pop() if earlier else real_get(name)
+
+    second._secrets.get = read_just_before_the_roll  # type: ignore[method-assign]
+
+    assert unverified_claims(second.token(ARM_RESOURCE, tenant=ids.CUSTOMER_NORTHWIND))["tid"] == \
+        ids.CUSTOMER_NORTHWIND
