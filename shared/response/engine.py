@@ -540,7 +540,9 @@ class Responder:
                 rows.append(outcome)
         run.add_rows(rows)
         if spec is not None and spec.provides_investigation:
-            run.investigation = self._investigation(run.alert)
+            # The document it just wrote (execute sets it), else the stored one (it found one, or did not run).
+            wrote = ctx.investigation is not None and ctx.investigation is not run.investigation
+            run.investigation = ctx.investigation if wrote else self._investigation(run.alert)
 
     def _each_target(self, run: _Job, planned: PlannedAction, action: Action, ctx: ActionContext,
                      targets: list[Target]) -> list[LedgerEntry | _Deferred | None]:
