@@ -310,6 +310,10 @@ SPECS: tuple[SettingSpec, ...] = (
                 "stop_resources checks and stops) and the investigation beside the containment that does "
                 "not read it; 1 = one after another.",
                 "4", "4", _int_range(1, 16)),
+    SettingSpec("RESPOND_INLINE_MAX", "respond_inline_max",
+                "Alerts a webhook's sync answers itself, without the respond queue's hop (the rest go to the "
+                "queue at once); 0 = every answer goes through the queue.",
+                "20", "20", _int_range(0, 100)),
     # --- Spend (shared/spend): the billing export and the daily series ---------------------------
     SettingSpec("SPEND_REFRESH_HOURS", "spend_refresh_hours",
                 "A detection run refreshes the daily spend series from Graph's billing export when the last good "
@@ -426,6 +430,7 @@ class Settings:
     storage: StorageConnection = field(default_factory=StorageConnection)
     respond_concurrency: int = 8
     respond_action_concurrency: int = 4
+    respond_inline_max: int = 20
     spend_refresh_hours: int = 6
     spend_currency: str = "USD"
     budget_thresholds: tuple[float, ...] = (80.0, 100.0, 150.0)

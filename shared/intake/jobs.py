@@ -72,6 +72,8 @@ class SyncRun:
     results: dict[str, SyncResult] = field(default_factory=dict)
     token_errors: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    held: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
+    """Respond messages sent held, for the caller to answer (``shared.intake.inline``)."""
 
     @property
     def ok(self) -> bool:
@@ -102,13 +104,18 @@ def redelivery_window() -> timedelta:
 
 @contextual(job="sync")
 def run_sync(runtime: IntakeRuntime, scope: SyncScope, *, trigger: str,
-             sources: tuple[str, ...] | None = None) -> SyncRun:
+             sources: tuple[str, ...] | None = None, hold_respond: bool = False) -> SyncRun:
+    """Sync ``sources`` (all configured when None); ``hold_respond``: send the respond messages held, listed
+    in ``SyncRun.held`` for the caller to answer (it must answer or release every one)."""
     from shared.auth.errors import TokenHealthError
     from shared.http import PartnerCenterMfaRequired
 
+    from .inline import hold_seconds
+
     run = SyncRun()
     sync = AlertSync(table=runtime.store.table_client(ALERTS_TABLE), queue=runtime.queue, respond_queue=RESPOND_QUEUE,
-                     redeliver_after=redelivery_window())
+                     redeliver_after=redelivery_window(), hold_respond_seconds=hold_seconds() if hold_respond else 0)
+    run.held = sync.held
     for name in sources or runtime.settings.alert_sources:
         principal = source_registry.credential(name)
         error = ""
@@ -169,7 +176,15 @@ def handle_sync_message(body: bytes, *, dequeue_count: int = 1, runtime: IntakeR
     scope = SyncScope(subscription_id=job.subscription_id)
     sources = (job.source,) if job.source else None
     rt = runtime or default_runtime()
-    run = run_sync(rt, scope, trigger=job.trigger, sources=sources)
+    # A webhook says fraud is happening now: its sync answers what it stores (shared.intake.inline).
+    inline = job.trigger == "webhook" and rt.settings.respond_inline_max > 0
+    run = run_sync(rt, scope, trigger=job.trigger, sources=sources, hold_respond=inline)
+    if run.held:
+        from .inline import answer_held
+
+        done = answer_held(rt.settings, rt.queue, run.held)
+        log.info("sync answered %d alert(s) itself; %d handed to the respond queue, %d to retry there",
+                 done.answered, done.released, done.failed)
     if run.errors:
         raise SourceSyncFailed("; ".join(f"{name}: {error}" for name, error in run.errors.items()))
     if job.delivery_id and run.ok:

@@ -140,6 +140,12 @@ class JobQueue(Protocol):
     def send_json(self, queue: str, document: dict[str, Any]) -> object: ...
 
 
+class HoldingQueue(JobQueue, Protocol):
+    """A queue that can also send a message held invisible (``shared.storage.queues.QueueSender``)."""
+
+    def send_held(self, queue: str, obj: Any, *, hold_seconds: int) -> Any: ...
+
+
 @dataclass
 class SyncResult:
     scope: str
@@ -243,8 +249,14 @@ class AlertSync:
         enqueue_workers: int = 4,
         commit_workers: int = 4,
         redeliver_after: timedelta = REDELIVER_AFTER,
+        hold_respond_seconds: int = 0,
     ) -> None:
+        """``hold_respond_seconds`` > 0: respond messages are sent held that long (``queue`` must be a
+        HoldingQueue) and listed in ``held`` (message, document), for a caller that answers them itself
+        (``shared.intake.inline``); a re-sent job is always sent visible."""
         self._table = table
+        self._hold = hold_respond_seconds
+        self.held: list[tuple[Any, dict[str, Any]]] = []
         self._redeliver_after = redeliver_after
         self._queue = queue
         self._respond_queue = respond_queue
@@ -526,15 +538,21 @@ class AlertSync:
         if self._pool is None:
             raise RuntimeError("AlertSync._enqueue outside run()")
         self._in_flight.acquire()  # bound the sends waiting in the pool (memory), not the workers
-        future = self._pool.submit(self._queue.send_json, self._respond_queue, document)
-        future.add_done_callback(lambda done: self._sent_one(done, new, resent))
+        if self._hold > 0 and not resent:
+            holding: Any = self._queue
+            future = self._pool.submit(holding.send_held, self._respond_queue, document, hold_seconds=self._hold)
+        else:
+            future = self._pool.submit(self._queue.send_json, self._respond_queue, document)
+        future.add_done_callback(lambda done: self._sent_one(done, new, resent, document))
 
-    def _sent_one(self, future: Future[object], new: int, resent: int) -> None:
+    def _sent_one(self, future: Future[object], new: int, resent: int, document: dict[str, Any]) -> None:
         error = future.exception()
         with self._send_lock:
             if error is not None:  # its rows stay pending: a later sync re-sends each alert's own job
                 self._send_errors.append(error)
             else:
+                if self._hold > 0 and not resent:
+                    self.held.append((future.result(), document))
                 self._sent += new
                 self._resent += resent
                 self._messages += 1

@@ -25,28 +25,26 @@ POOL_SIZE = 32
 def _transport(endpoint: str) -> Any:
     """A requests transport that reads the proxy and CA-bundle environment once, for ``endpoint``.
 
-    By default requests reads them again on every request (a walk over ``os.environ`` and the
+    By default requests reads them again on every request (a walk over the whole environment and the
     NO_PROXY rules), a third of a storage call's CPU in a host with a hundred app settings
     (``make bench`` containment). The values are the same for the life of the process.
     """
-    import os
-
     import requests
     from azure.core.pipeline.transport import RequestsTransport
     from requests.adapters import HTTPAdapter
-    from requests.utils import get_environ_proxies
     from urllib3.util.retry import Retry
 
+    # requests' own reading of the environment (proxies with NO_PROXY, REQUESTS_CA_BUNDLE), done once.
+    environment = requests.Session().merge_environment_settings(endpoint, {}, None, True, None)
     session = requests.Session()
     session.trust_env = False
-    session.proxies = dict(get_environ_proxies(endpoint))  # honours NO_PROXY for this endpoint
+    session.proxies = dict(environment["proxies"])
     adapter = HTTPAdapter(max_retries=Retry(total=False, redirect=False, raise_on_status=False),
                           pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE)  # the SDK retries, not urllib3
     for scheme in ("http://", "https://"):
         session.mount(scheme, adapter)
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     return RequestsTransport(session=session, session_owner=True, use_env_settings=False,
-                             connection_verify=bundle or True, **_TIMEOUTS)
+                             connection_verify=environment["verify"], **_TIMEOUTS)
 
 
 def _client_kwargs(endpoint: str) -> dict[str, Any]:

@@ -137,6 +137,23 @@ class QueueSender:
             sent = client.send_message(text, visibility_timeout=visibility_timeout)
         return str(sent.id)
 
+    def send_held(self, queue: str, obj: Any, *, hold_seconds: int) -> QueueMessage:
+        """Queue ``obj`` invisible for ``hold_seconds``: the sender handles it itself, then ``delete``s or
+        ``release``s it; should the sender die first, the queue delivers it when the hold ends."""
+        text = encode_json(obj)
+        client = self._client(queue)
+        with self._errors():
+            sent = client.send_message(text, visibility_timeout=hold_seconds)
+        return QueueMessage(str(sent.id), text, 0, sent.pop_receipt)
+
+    def release(self, queue: str, message: QueueMessage, *, after_seconds: int = 0) -> None:
+        """Hand a held (or received) message to the queue's own consumer, visible ``after_seconds`` from now."""
+        if message.pop_receipt is None:
+            raise ValueError("only a message sent with send_held() or taken with receive() can be released")
+        client = self._client(queue)
+        with self._errors():
+            client.update_message(message.id, message.pop_receipt, visibility_timeout=after_seconds)
+
     def peek(self, queue: str, max_messages: int = MAX_BATCH) -> list[QueueMessage]:
         """Up to ``max_messages`` (1-32) visible messages, without taking them."""
         client = self._client(queue)
@@ -157,7 +174,7 @@ class QueueSender:
         return [QueueMessage(m.id, str(m.content), m.dequeue_count or 0, m.pop_receipt) for m in messages]
 
     def delete(self, queue: str, message: QueueMessage) -> None:
-        """Delete a message taken with ``receive``."""
+        """Delete a message taken with ``receive`` (or sent with ``send_held``)."""
         if message.pop_receipt is None:
             raise ValueError("only a message taken with receive() can be deleted (a peeked one has no pop receipt)")
         client = self._client(queue)
