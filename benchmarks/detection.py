@@ -80,8 +80,7 @@ def _calls(env: dict[str, str], sandbox: Any) -> dict[str, Any]:
 
 
 def _latency(env: dict[str, str], sandbox: Any) -> dict[str, Any]:
-    from devhost.host import DevHost
-    from devhost.timers import schedule_settings
+    from devhost.host import DevHost, schedule_settings
     from sandbox import ids
     from shared.names import ALERTS_TABLE
     from shared.settings import load_settings, reset_settings_cache

@@ -96,8 +96,8 @@ def app_stack(scenario: dict[str, Any], policy_text: str, *, env: dict[str, str]
     """Start Azurite, the sandbox and the dev host (webhook registered to it); stop them all after."""
     from chaos.host import HostProcess
     from devhost.azurite import free_port, start_azurite
+    from devhost.host import schedule_settings
     from devhost.keys import FunctionKeys
-    from devhost.timers import schedule_settings
     from sandbox.core import start_sandbox
     from sandbox.webhooks import Registration
     from shared.settings import load_settings

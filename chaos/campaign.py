@@ -37,8 +37,8 @@ from typing import Any, TextIO
 from chaos.faults import describe, random_fault
 from chaos.host import HostProcess
 from chaos.secrets import Leak, issued_secrets, scan
+from devhost.host import schedule_settings
 from devhost.keys import FunctionKeys
-from devhost.timers import schedule_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SCENARIO = REPO_ROOT / "sandbox" / "scenarios" / "default.json"

@@ -26,7 +26,7 @@ from devhost.invocations import InvocationLog
 from devhost.invoker import EventLoopThread, Invoker
 from devhost.keys import FunctionKeys
 from devhost.queues import LEASE_SECONDS, QueueListener, storage_connection
-from devhost.timers import TimerRunner, resolve_schedule
+from devhost.timers import SETTING_REFERENCE, TimerRunner, resolve_schedule
 
 logger = logging.getLogger("devhost")
 
@@ -245,3 +245,10 @@ class DevHost:
                 os.environ[name] = old
         self._saved_environ.clear()
         reset_settings_cache()
+
+
+def schedule_settings(app: object | None = None) -> list[str]:
+    """The settings the app's timer schedules name (``%SETTING%``): a harness that wants no timer sets them all."""
+    functions, _ = read_functions(app if app is not None else load_function_app())
+    return sorted({name for f in functions if isinstance(f.trigger, TimerTrigger)
+                   for name in SETTING_REFERENCE.findall(f.trigger.schedule)})

@@ -21,21 +21,11 @@ from devhost.ncrontab import NCrontabError, Schedule
 logger = logging.getLogger("devhost.timers")
 
 PAST_DUE_TOLERANCE_SECONDS = 1.0
-_SETTING_REFERENCE = re.compile(r"%([^%\s]+)%")
+SETTING_REFERENCE = re.compile(r"%([^%\s]+)%")
 
 
 class TimerScheduleError(ValueError):
     """A timer's schedule cannot be resolved or parsed; the message names the function and the setting."""
-
-
-def schedule_settings(app: object | None = None) -> list[str]:
-    """The settings the app's timer schedules name (``%SETTING%``): a harness that wants no timer sets them all."""
-    from devhost.app import read_functions
-    from devhost.host import load_function_app
-
-    functions, _ = read_functions(app if app is not None else load_function_app())
-    return sorted({name for f in functions if isinstance(f.trigger, TimerTrigger)
-                   for name in _SETTING_REFERENCE.findall(f.trigger.schedule)})
 
 
 def resolve_schedule(function_name: str, schedule: str, environ: Mapping[str, str]) -> Schedule:
@@ -50,7 +40,7 @@ def resolve_schedule(function_name: str, schedule: str, environ: Mapping[str, st
             )
         return value
 
-    resolved = _SETTING_REFERENCE.sub(lookup, schedule)
+    resolved = SETTING_REFERENCE.sub(lookup, schedule)
     try:
         return Schedule.parse(resolved)
     except NCrontabError as exc:

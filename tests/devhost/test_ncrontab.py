@@ -95,7 +95,7 @@ def test_next_occurrence_is_the_first_matching_second(seconds: str, minutes: str
 def test_schedule_settings_names_every_setting_a_timer_needs_so_a_harness_can_switch_them_all_off() -> None:
     import azure.functions as func
 
-    from devhost.timers import schedule_settings
+    from devhost.host import schedule_settings
 
     app = func.FunctionApp()
 
