@@ -52,28 +52,47 @@ def answer_held(settings: Settings, queue: QueueSender, held: list[tuple[QueueMe
 
     Never raises for an answer: a message this cannot finish goes to the respond queue, which
     retries it as it retries any. :raises StorageError: a held message could not be deleted or
-    released (it is then delivered when its hold ends).
+    released (after every other message was seen to; that one is delivered when its hold ends).
     """
     from shared.response.jobs import handle_respond_message, responder_for, retry_delay_seconds
 
     result = InlineResult()
     budget = settings.respond_inline_max
     responder = responder_for(settings)
+    failures: list[Exception] = []
     for message, document in held:
         alerts = len(respond_jobs_of(document))
-        if alerts > budget:
-            queue.release(RESPOND_QUEUE, message)
-            result.released += alerts
-            continue
-        budget -= alerts
         try:
-            handle_respond_message(message.body(), dequeue_count=1, responder=responder)
-        except Exception as exc:  # retried by the respond queue, as a failed delivery would be
-            log.warning("answering %d alert(s) in the sync failed; the respond queue retries them in %d s: %s",
-                        alerts, retry_delay_seconds(), one_line(str(exc), 300))
-            queue.release(RESPOND_QUEUE, message, after_seconds=retry_delay_seconds())
-            result.failed += alerts
-            continue
-        queue.delete(RESPOND_QUEUE, message)
-        result.answered += alerts
+            if alerts > budget:
+                result.released += alerts
+                queue.release(RESPOND_QUEUE, message)
+                continue
+            budget -= alerts
+            try:
+                handle_respond_message(message.body(), dequeue_count=1, responder=responder)
+            except Exception as exc:  # retried by the respond queue, as a failed delivery would be
+                log.warning("answering %d alert(s) in the sync failed; the respond queue retries them in %d s: %s",
+                            alerts, retry_delay_seconds(), one_line(str(exc), 300))
+                result.failed += alerts
+                queue.release(RESPOND_QUEUE, message, after_seconds=retry_delay_seconds())
+                continue
+            result.answered += alerts
+            queue.delete(RESPOND_QUEUE, message)
+        except Exception as exc:  # the queue's own call: the others still get theirs
+            failures.append(exc)
+    if failures:
+        raise failures[0]
     return result
+
+
+def release_held(queue: QueueSender, held: list[tuple[QueueMessage, dict[str, Any]]]) -> None:
+    """Hand every held message to the respond queue now (the sync that held them failed).
+
+    Never raises: a message that cannot be released is delivered when its hold ends.
+    """
+    for message, _document in held:
+        try:
+            queue.release(RESPOND_QUEUE, message)
+        except Exception as exc:
+            log.warning("a held respond message could not be released; it is delivered when its hold ends: %s",
+                        one_line(str(exc), 300))

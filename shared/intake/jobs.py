@@ -106,16 +106,33 @@ def redelivery_window() -> timedelta:
 def run_sync(runtime: IntakeRuntime, scope: SyncScope, *, trigger: str,
              sources: tuple[str, ...] | None = None, hold_respond: bool = False) -> SyncRun:
     """Sync ``sources`` (all configured when None); ``hold_respond``: send the respond messages held, listed
-    in ``SyncRun.held`` for the caller to answer (it must answer or release every one)."""
-    from shared.auth.errors import TokenHealthError
-    from shared.http import PartnerCenterMfaRequired
-
+    in ``SyncRun.held`` for the caller to answer (it must answer or release every one); if the run raises,
+    it has released them itself."""
     from .inline import hold_seconds
 
     run = SyncRun()
     sync = AlertSync(table=runtime.store.table_client(ALERTS_TABLE), queue=runtime.queue, respond_queue=RESPOND_QUEUE,
                      redeliver_after=redelivery_window(), hold_respond_seconds=hold_seconds() if hold_respond else 0)
     run.held = sync.held
+    try:
+        _sync_sources(runtime, sync, run, scope, trigger=trigger, sources=sources)
+    except BaseException:  # nobody answers the held messages now: the respond queue gets them at once
+        if run.held:
+            from .inline import release_held
+
+            release_held(runtime.queue, run.held)
+            run.held.clear()
+        raise
+    log.info("sync (%s, %s) done: %s", trigger, scope.describe(), run.totals())
+    return run
+
+
+def _sync_sources(runtime: IntakeRuntime, sync: AlertSync, run: SyncRun, scope: SyncScope, *, trigger: str,
+                  sources: tuple[str, ...] | None) -> None:
+    """Each source in turn (one's failure is recorded and the others go on), then the run's record."""
+    from shared.auth.errors import TokenHealthError
+    from shared.http import PartnerCenterMfaRequired
+
     for name in sources or runtime.settings.alert_sources:
         principal = source_registry.credential(name)
         error = ""
@@ -144,8 +161,6 @@ def run_sync(runtime: IntakeRuntime, scope: SyncScope, *, trigger: str,
                       result=result.as_dict() if result else None)
     record_sync(runtime.store, trigger=trigger, result=run.as_dict(),
                 error="; ".join(f"{k}: {v}" for k, v in {**run.token_errors, **run.errors}.items()))
-    log.info("sync (%s, %s) done: %s", trigger, scope.describe(), run.totals())
-    return run
 
 
 def _describe(exc: BaseException) -> str:

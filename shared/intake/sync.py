@@ -66,7 +66,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from shared.alerts import (
     RAW_CHUNK_CHARS,
@@ -539,7 +539,7 @@ class AlertSync:
             raise RuntimeError("AlertSync._enqueue outside run()")
         self._in_flight.acquire()  # bound the sends waiting in the pool (memory), not the workers
         if self._hold > 0 and not resent:
-            holding: Any = self._queue
+            holding = cast(HoldingQueue, self._queue)
             future = self._pool.submit(holding.send_held, self._respond_queue, document, hold_seconds=self._hold)
         else:
             future = self._pool.submit(self._queue.send_json, self._respond_queue, document)

@@ -14,6 +14,7 @@ from sandbox.faults import Fault
 from shared.alerts import from_entity
 from shared.intake.jobs import IntakeRuntime, handle_sync_message, run_sync
 from shared.intake.sync import SyncScope
+from shared.jobs import respond_jobs_of
 from shared.names import RESPOND_QUEUE
 from shared.response.ledger import Ledger
 from shared.settings import load_settings
@@ -103,3 +104,26 @@ def test_a_held_message_nobody_answers_is_delivered_when_its_hold_ends(azurite: 
         time.sleep(0.25)
     [message] = rt.queue.peek(RESPOND_QUEUE)
     assert message.json() == run.held[0][1]
+
+
+def test_a_sync_that_fails_after_sending_held_messages_releases_them_at_once(azurite: Azurite,
+                                                                             fresh_sandbox: Sandbox) -> None:
+    # Storing the run's record fails after the alerts and their held respond message were written:
+    # nobody will answer that message here, so the respond queue must get it now, not a function timeout later.
+    rt = runtime(azurite, fresh_sandbox)
+    from unittest import mock
+
+    from shared.storage.errors import StorageUnreachable
+
+    with mock.patch("shared.intake.jobs.record_sync", side_effect=StorageUnreachable("Table Storage is down")), \
+            mock.patch("shared.intake.inline.hold_seconds", return_value=600):
+        try:
+            handle_sync_message(webhook_job(), runtime=rt)
+        except StorageUnreachable:
+            pass
+        else:
+            raise AssertionError("the sync's failure must reach the queue trigger, which retries the job")
+
+    [message] = rt.queue.peek(RESPOND_QUEUE)  # visible now
+    assert {a["respond_state"] for a in subscription_alerts(rt)} == {"pending"}
+    assert len(respond_jobs_of(message.json())) == 3  # the subscription's three alerts, for the respond queue
