@@ -68,6 +68,9 @@ class ActionSpec:
     """Dotted path of the module defining ``ACTION``; empty = ``shared.response.actions.<name>``."""
     read_only: bool = False
     """Changes nothing in the customer's tenant: the only kind still run for a resolved alert."""
+    repeatable: bool = False
+    """Running it again has the effect of running it once (it reads and records what it found): the engine
+    writes no ``called_at`` mark before the call, since a worker that took the row over may simply run it again."""
     destructive: bool = False
     """Enforce waits for an operator's approval unless ALLOW_AUTOMATIC_CANCELLATION is true."""
     containment: bool = False
@@ -118,7 +121,8 @@ _BUILT_IN: Final = (
         }),
     ActionSpec(
         "investigate", "reads the ARM activity log around the alert window and records who created or changed "
-        "the affected resources", order=10, reversible=False, read_only=True, provides_investigation=True),
+        "the affected resources", order=10, reversible=False, read_only=True, repeatable=True,
+        provides_investigation=True),
     ActionSpec(
         "stop_resources", "stops the affected resources through ARM", order=20, reversible=True, containment=True,
         params={"operation": ParamSpec("choice", "deallocate", "deallocate (stops billing, keeps disks) or "

@@ -452,6 +452,8 @@ class Responder:
         like a held row. One that called is verified: its effect found is recorded succeeded;
         otherwise the row is expired (a later version that plans the same target acts afresh).
         """
+        if run.version <= 1:  # the alert's first version (every new alert): no older version left anything
+            return
         now, mine = self._clock(), {entry.row for entry in run.result.rows}
         for stale in self.ledger.for_alert(run.alert.key):
             if stale.state not in (RUNNING, PLANNED) or stale.version >= run.version or stale.row in mine:
@@ -646,8 +648,10 @@ class Responder:
                                               "called again", already_done=True)
             else:
                 # Conditional on the ETag: a worker that lost the row (lease expired and taken over) stops here,
-                # before the external call.
-                entry = self.ledger.transition(entry, {"called_at": self._clock()})
+                # before the external call. One that may run twice needs no mark (a storage round trip).
+                spec = catalogue.get(entry.action)
+                if spec is None or not spec.repeatable:
+                    entry = self.ledger.transition(entry, {"called_at": self._clock()})
                 outcome = action.execute(ctx, entry.target)
                 if outcome.already_done:  # the action found the target so between verify and its own read
                     found = one_line(outcome.summary, 300)

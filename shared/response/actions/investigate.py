@@ -241,10 +241,9 @@ class Investigate:
         return {r.resource_id.lower() for r in ctx.alert.affected_resources} <= covered
 
     def execute(self, ctx: ActionContext, target: Target) -> Outcome:
+        """Read the activity log and store the document (the engine has just verified there is none that
+        covers the alert, under the row's lease; running it again would only write the same findings)."""
         alert = ctx.alert
-        if self.verify(ctx, target):
-            document = load_investigation(ctx.clients.store, alert) or {}
-            return Outcome(summary_line(document), _data(document), already_done=True)
         if not alert.subscription_id:
             raise ActionFailed(f"alert {alert.key} names no Azure subscription, so there is no activity log to "
                                "read; investigate it in the Partner Center portal")

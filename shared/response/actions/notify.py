@@ -53,11 +53,8 @@ class Notify:
 
     def execute(self, ctx: ActionContext, target: Target) -> Outcome:
         settings = ctx.settings
+        # The engine has just read the done record (verify) under the row's lease and found none.
         throttle = NotifyThrottle(ctx.clients.store)
-        handled = throttle.done(target.id)
-        if handled is not None:
-            return Outcome(f"this notification was already handled ({handled['outcome']})", handled["detail"],
-                           already_done=True)
         recipients, notes = recipients_for(ctx)
         mail = bool(settings.notify_sender and recipients)
         webhook = webhook_wanted(ctx)
