@@ -106,6 +106,12 @@ def _target_lock(action: str, target: Target) -> threading.Lock:
     return _TARGET_LOCKS[zlib.crc32(key) % len(_TARGET_LOCKS)]
 
 
+def _reads_investigation(spec: catalogue.ActionSpec | None) -> bool:
+    """Whether an action's context needs the stored investigation: those acting on it and the report (an
+    action the catalogue does not know gets it too). The investigating action reads the row itself."""
+    return spec is None or spec.needs_investigation or spec.reports
+
+
 def _beside_investigation(action: str) -> bool:
     """May run while the investigation runs: containment that does not read it."""
     spec = catalogue.get(action)
@@ -204,7 +210,11 @@ class _Job:
     dequeue_count: int
     decision: Decision
     result: RespondResult
-    investigation: dict[str, Any] | None = None
+    load_investigation: Callable[[], dict[str, Any] | None] = lambda: None
+    """Reads the stored investigation: called once, by the first action that reads it (``investigation``)."""
+    investigation_read: bool = False
+    known_investigation: dict[str, Any] | None = None
+    """The investigation as last read or written (meaningful once ``investigation_read``)."""
     deferred_actions: set[str] = field(default_factory=set)
     held_until: datetime | None = None
     """The latest lease of another invocation that kept this run off a row."""
@@ -224,6 +234,18 @@ class _Job:
         if self.actor_override:
             return self.actor_override
         return f"policy:{self.decision.rule}" if self.decision.rule else "policy:fallback"
+
+    def investigation(self) -> dict[str, Any] | None:
+        """The stored investigation, read when first wanted: most jobs run the investigation first, and its
+        own check reads the row, so reading it at the start as well would be a round trip spent twice."""
+        with self.lock:
+            if not self.investigation_read:
+                self.known_investigation, self.investigation_read = self.load_investigation(), True
+            return self.known_investigation
+
+    def set_investigation(self, document: dict[str, Any] | None) -> None:
+        with self.lock:
+            self.known_investigation, self.investigation_read = document, True
 
     def defer(self, action: str, why: str) -> None:
         with self.lock:
@@ -303,7 +325,7 @@ class Responder:
             self.expire_pending(alert.key, f"{alert.source} (at the source)",
                                 f"the alert was resolved as {alert.resolved_reason} at the source")
         run = _Job(alert=alert, partition=partition, row=row, version=version, dequeue_count=dequeue_count,
-                   decision=decision, result=result, investigation=self._investigation(alert))
+                   decision=decision, result=result, load_investigation=lambda: self._investigation(alert))
         ordered = sorted(decision.actions, key=run_order)
         self._run_in_order(run, [planned for planned in ordered if not catalogue.is_reporting(planned.action)])
         # Resolved as fraud by this job's rule (update_status): the verdict's plan for the whole customer, before
@@ -366,7 +388,7 @@ class Responder:
             return
         planned = found.planned(self.settings.allow_automatic_cancellation)
         needing = [p.action for p in planned if catalogue.spec(p.action).needs_investigation]
-        if needing and run.investigation is None:
+        if needing and run.investigation() is None:
             # Acting on what the investigation found needs one: run it first (it only reads).
             provider = next((s for s in catalogue.specs() if s.provides_investigation), None)
             if provider is not None and all(p.action != provider.name for p in planned):
@@ -381,14 +403,15 @@ class Responder:
                             policy_sha256=policy.sha256)
         sub = _Job(alert=alert, partition=run.partition, row=run.row, version=run.version,
                    dequeue_count=run.dequeue_count, decision=decision, result=run.result,
-                   investigation=run.investigation, run_id=run.run_id, actor_override=actor)
+                   load_investigation=run.investigation, run_id=run.run_id, actor_override=actor)
         for action in sorted(planned, key=run_order):
             if not catalogue.is_reporting(action.action):
                 self._run_action(sub, action)
         run.deferred_actions |= sub.deferred_actions
         if sub.held_until is not None and (run.held_until is None or sub.held_until > run.held_until):
             run.held_until = sub.held_until
-        run.investigation = sub.investigation
+        if sub.investigation_read:
+            run.set_investigation(sub.known_investigation)
 
     @contextual(job="verdict")
     def plan_verdict(self, partition: str, row: str, verdict: str, *, operator: str) -> RespondResult:
@@ -411,7 +434,7 @@ class Responder:
         empty = Decision(alert_key=alert.key, rule=f"verdict.{verdict}", rule_description="", fallback=False,
                          actions=(), dropped=(), explanation=(), policy_path="", policy_sha256="")
         run = _Job(alert=alert, partition=partition, row=row, version=result.version, dequeue_count=1,
-                   decision=empty, result=result, investigation=self._investigation(alert))
+                   decision=empty, result=result, load_investigation=lambda: self._investigation(alert))
         self._run_verdict(run, alert, verdict, actor=f"operator:{operator}",
                           why=f"resolved as {verdict} by operator {operator}")
         return result
@@ -469,7 +492,7 @@ class Responder:
                 took_effect = False
                 if entry.called_at is not None:
                     ctx = self._context(run.alert, {**entry.params, "_version": entry.version}, run.actor,
-                                        investigation=run.investigation)
+                                        investigation=run.investigation())
                     took_effect = self.action(entry.action).verify(ctx, entry.target)
                 why = (f"superseded by version {run.version}, which answered the alert; this version's attempt was "
                        "interrupted (its worker died)")
@@ -515,9 +538,10 @@ class Responder:
     @contextual()
     def _run_action(self, run: _Job, planned: PlannedAction, *, summary: dict[str, Any] | None = None) -> None:
         add_context(action=planned.action)
-        ctx = self._context(run.alert, {**planned.params, "_version": run.version}, run.actor,
-                            investigation=run.investigation, test=planned.test, summary=summary)
         spec = catalogue.get(planned.action)
+        ctx = self._context(run.alert, {**planned.params, "_version": run.version}, run.actor,
+                            investigation=run.investigation() if _reads_investigation(spec) else None,
+                            test=planned.test, summary=summary)
         investigating = {s.name for s in catalogue.specs() if s.provides_investigation}
         if spec is not None and spec.needs_investigation and investigating & run.deferred_actions:
             run.defer(planned.action, "waits for the investigation, which is being retried")
@@ -542,9 +566,13 @@ class Responder:
                 rows.append(outcome)
         run.add_rows(rows)
         if spec is not None and spec.provides_investigation:
-            # The document it just wrote (execute sets it), else the stored one (it found one, or did not run).
-            wrote = ctx.investigation is not None and ctx.investigation is not run.investigation
-            run.investigation = ctx.investigation if wrote else self._investigation(run.alert)
+            # The document it wrote (execute sets it) or found (verify does), else the stored one, read when next
+            # wanted (it failed, or did not run).
+            if ctx.investigation is not None:
+                run.set_investigation(ctx.investigation)
+            else:
+                with run.lock:
+                    run.investigation_read = False
 
     def _each_target(self, run: _Job, planned: PlannedAction, action: Action, ctx: ActionContext,
                      targets: list[Target]) -> list[LedgerEntry | _Deferred | None]:

@@ -233,12 +233,16 @@ class Investigate:
                        tenant=alert.customer_tenant_id, details=details)]
 
     def verify(self, ctx: ActionContext, target: Target) -> bool:
-        """Done when the stored investigation covers every resource the alert names now."""
+        """Done when the stored investigation covers every resource the alert names now (then it is the
+        context's, for the actions after it)."""
         document = load_investigation(ctx.clients.store, ctx.alert)
         if document is None:
             return False
         covered = {str(r).lower() for r in document.get("resources", {})}
-        return {r.resource_id.lower() for r in ctx.alert.affected_resources} <= covered
+        if {r.resource_id.lower() for r in ctx.alert.affected_resources} <= covered:
+            ctx.investigation = document
+            return True
+        return False
 
     def execute(self, ctx: ActionContext, target: Target) -> Outcome:
         """Read the activity log and store the document (the engine has just verified there is none that
