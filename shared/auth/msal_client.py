@@ -5,9 +5,11 @@ CURL_CA_BUNDLE from the environment override a session-wide ``verify`` (so MSAL'
 ``verify=`` argument is silently ignored on machines that set them), which would make
 TRUSTED_CA_BUNDLE a no-op.
 
-MSAL lets the HTTP client's exceptions through as they are. A connection Entra dropped or a
-timeout is raised as ``shared.http.TransientError`` instead, so the caller (a queue job) retries
-it rather than recording a defect; a TLS trust failure stays as it is (a configuration to fix).
+MSAL lets the HTTP client's exceptions through as they are, and turns an authority's 5xx or 429
+into its own MsalServiceError or a ValueError (discovery) that say nothing of being transient. A
+connection Entra dropped, a timeout, a 5xx or a 429 is raised as ``shared.http.TransientError``
+(``Throttled``) instead, so the caller (a queue job) retries it rather than recording a defect; a
+TLS trust failure stays as it is (a configuration to fix).
 """
 
 from __future__ import annotations
@@ -29,22 +31,36 @@ def http_client(settings: Settings) -> Any:
     send = functools.partial(session.request, verify=settings.tls_verify(), timeout=TIMEOUT_SECONDS)
 
     def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        from urllib.parse import urlsplit
+
+        from shared.http import Throttled, TransientError
+
         kwargs.pop("verify", None)  # always ours
+        where: dict[str, Any] = {"service": "Microsoft Entra ID", "method": method.upper(), "path": urlsplit(url).path}
         try:
-            return send(method, url, *args, **kwargs)
+            response = send(method, url, *args, **kwargs)
         except requests.exceptions.SSLError:
             raise
         except requests.RequestException as exc:  # dropped, reset, refused, timed out
-            from urllib.parse import urlsplit
-
-            from shared.http import TransientError
-
             raise TransientError(f"the connection to the sign-in authority failed ({type(exc).__name__})",
-                                 service="Microsoft Entra ID", method=method.upper(),
-                                 path=urlsplit(url).path) from None
+                                 **where) from None
+        status = response.status_code
+        if status == 429:
+            raise Throttled("the sign-in authority is throttling (HTTP 429)", status=status,
+                            retry_after=_seconds(response.headers.get("Retry-After")), **where)
+        if status >= 500:
+            raise TransientError(f"the sign-in authority failed (HTTP {status})", status=status, **where)
+        return response
 
     session.request = request  # type: ignore[method-assign,assignment]
     return session
+
+
+def _seconds(value: str | None) -> float:
+    try:
+        return max(0.0, float(value or 0))
+    except ValueError:  # an HTTP date: the queue's own retry delay will do
+        return 0.0
 
 
 def confidential_client(settings: Settings, *, client_id: str, client_secret: str, tenant: str) -> Any:

@@ -151,6 +151,24 @@ def test_a_connection_entra_drops_is_a_transient_error_and_the_next_call_works(f
     assert unverified_claims(provider.token(ARM_RESOURCE, tenant=ids.CUSTOMER_FABRIKAM))["tid"] == ids.CUSTOMER_FABRIKAM
 
 
+@pytest.mark.parametrize("path", [r"/\.well-known/openid-configuration", r"/oauth2/v2\.0/token"])
+@pytest.mark.parametrize("status", [503, 429])
+def test_a_sign_in_authority_that_answers_503_or_429_is_a_transient_error(fresh_sandbox: Sandbox, path: str,
+                                                                          status: int) -> None:
+    """MSAL raises its own MsalServiceError (5xx) or a ValueError (4xx) when the authority's discovery
+    fails: the responder recorded a chaos run's 503 on discovery as a defect, and the VM was never stopped."""
+    from sandbox.faults import Fault
+
+    provider = PartnerTokenProvider(sandbox_settings(fresh_sandbox))
+    provider.token(PARTNER_CENTER_RESOURCE)  # the vault and the app's own sign-in are behind us
+    fresh_sandbox.add_fault(Fault(service="entra", kind="status", status=status, retry_after=0, path=path, times=None))
+    with pytest.raises(Exception) as caught:
+        provider.token(ARM_RESOURCE, tenant=ids.CUSTOMER_FABRIKAM)  # a new tenant: discovery, then a token
+    assert is_retryable(caught.value), repr(caught.value)
+    fresh_sandbox.clear_faults()
+    assert unverified_claims(provider.token(ARM_RESOURCE, tenant=ids.CUSTOMER_FABRIKAM))["tid"] == ids.CUSTOMER_FABRIKAM
+
+
 @pytest.mark.parametrize("fault", [{"kind": "drop"}, {"kind": "status", "status": 503},
                                    {"kind": "status", "status": 429, "retry_after": 0}])
 def test_a_vault_or_sign_in_that_fails_transiently_is_retryable_not_a_missing_role(
