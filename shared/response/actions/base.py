@@ -159,6 +159,10 @@ class ActionContext:
     """A Microsoft test alert: the only action run is a notification marked as a test."""
     summary: dict[str, Any] = field(default_factory=dict)
     """For notify: what was done and what waits for approval (the engine fills it)."""
+    seen: dict[str, Any] = field(default_factory=dict)
+    """What an action's ``verify`` read of a target (by target id), for its ``execute`` right after: the
+    engine calls them back to back under the row's lease, so reading the same state twice is a round trip
+    spent for nothing. ``execute`` takes it (pop) and reads for itself when it is absent."""
 
     def implicated(self) -> Implicated:
         inv = self.investigation or {}

@@ -97,6 +97,7 @@ class StopResources:
                 state = _settled(ctx.clients.arm(target.tenant), target, _IN_PROGRESS[operation])
             except NotFound:
                 return False  # gone: execute records that it no longer exists
+        ctx.seen[target.id] = state
         return _done(state, operation)
 
     def execute(self, ctx: ActionContext, target: Target) -> Outcome:
@@ -104,12 +105,14 @@ class StopResources:
 
         operation = _operation(ctx)
         arm = ctx.clients.arm(target.tenant)
-        with permanent_errors(f"reading the power state of {target.id}"):
-            try:
-                state = _settled(arm, target, _IN_PROGRESS[operation])
-            except NotFound:
-                return Outcome(f"{target.display} no longer exists; nothing to stop",
-                               {"previous_power_state": "absent", "operation": operation}, already_done=True)
+        state: PowerState | None = ctx.seen.pop(target.id, None)  # verify's reading, just now
+        if state is None:
+            with permanent_errors(f"reading the power state of {target.id}"):
+                try:
+                    state = _settled(arm, target, _IN_PROGRESS[operation])
+                except NotFound:
+                    return Outcome(f"{target.display} no longer exists; nothing to stop",
+                                   {"previous_power_state": "absent", "operation": operation}, already_done=True)
         note = write_note_once(ctx.clients.store, self.name, ctx.alert, target,
                                {"previous_power_state": state.power_state})
         previous = str(note.get("previous_power_state") or state.power_state)

@@ -76,6 +76,21 @@ def test_deallocates_the_mining_vms_and_undo_starts_them_again(azurite: Azurite,
     assert _arm(fresh_sandbox).power_state(ids.MINING_VM_2) == "running"
 
 
+def test_verify_then_execute_reads_the_power_state_once(azurite: Azurite, fresh_sandbox: Sandbox) -> None:
+    # The chain to containment: one instance-view read and the deallocate, as a bare client would make them.
+    alert = pc_alert(fresh_sandbox, ids.MINING_ALERT_EVENT_ID)
+    ctx = action_context(azurite, fresh_sandbox, alert, "stop_resources")
+    vm1, _vm2 = ACTION.plan(ctx)
+    before = len(fresh_sandbox.requests("arm"))
+
+    assert not ACTION.verify(ctx, vm1)
+    ACTION.execute(ctx, vm1)
+
+    calls = [(r.method, r.path.rsplit("/", 1)[1]) for r in fresh_sandbox.requests("arm")[before:]]
+    assert calls[:2] == [("GET", "vm-gpu-01"), ("POST", "deallocate")], calls
+    assert _arm(fresh_sandbox).power_state(ids.MINING_VM_1) == "deallocated"
+
+
 def test_power_off_stops_a_scale_set_and_verify_accepts_stopped(azurite: Azurite, fresh_sandbox: Sandbox) -> None:
     scale_set = AffectedResource(VMSS, "Microsoft.Compute/virtualMachineScaleSets")
     alert = dataclasses.replace(pc_alert(fresh_sandbox, ids.MINING_ALERT_EVENT_ID), affected_resources=(scale_set,))
