@@ -18,8 +18,11 @@ if TYPE_CHECKING:
 # retried by the queue, not hold a worker.
 _TIMEOUTS: dict[str, Any] = {"connection_timeout": 5, "read_timeout": 20}
 _RETRIES: dict[str, Any] = {"retry_total": 3}
-POOL_SIZE = 32
-"""Connections kept per storage endpoint: more than the handlers running at once (requests keeps 10)."""
+POOL_SIZE = 128
+"""Connections kept per storage endpoint (requests keeps 10): more than the storage calls a host makes at
+once, 12 queue invocations each answering up to RESPOND_CONCURRENCY (8) alerts, each with the investigation
+beside its containment. At 32, a 10,000-alert backlog discarded connections ("Connection pool is full")
+and reconnected under load until one call could not connect to Table Storage at all."""
 
 
 def _transport(endpoint: str) -> Any:
