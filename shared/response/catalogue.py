@@ -78,7 +78,8 @@ class ActionSpec:
     needs_investigation: bool = False
     """Acts on what the investigation found: waits while the investigation is being retried."""
     provides_investigation: bool = False
-    """Writes the investigation the others read: the engine reloads it after this action ran."""
+    """Writes the investigation the others read: the engine keeps the document it wrote or found (its context's
+    ``investigation``), and reads the stored one only when it has neither."""
     reports: bool = False
     """Tells people what happened: runs last with the job's summary; the fallback and test-alert action."""
     resolves: bool = False
