@@ -11,11 +11,18 @@ before it), so a retry of the same notification sends the same text.
 Which notifications were handled (sent or held back) is recorded per notification target in
 partition ``notify_done``: ``verify`` reads it, so a crash between sending and the ledger write
 does not send twice.
+
+A backlog's alerts of one subscription and category all meet the same row, one after another in
+this process: the row as this process last wrote it (with its ETag) is tried first instead of a
+read, and the process's writers to one row take turns. The write is conditional, so a row another
+instance changed meanwhile is read again.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,12 +32,16 @@ from shared.alerts import Alert
 from shared.formats import parse_time
 from shared.names import CHECKPOINTS_TABLE
 from shared.response.notify_message import Suppressed
-from shared.storage.tables import TableStore, safe_key
+from shared.storage.tables import Entity, TableStore, safe_key
 
 THROTTLE_PARTITION: Final = "notify_throttle"
 DONE_PARTITION: Final = "notify_done"
 CLAIM_TIMEOUT: Final = timedelta(minutes=10)
 MAX_KEPT_IDS: Final = 50
+MAX_REMEMBERED_ROWS: Final = 4096
+_ROW_LOCKS: Final = tuple(threading.Lock() for _ in range(64))
+_LAST_WRITTEN: dict[tuple[str, str], Entity] = {}
+"""(table name, row) -> the throttle row as this process last wrote it, ETag included."""
 
 
 def default_hours(category: str) -> float:
@@ -97,7 +108,7 @@ class NotifyThrottle:
             decided.append(Decision("send", announce))
             return {k: v for k, v in entity.items() if v is not None}
 
-        self._store.update_with_retry(CHECKPOINTS_TABLE, THROTTLE_PARTITION, row, mutate)
+        self._update(row, mutate)
         return decided[-1]
 
     def confirm(self, row: str, target_id: str) -> None:
@@ -108,7 +119,7 @@ class NotifyThrottle:
             entity["confirmed"] = True
             return entity
 
-        self._store.update_with_retry(CHECKPOINTS_TABLE, THROTTLE_PARTITION, row, mutate)
+        self._update(row, mutate)
 
     def release(self, row: str, target_id: str) -> None:
         """The claimed message failed for good: give the slot back and keep counting what it announced."""
@@ -128,7 +139,20 @@ class NotifyThrottle:
                 restored["last_sent_at"] = entity["prev_last_sent_at"]
             return restored
 
-        self._store.update_with_retry(CHECKPOINTS_TABLE, THROTTLE_PARTITION, row, mutate)
+        self._update(row, mutate)
+
+    def _update(self, row: str, mutate: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
+        """``mutate`` the throttle row, starting from the row as this process last wrote it."""
+        key = (self._store.table_name(CHECKPOINTS_TABLE), row)
+        with _ROW_LOCKS[zlib.crc32("\x1f".join(key).encode()) % len(_ROW_LOCKS)]:
+            written = self._store.update_with_retry(CHECKPOINTS_TABLE, THROTTLE_PARTITION, row, mutate,
+                                                    read=_LAST_WRITTEN.get(key))
+            if written is not None and getattr(written, "metadata", None):
+                _LAST_WRITTEN[key] = written
+                if len(_LAST_WRITTEN) > MAX_REMEMBERED_ROWS:
+                    _LAST_WRITTEN.pop(next(iter(_LAST_WRITTEN)), None)
+            else:  # created, or left as it was: read it next time
+                _LAST_WRITTEN.pop(key, None)
 
     # -- handled notifications -------------------------------------------------------------------
 

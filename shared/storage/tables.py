@@ -146,6 +146,11 @@ def _keys(entity: Mapping[str, Any], table: str) -> tuple[str, str]:
     return _check_key("PartitionKey", entity["PartitionKey"], table), _check_key("RowKey", entity["RowKey"], table)
 
 
+def _has_etag(entity: Mapping[str, Any]) -> bool:
+    metadata = getattr(entity, "metadata", None)
+    return isinstance(metadata, Mapping) and isinstance(metadata.get("etag"), str)
+
+
 def etag_of(entity: Mapping[str, Any]) -> str:
     """The ETag of an entity this store returned (from ``get``, ``query`` or ``list_partition``)."""
     metadata = getattr(entity, "metadata", None)
@@ -614,22 +619,31 @@ class TableStore:
         return str(metadata["etag"])
 
     def update_with_retry(self, table: str, partition: str, row: str,
-                          mutate: Callable[[Entity], Entity | None], attempts: int = 5) -> Entity | None:
+                          mutate: Callable[[Entity], Entity | None], attempts: int = 5, *,
+                          read: Entity | None = None) -> Entity | None:
         """Read, apply ``mutate``, write back with If-Match; on a conflict re-read and retry.
 
         ``mutate`` gets a copy of the stored entity (only the keys when there is none, which is
         then created) and returns the entity to store (replacing the stored one) or None to leave
         it as it is. It may run several times, so it must not have side effects. Returns the
-        entity as stored (without an ETag: ``get`` it again to update it conditionally), or None
-        when there is none and ``mutate`` returned None. Raises ConcurrencyConflict after
-        ``attempts`` conflicting writes.
+        entity as stored (with its new ETag when it was updated, so it can be passed back as
+        ``read``), or None when there is none and ``mutate`` returned None. Raises
+        ConcurrencyConflict after ``attempts`` conflicting writes.
+
+        ``read``: the entity as last seen, with its ETag, tried first instead of a read. Only a
+        write proves it current, so when ``mutate`` leaves it as it is, the entity is read after all.
         """
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
-        for attempt in range(attempts):
-            current = self.get(table, partition, row)
+        seen = read if read is not None and _has_etag(read) else None
+        tries = attempts + (1 if seen is not None else 0)  # one more, for when what was remembered is stale
+        for attempt in range(tries):
+            current = seen if seen is not None else self.get(table, partition, row)
             base: Entity = dict(current) if current is not None else {"PartitionKey": partition, "RowKey": row}
             desired = mutate(dict(base))
+            if desired is None and seen is not None:  # a decision on what may be stale: look again
+                seen = None
+                continue
             if desired is None:
                 return base if current is not None else None
             desired = {**desired, "PartitionKey": partition, "RowKey": row}
@@ -638,11 +652,13 @@ class TableStore:
                     return desired
             else:
                 try:
-                    self.update_with_etag(table, desired, etag_of(current), mode="replace")
-                    return desired
+                    etag = self.update_with_etag(table, desired, etag_of(current), mode="replace")
+                    return as_stored(storable(desired), etag)
                 except ConcurrencyConflict:
-                    pass
-            if attempt + 1 < attempts:
+                    if seen is not None:  # only what was remembered was out of date: read, no back-off
+                        seen = None
+                        continue
+            if attempt + 1 < tries:
                 # Jittered backoff so that competing writers stop colliding; not a security use.
                 time.sleep(random.uniform(0, min(0.01 * 2**attempt, 0.5)))  # noqa: S311
         raise ConcurrencyConflict(self.table_name(table), partition, row,

@@ -141,6 +141,32 @@ def test_alerts_in_the_window_are_counted_then_announced_by_the_next_message(azu
     assert notify(again(ctx, fifth, throttle_hours=24)).summary.startswith("throttled: 1 suppressed")
 
 
+def test_what_another_instance_held_back_meanwhile_is_counted_not_overwritten(azurite: Azurite,
+                                                                              fresh_sandbox: Sandbox) -> None:
+    # This process remembers the throttle row as it wrote it; another instance changes it after that.
+    import json
+
+    from shared.names import CHECKPOINTS_TABLE
+    from shared.response.notify_throttle import THROTTLE_PARTITION, throttle_row
+
+    first = mining(fresh_sandbox)
+    ctx = context(azurite, fresh_sandbox, first, "notify", throttle_hours=24)
+    notify(ctx)
+    elsewhere = [f"{first.key}-elsewhere-{i}#v1" for i in range(3)]
+
+    def held_elsewhere(entity: dict[str, Any]) -> dict[str, Any]:
+        return {**entity, "suppressed": 3, "suppressed_targets": json.dumps(elsewhere)}
+
+    ctx.clients.store.update_with_retry(CHECKPOINTS_TABLE, THROTTLE_PARTITION, throttle_row(first, test=False),
+                                        held_elsewhere)
+
+    second = replace(first, id=f"{ids.SUB_FABRIKAM_PROD}_vm-gpu-02")
+    assert notify(again(ctx, second)).summary.startswith("throttled: 4 suppressed")
+    fourth = replace(first, id=f"{ids.SUB_FABRIKAM_PROD}_vm-gpu-04")
+    assert notify(again(ctx, fourth, throttle_hours=0)).data["suppressed_announced"] == 4
+    assert len(mail(fresh_sandbox)) == 2
+
+
 def test_other_subscriptions_and_types_are_throttled_apart(azurite: Azurite, fresh_sandbox: Sandbox) -> None:
     alert = mining(fresh_sandbox)
     ctx = context(azurite, fresh_sandbox, alert, "notify", throttle_hours=24)
