@@ -45,8 +45,10 @@ import logging
 import threading
 import uuid
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -104,6 +106,40 @@ def _target_lock(action: str, target: Target) -> threading.Lock:
     """The lock of ``action`` on ``target``, whichever alert's row runs it (ids compared case-insensitively)."""
     key = f"{action}\n{target.kind}\n{target.id.lower()}".encode("utf-8", "surrogatepass")
     return _TARGET_LOCKS[zlib.crc32(key) % len(_TARGET_LOCKS)]
+
+
+_ENDED_RUNS: OrderedDict[str, None] = OrderedDict()
+_ENDED_LOCK = threading.Lock()
+MAX_ENDED_RUNS: Final = 10_000
+
+
+@contextmanager
+def _run_of_this_process(owner: str) -> Iterator[None]:
+    """Remember that the job run ``owner`` (a lease owner) has ended, once it returns or raises an Exception.
+
+    A row it leased and could not release (storage failed at its last write) is then taken over by this
+    process at once instead of after the lease (a function timeout): a run that has ended does nothing
+    more. Not on a BaseException (the worker is going down) and not in other processes, which cannot
+    know: they wait for the lease as before.
+    """
+    try:
+        yield
+    except Exception:
+        _remember_ended(owner)
+        raise
+    _remember_ended(owner)
+
+
+def _remember_ended(owner: str) -> None:
+    with _ENDED_LOCK:
+        _ENDED_RUNS[owner] = None
+        while len(_ENDED_RUNS) > MAX_ENDED_RUNS:
+            _ENDED_RUNS.popitem(last=False)
+
+
+def _ended_here(owner: str) -> bool:
+    with _ENDED_LOCK:
+        return bool(owner) and owner in _ENDED_RUNS
 
 
 def _reads_investigation(spec: catalogue.ActionSpec | None) -> bool:
@@ -326,28 +362,29 @@ class Responder:
                                 f"the alert was resolved as {alert.resolved_reason} at the source")
         run = _Job(alert=alert, partition=partition, row=row, version=version, dequeue_count=dequeue_count,
                    decision=decision, result=result, load_investigation=lambda: self._investigation(alert))
-        ordered = sorted(decision.actions, key=run_order)
-        self._run_in_order(run, [planned for planned in ordered if not catalogue.is_reporting(planned.action)])
-        # Resolved as fraud by this job's rule (update_status): the verdict's plan for the whole customer, before
-        # the report so the message lists what waits for approval. An alert found resolved at the source (an old
-        # case closed in the portal) plans none: an operator's `alerts resolve ID --reason fraud` does that.
-        resolving = any(catalogue.spec(p.action).resolves and p.params.get("status") == "resolved"
-                        for p in ordered)
-        judged = self._judged_alert(partition, row) if resolving else None
-        if judged is not None:
-            self._run_verdict(run, judged, judged.resolved_reason)
-        for planned in ordered:
-            if catalogue.is_reporting(planned.action):
-                self._run_action(run, planned, summary=self.summary(alert, decision, run.result.deferred))
-        if not result.deferred:
-            self._close_superseded(run)
-        if result.deferred:
-            log.warning("respond %s v%d: will retry: %s", alert.key, version, "; ".join(result.deferred))
-            raise RetryLater(f"respond {alert.key} v{version}: {len(result.deferred)} action(s) left for a retry: "
-                             + "; ".join(result.deferred), held_until=run.held_until, result=result)
-        self.mark_job(partition, row, version, sync.HANDLED, read=entity)
-        log.info("respond %s v%d done (rule %s): %s", alert.key, version, decision.rule, result.states())
-        return result
+        with _run_of_this_process(run.owner):
+            ordered = sorted(decision.actions, key=run_order)
+            self._run_in_order(run, [planned for planned in ordered if not catalogue.is_reporting(planned.action)])
+            # Resolved as fraud by this job's rule (update_status): the verdict's plan for the whole customer, before
+            # the report so the message lists what waits for approval. An alert found resolved at the source (an old
+            # case closed in the portal) plans none: an operator's `alerts resolve ID --reason fraud` does that.
+            resolving = any(catalogue.spec(p.action).resolves and p.params.get("status") == "resolved"
+                            for p in ordered)
+            judged = self._judged_alert(partition, row) if resolving else None
+            if judged is not None:
+                self._run_verdict(run, judged, judged.resolved_reason)
+            for planned in ordered:
+                if catalogue.is_reporting(planned.action):
+                    self._run_action(run, planned, summary=self.summary(alert, decision, run.result.deferred))
+            if not result.deferred:
+                self._close_superseded(run)
+            if result.deferred:
+                log.warning("respond %s v%d: will retry: %s", alert.key, version, "; ".join(result.deferred))
+                raise RetryLater(f"respond {alert.key} v{version}: {len(result.deferred)} action(s) left for a retry: "
+                                 + "; ".join(result.deferred), held_until=run.held_until, result=result)
+            self.mark_job(partition, row, version, sync.HANDLED, read=entity)
+            log.info("respond %s v%d done (rule %s): %s", alert.key, version, decision.rule, result.states())
+            return result
 
     # --- verdicts -----------------------------------------------------------------------------------
 
@@ -481,7 +518,7 @@ class Responder:
         for stale in self.ledger.for_alert(run.alert.key):
             if stale.state not in (RUNNING, PLANNED) or stale.version >= run.version or stale.row in mine:
                 continue
-            if not stale.lease_free(now):
+            if not (stale.lease_free(now) or _ended_here(stale.lease_owner)):
                 if stale.lease_until is not None and (run.held_until is None or stale.lease_until > run.held_until):
                     run.held_until = stale.lease_until
                 run.defer(stale.action, f"version {stale.version}'s row {stale.action_id} is held by "
@@ -625,8 +662,9 @@ class Responder:
         """The row was claimed before: the entry to run now, or None to leave it as it is."""
         if entry.state in (RUNNING, PLANNED):
             # Only an expired lease is taken over: a redelivery cannot tell a dead holder from a live copy
-            # of the same job, so the holder's lease (the function timeout) is what says it is gone.
-            if not entry.lease_free(self._clock()):
+            # of the same job, so the holder's lease (the function timeout) is what says it is gone; or the
+            # holder was a run of this process that has ended (its last write failed).
+            if not (entry.lease_free(self._clock()) or _ended_here(entry.lease_owner)):
                 run.held(entry.lease_until)
                 raise _Deferred(entry, RetryLater(f"held by {entry.lease_owner or 'another worker'} until "
                                                   f"{entry.lease_until}"))

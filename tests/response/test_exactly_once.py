@@ -151,6 +151,40 @@ def test_a_redelivery_waits_for_the_crashed_lease_then_finishes_without_a_second
     assert st.job_state(job) == "handled"
 
 
+def test_a_row_whose_run_here_failed_to_record_it_is_retaken_at_once_not_after_the_lease(
+        azurite: Azurite, fresh_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Storage fails as the deallocate's success is recorded: the row stays running under this process's lease.
+    # That run has ended (it raised), so its lease guards nothing: the retry need not wait 10 minutes.
+    from shared.response.ledger import Ledger
+    from shared.storage.errors import StorageUnreachable
+
+    st = stage(azurite, fresh_sandbox, policy=policy(("stop_resources", "enforce", "")), tmp_path=tmp_path)
+    job, body = take_job(st)
+    transition = Ledger.transition
+    failed: list[str] = []
+
+    def storage_down(self: Ledger, entry: LedgerEntry, changes: Any) -> LedgerEntry:
+        if (changes.get("state") == SUCCEEDED and not failed) or entry.target.id in failed:
+            failed.append(entry.target.id)  # from the success on, this row's writes fail (its lease's release too)
+            raise StorageUnreachable("cannot reach Table Storage (injected)")
+        return transition(self, entry, changes)
+
+    monkeypatch.setattr(Ledger, "transition", storage_down)
+    with pytest.raises(StorageUnreachable):  # the queue retries the job (a batch sends that alert on alone)
+        respond_one(body, responder=st.responder())
+    monkeypatch.setattr(Ledger, "transition", transition)  # storage is back
+    vm = failed[0]
+    row = _row(st.responder(), "stop_resources", vm)
+    assert row.state == RUNNING and not row.lease_free(now_utc())  # held for the function timeout
+
+    result = respond_one(body, dequeue_count=2, responder=st.responder())  # the retry, a few seconds later
+
+    assert result is not None and not result.deferred
+    row = _row(st.responder(), "stop_resources", vm)
+    assert row.state == SUCCEEDED and _deallocations(fresh_sandbox, vm) == 1  # verified, not called again
+    assert st.job_state(job) == "handled"
+
+
 def test_the_last_delivery_of_a_job_held_by_a_live_lease_is_sent_again_not_poisoned(
         azurite: Azurite, fresh_sandbox: Sandbox, tmp_path: Path) -> None:
     st = stage(azurite, fresh_sandbox, policy=policy(("stop_resources", "enforce", "")), tmp_path=tmp_path)
