@@ -44,7 +44,6 @@ import contextvars
 import logging
 import threading
 import uuid
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -57,6 +56,7 @@ from shared.alerts import Alert, from_entity
 from shared.errors import FraudResponderError, is_retryable
 from shared.formats import one_line
 from shared.intake import sync
+from shared.locks import StripedLocks
 from shared.logs import add_context, contextual
 from shared.names import ALERTS_TABLE
 from shared.response import catalogue
@@ -98,14 +98,13 @@ APPROVAL_TIMEOUT: Final = "approval-timeout"
 alert's resolution, an operator may still approve (or reject) it; it just stops rotting in the list."""
 
 _MODE_STATE: Final = {"enforce": RUNNING, "dry-run": DRY_RUN, "approve": AWAITING_APPROVAL}
-_TARGET_LOCKS: Final = tuple(threading.Lock() for _ in range(256))
-"""Striped in-process locks, one held while a target is verified and acted on (see _target_lock)."""
+_TARGET_LOCKS: Final = StripedLocks(256)
+"""One held while a target is verified and acted on (see _target_lock)."""
 
 
 def _target_lock(action: str, target: Target) -> threading.Lock:
     """The lock of ``action`` on ``target``, whichever alert's row runs it (ids compared case-insensitively)."""
-    key = f"{action}\n{target.kind}\n{target.id.lower()}".encode("utf-8", "surrogatepass")
-    return _TARGET_LOCKS[zlib.crc32(key) % len(_TARGET_LOCKS)]
+    return _TARGET_LOCKS.for_key(action, target.kind, target.id.lower())
 
 
 _ENDED_RUNS: OrderedDict[str, None] = OrderedDict()

@@ -21,8 +21,6 @@ instance changed meanwhile is read again.
 from __future__ import annotations
 
 import json
-import threading
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +28,7 @@ from typing import Any, Final, Literal
 
 from shared.alerts import Alert
 from shared.formats import parse_time
+from shared.locks import StripedLocks
 from shared.names import CHECKPOINTS_TABLE
 from shared.response.notify_message import Suppressed
 from shared.storage.tables import Entity, TableStore, safe_key
@@ -39,9 +38,9 @@ DONE_PARTITION: Final = "notify_done"
 CLAIM_TIMEOUT: Final = timedelta(minutes=10)
 MAX_KEPT_IDS: Final = 50
 MAX_REMEMBERED_ROWS: Final = 4096
-_ROW_LOCKS: Final = tuple(threading.Lock() for _ in range(64))
+_ROW_LOCKS: Final = StripedLocks(64)
 _LAST_WRITTEN: dict[tuple[str, str], Entity] = {}
-"""(table name, row) -> the throttle row as this process last wrote it, ETag included."""
+"""(the table's address, row) -> the throttle row as this process last wrote it, ETag included."""
 
 
 def default_hours(category: str) -> float:
@@ -143,8 +142,8 @@ class NotifyThrottle:
 
     def _update(self, row: str, mutate: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
         """``mutate`` the throttle row, starting from the row as this process last wrote it."""
-        key = (self._store.table_name(CHECKPOINTS_TABLE), row)
-        with _ROW_LOCKS[zlib.crc32("\x1f".join(key).encode()) % len(_ROW_LOCKS)]:
+        key = (self._store.table_url(CHECKPOINTS_TABLE), row)
+        with _ROW_LOCKS.for_key(*key):
             written = self._store.update_with_retry(CHECKPOINTS_TABLE, THROTTLE_PARTITION, row, mutate,
                                                     read=_LAST_WRITTEN.get(key))
             if written is not None and getattr(written, "metadata", None):

@@ -392,6 +392,10 @@ class TableStore:
 
     # --- tables ----------------------------------------------------------------------------
 
+    def table_url(self, table: str) -> str:
+        """Where ``table`` lives: the account's address and the table's name (a key for per-table caches)."""
+        return f"{self._service.url.rstrip('/')}/{self.table_name(table)}"
+
     def table_name(self, table: str) -> str:
         """The stored name of a logical table (``shared.names``): the prefix, then the name."""
         name = self._prefix + table
